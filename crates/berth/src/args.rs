@@ -1,0 +1,159 @@
+//! runc-style argument parsing: global options, a command, its options (in
+//! any of `--name value`, `--name=value`, `-name value`), then positionals.
+
+use berth_runtime::Error;
+use std::path::PathBuf;
+
+pub struct Args {
+    rest: Vec<String>,
+}
+
+pub struct Global {
+    pub root: PathBuf,
+    pub log: Option<PathBuf>,
+    pub log_format: String,
+    pub debug: bool,
+    pub systemd_cgroup: bool,
+    pub version: bool,
+    pub help: bool,
+}
+
+fn strip(tok: &str) -> Option<&str> {
+    tok.strip_prefix("--").or_else(|| tok.strip_prefix('-')).filter(|s| !s.is_empty())
+}
+
+impl Global {
+    /// Consumes the options before the command.
+    pub fn parse(a: &mut Args) -> Result<Global, Error> {
+        let mut g = Global {
+            root: PathBuf::from("/run/berth"),
+            log: None,
+            log_format: "text".into(),
+            debug: false,
+            systemd_cgroup: false,
+            version: false,
+            help: false,
+        };
+        while let Some(tok) = a.rest.first().cloned() {
+            let Some(body) = strip(&tok) else { break };
+            a.rest.remove(0);
+            let (name, inline) = match body.split_once('=') {
+                Some((n, v)) => (n, Some(v.to_string())),
+                None => (body, None),
+            };
+            let value = |a: &mut Args| -> Result<String, Error> {
+                if let Some(v) = inline.clone() {
+                    return Ok(v);
+                }
+                if a.rest.is_empty() {
+                    return Err(Error::Usage(format!("flag needs an argument: -{name}")));
+                }
+                Ok(a.rest.remove(0))
+            };
+            match name {
+                "root" => g.root = PathBuf::from(value(a)?),
+                "log" => g.log = Some(PathBuf::from(value(a)?)),
+                "log-format" => {
+                    g.log_format = value(a)?;
+                    if g.log_format != "text" && g.log_format != "json" {
+                        return Err(Error::Usage(format!("invalid log-format: {}", g.log_format)));
+                    }
+                }
+                "debug" => g.debug = inline.as_deref() != Some("false"),
+                "systemd-cgroup" => g.systemd_cgroup = inline.as_deref() != Some("false"),
+                // Accepted for runc compatibility; they change nothing here.
+                "rootless" | "criu" => {
+                    value(a)?;
+                }
+                "version" | "v" => g.version = true,
+                "help" | "h" => g.help = true,
+                _ => return Err(Error::Usage(format!("flag provided but not defined: -{name}"))),
+            }
+        }
+        Ok(g)
+    }
+}
+
+impl Args {
+    pub fn new(v: Vec<String>) -> Args {
+        Args { rest: v }
+    }
+
+    fn find(&self, names: &[&str]) -> Option<(usize, Option<String>)> {
+        for (i, t) in self.rest.iter().enumerate() {
+            if t == "--" {
+                return None;
+            }
+            let Some(body) = strip(t) else { continue };
+            let (n, v) = match body.split_once('=') {
+                Some((n, v)) => (n, Some(v.to_string())),
+                None => (body, None),
+            };
+            if names.contains(&n) {
+                return Some((i, v));
+            }
+        }
+        None
+    }
+
+    /// An option with a value, removed from the arguments.
+    pub fn value(&mut self, names: &[&str]) -> Result<Option<String>, Error> {
+        let Some((i, inline)) = self.find(names) else { return Ok(None) };
+        self.rest.remove(i);
+        if let Some(v) = inline {
+            return Ok(Some(v));
+        }
+        if i >= self.rest.len() {
+            return Err(Error::Usage(format!("flag needs an argument: -{}", names[0])));
+        }
+        Ok(Some(self.rest.remove(i)))
+    }
+
+    /// A boolean option, removed from the arguments.
+    pub fn flag(&mut self, names: &[&str]) -> bool {
+        match self.find(names) {
+            Some((i, v)) => {
+                self.rest.remove(i);
+                v.as_deref() != Some("false")
+            }
+            None => false,
+        }
+    }
+
+    /// The next positional argument (the command, an ID, a signal).
+    pub fn next_positional(&mut self) -> Option<String> {
+        let i = self.rest.iter().position(|t| strip(t).is_none() || t == "-")?;
+        Some(self.rest.remove(i))
+    }
+
+    fn reject_options(&self) -> Result<(), Error> {
+        for t in &self.rest {
+            if t == "--" {
+                break;
+            }
+            if let Some(b) = strip(t) {
+                return Err(Error::Usage(format!("flag provided but not defined: -{}", b.split('=').next().unwrap_or(b))));
+            }
+        }
+        Ok(())
+    }
+
+    /// The container ID: the first positional, after every option was taken.
+    pub fn id(&mut self) -> Result<String, Error> {
+        self.reject_options()?;
+        self.rest.retain(|t| t != "--");
+        if self.rest.is_empty() {
+            return Err(Error::Usage("this command requires the container id as its argument".into()));
+        }
+        Ok(self.rest.remove(0))
+    }
+
+    /// Fails on anything left that was not understood.
+    pub fn done(&self) -> Result<(), Error> {
+        self.reject_options()?;
+        if let Some(t) = self.rest.first() {
+            return Err(Error::Usage(format!("unexpected argument {t:?}")));
+        }
+        Ok(())
+    }
+}

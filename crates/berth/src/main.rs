@@ -1,0 +1,238 @@
+//! berth: the runc command line over the berth engine. Thin by design:
+//! parse, call one lifecycle function, print.
+#![forbid(unsafe_code)]
+
+mod args;
+
+use args::{Args, Global};
+use berth_runtime::lifecycle::{self, CreateOptions};
+use berth_runtime::{config, features, log, Error};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const USAGE: &str = "berth - an OCI container runtime with the runc command line
+
+USAGE: berth [global options] command [command options] [arguments...]
+
+COMMANDS:
+   create    create a container
+   start     start a created container
+   run       create and run a container
+   state     output the state of a container
+   kill      send a signal to the container's init (or all its processes with --all)
+   delete    delete a container and everything it holds
+   list      list containers
+   pause     freeze every process of a container
+   resume    thaw a paused container
+   spec      write a default config.json
+   features  show what berth supports (JSON)
+
+GLOBAL OPTIONS:
+   --root value        state directory (default: \"/run/berth\")
+   --log value         log file (default: stderr)
+   --log-format value  text or json (default: \"text\")
+   --debug             log debug lines, including teardown phase timings
+   --systemd-cgroup    use the systemd cgroup driver (not supported yet)
+   --version, -v       print the version
+   --help, -h          show help
+";
+
+fn main() {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    std::process::exit(match real_main(argv) {
+        Ok(code) => code,
+        Err(e) => {
+            let msg = e.to_string();
+            if log::has_file() {
+                log::error(&msg);
+            }
+            eprintln!("berth: {msg}");
+            1
+        }
+    });
+}
+
+fn real_main(argv: Vec<String>) -> Result<i32, Error> {
+    let mut a = Args::new(argv);
+    let g = Global::parse(&mut a)?;
+    let file = match &g.log {
+        Some(p) => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .map_err(|e| Error::io(format!("open log file {}", p.display()), e))?,
+        ),
+        None => None,
+    };
+    log::init(file, g.log_format == "json", g.debug);
+    if g.version {
+        println!("berth version {}\nspec: 1.2.0", env!("CARGO_PKG_VERSION"));
+        return Ok(0);
+    }
+    if g.systemd_cgroup {
+        return Err(Error::Usage("--systemd-cgroup: the systemd cgroup driver is not supported yet; use the cgroupfs driver".into()));
+    }
+    let Some(cmd) = a.next_positional() else {
+        print!("{USAGE}");
+        return Ok(if g.help { 0 } else { 1 });
+    };
+    let root = g.root.clone();
+    match cmd.as_str() {
+        "create" | "run" => {
+            let bundle = a.value(&["bundle", "b"])?.map(PathBuf::from);
+            let console_socket = a.value(&["console-socket"])?.map(PathBuf::from);
+            let pid_file = a.value(&["pid-file"])?.map(PathBuf::from);
+            let pidfd_socket = a.value(&["pidfd-socket"])?.map(PathBuf::from);
+            let preserve_fds = a.value(&["preserve-fds"])?.map(|v| v.parse::<u32>()).transpose().map_err(|_| Error::Usage("--preserve-fds takes a number".into()))?.unwrap_or(0);
+            let no_pivot = a.flag(&["no-pivot"]);
+            let no_new_keyring = a.flag(&["no-new-keyring"]);
+            let (detach, keep) = if cmd == "run" { (a.flag(&["detach", "d"]), a.flag(&["keep"])) } else { (false, false) };
+            let id = a.id()?;
+            let bundle = bundle.unwrap_or_else(|| PathBuf::from("."));
+            let pid_file = pid_file.map(|p| absolute(&p));
+            let o = CreateOptions { root, id, bundle, pid_file, console_socket, pidfd_socket, preserve_fds, no_pivot, no_new_keyring };
+            if cmd == "create" {
+                lifecycle::create(&o)?;
+                Ok(0)
+            } else {
+                lifecycle::run(&o, detach, keep)
+            }
+        }
+        "start" => {
+            let id = a.id()?;
+            lifecycle::start(&root, &id)?;
+            Ok(0)
+        }
+        "state" => {
+            let id = a.id()?;
+            println!("{}", lifecycle::state(&root, &id)?);
+            Ok(0)
+        }
+        "kill" => {
+            let all = a.flag(&["all", "a"]);
+            let id = a.id()?;
+            let sig = a.next_positional().unwrap_or_else(|| "SIGTERM".into());
+            a.done()?;
+            lifecycle::kill(&root, &id, lifecycle::parse_signal(&sig)?, all)?;
+            Ok(0)
+        }
+        "delete" => {
+            let force = a.flag(&["force", "f"]);
+            let timeout = a.value(&["timeout"])?.map(|v| v.parse::<f64>()).transpose().map_err(|_| Error::Usage("--timeout takes seconds".into()))?.unwrap_or(10.0);
+            let id = a.id()?;
+            match lifecycle::delete(&root, &id, force, Duration::from_secs_f64(timeout)) {
+                Ok(t) => {
+                    log::info(&format!("delete {id}: {}", t.line()));
+                    Ok(0)
+                }
+                // `delete --force` of a container that does not exist succeeds.
+                Err(Error::NotExist(_)) if force => Ok(0),
+                Err(e) => Err(e),
+            }
+        }
+        "pause" | "resume" => {
+            let id = a.id()?;
+            lifecycle::set_paused(&root, &id, cmd == "pause")?;
+            Ok(0)
+        }
+        "list" => {
+            let format = a.value(&["format", "f"])?.unwrap_or_else(|| "table".into());
+            let quiet = a.flag(&["quiet", "q"]);
+            a.done()?;
+            list(&root, &format, quiet)?;
+            Ok(0)
+        }
+        "spec" => {
+            let bundle = a.value(&["bundle", "b"])?.map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+            let rootless = a.flag(&["rootless"]);
+            a.done()?;
+            let path = bundle.join("config.json");
+            if path.exists() {
+                return Err(Error::Usage("File config.json exists. Remove it first".into()));
+            }
+            let text = serde_json::to_string_pretty(&config::default_spec_json(rootless)).unwrap_or_default();
+            std::fs::write(&path, text + "\n").map_err(|e| Error::io(format!("write {}", path.display()), e))?;
+            Ok(0)
+        }
+        "features" => {
+            a.done()?;
+            println!("{}", serde_json::to_string_pretty(&features::features()).unwrap_or_default());
+            Ok(0)
+        }
+        "help" => {
+            print!("{USAGE}");
+            Ok(0)
+        }
+        other => Err(Error::Usage(format!("unknown command {other:?}; see berth --help"))),
+    }
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf())
+    }
+}
+
+fn list(root: &Path, format: &str, quiet: bool) -> Result<(), Error> {
+    let items = lifecycle::list(root)?;
+    let mut out = std::io::stdout().lock();
+    if quiet {
+        for i in &items {
+            let _ = writeln!(out, "{}", i.record.id);
+        }
+        return Ok(());
+    }
+    match format {
+        "json" => {
+            let v: Vec<serde_json::Value> = items
+                .iter()
+                .map(|i| {
+                    let mut o = serde_json::to_value(i.record.oci(i.status)).unwrap_or_default();
+                    if let Some(m) = o.as_object_mut() {
+                        m.remove("annotations");
+                    }
+                    o
+                })
+                .collect();
+            let _ = writeln!(out, "{}", if v.is_empty() { "null".to_string() } else { serde_json::Value::Array(v).to_string() });
+        }
+        "table" => {
+            let mut rows = vec![["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"].map(String::from).to_vec()];
+            for i in &items {
+                let pid = if i.status == berth_runtime::state::Status::Stopped { 0 } else { i.record.pid };
+                rows.push(vec![
+                    i.record.id.clone(),
+                    pid.to_string(),
+                    i.status.as_str().to_string(),
+                    i.record.bundle.display().to_string(),
+                    i.record.created.clone(),
+                    i.record.owner.clone(),
+                ]);
+            }
+            // Columns as Go's tabwriter(minwidth 12, padding 3) lays them out.
+            let mut w = [0usize; 6];
+            for r in &rows {
+                for (i, c) in r.iter().enumerate() {
+                    w[i] = w[i].max((c.len() + 3).max(12));
+                }
+            }
+            for r in &rows {
+                let mut line = String::new();
+                for (i, c) in r.iter().enumerate() {
+                    if i == r.len() - 1 {
+                        line += c;
+                    } else {
+                        line += &format!("{c:<width$}", width = w[i]);
+                    }
+                }
+                let _ = writeln!(out, "{line}");
+            }
+        }
+        f => return Err(Error::Usage(format!("invalid format option {f:?}"))),
+    }
+    Ok(())
+}

@@ -1,0 +1,490 @@
+//! cgroups for berth: v1, v2 and hybrid hosts behind one type.
+//!
+//! A [`Layout`] is what the host mounts (read from a mountinfo text, so tests
+//! can feed a fixture). A [`Cgroup`] is one container's set of directories, one
+//! per hierarchy, plus which of them is v2. Limits are written as plain files,
+//! each controller where it is mounted (v1 or v2): on a hybrid host such as one
+//! with memory on v1 and hugetlb on v2, each goes to its own place and the
+//! process is placed in every hierarchy.
+#![forbid(unsafe_code)]
+
+mod resources;
+
+pub use resources::{apply, default_device_rules, BlockIo, Cpu, DeviceRule, Hugepage, Memory, Pids, Resources, ThrottleDevice, WeightDevice};
+
+use std::fmt;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// An error naming the cgroup file or directory that failed.
+#[derive(Debug)]
+pub struct Error {
+    pub what: String,
+    pub path: PathBuf,
+    pub source: io::Error,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.what, self.path.display(), self.source)
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+pub(crate) fn err(what: &str, path: &Path, source: io::Error) -> Error {
+    Error { what: what.to_string(), path: path.to_path_buf(), source }
+}
+
+/// One mounted cgroup hierarchy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hierarchy {
+    /// Where it is mounted.
+    pub mount: PathBuf,
+    /// The path inside the hierarchy that the mount shows at `mount`.
+    pub root: String,
+    /// v1 controllers (and `name=` options); empty for v2.
+    pub controllers: Vec<String>,
+    pub v2: bool,
+}
+
+/// Every cgroup hierarchy the host mounts.
+#[derive(Debug, Clone, Default)]
+pub struct Layout {
+    pub hierarchies: Vec<Hierarchy>,
+}
+
+impl Layout {
+    /// Reads this process's view (`/proc/self/mountinfo`).
+    pub fn host() -> io::Result<Layout> {
+        Ok(Layout::parse(&fs::read_to_string("/proc/self/mountinfo")?))
+    }
+
+    /// Parses a mountinfo text.
+    pub fn parse(mountinfo: &str) -> Layout {
+        let mut hierarchies = Vec::new();
+        for line in mountinfo.lines() {
+            let Some((pre, post)) = line.split_once(" - ") else { continue };
+            let pre: Vec<&str> = pre.split(' ').collect();
+            let post: Vec<&str> = post.split(' ').collect();
+            if pre.len() < 5 || post.len() < 3 {
+                continue;
+            }
+            let (fstype, opts) = (post[0], post[2]);
+            let mount = PathBuf::from(unescape(pre[4]));
+            let root = unescape(pre[3]);
+            match fstype {
+                "cgroup2" => hierarchies.push(Hierarchy { mount, root, controllers: vec![], v2: true }),
+                "cgroup" => {
+                    let controllers: Vec<String> = opts
+                        .split(',')
+                        .filter(|o| !matches!(*o, "rw" | "ro" | "relatime" | "noatime" | "nosuid" | "nodev" | "noexec" | "clone_children") && !o.starts_with("release_agent="))
+                        .map(str::to_string)
+                        .collect();
+                    // A hierarchy mounted twice (bind mounts) counts once.
+                    if !hierarchies.iter().any(|h: &Hierarchy| !h.v2 && h.controllers == controllers) {
+                        hierarchies.push(Hierarchy { mount, root, controllers, v2: false });
+                    }
+                }
+                _ => {}
+            }
+        }
+        Layout { hierarchies }
+    }
+
+    /// The v2 hierarchy, if mounted.
+    pub fn v2(&self) -> Option<&Hierarchy> {
+        self.hierarchies.iter().find(|h| h.v2)
+    }
+
+    /// True when only cgroup v2 is mounted.
+    pub fn pure_v2(&self) -> bool {
+        self.hierarchies.iter().all(|h| h.v2) && self.v2().is_some()
+    }
+}
+
+fn unescape(s: &str) -> String {
+    // mountinfo escapes space, tab, newline and backslash as \ooo.
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 4 <= b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Which cgroup a process is in, per hierarchy, from a `/proc/PID/cgroup` text.
+pub fn parse_proc_cgroup(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|l| {
+            let mut it = l.splitn(3, ':');
+            let _id = it.next()?;
+            let ctrls = it.next()?;
+            let path = it.next()?;
+            Some((ctrls.to_string(), path.to_string()))
+        })
+        .collect()
+}
+
+/// One directory of a container's cgroup.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Dir {
+    pub path: PathBuf,
+    #[serde(default)]
+    pub v2: bool,
+    /// v1 controllers of this hierarchy (empty for v2).
+    #[serde(default)]
+    pub controllers: Vec<String>,
+    /// Whether berth created it (only those are removed).
+    #[serde(default)]
+    pub created: bool,
+}
+
+/// A container's cgroup: one directory per hierarchy.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Cgroup {
+    pub dirs: Vec<Dir>,
+}
+
+fn join_rel(base: &Path, rel: &str) -> PathBuf {
+    let mut p = base.to_path_buf();
+    for c in rel.split('/').filter(|c| !c.is_empty() && *c != ".") {
+        p.push(c);
+    }
+    p
+}
+
+impl Cgroup {
+    /// Resolves `path` (the OCI `cgroupsPath`) in every hierarchy of `layout`.
+    /// An absolute path is relative to each hierarchy's root; a relative one
+    /// to the cgroup `own` (this process's `/proc/self/cgroup`) is in.
+    pub fn resolve(layout: &Layout, path: &str, own: &[(String, String)]) -> Cgroup {
+        let mut dirs = Vec::new();
+        for h in &layout.hierarchies {
+            let base_rel = if path.starts_with('/') {
+                String::new()
+            } else {
+                let key_matches = |k: &str| {
+                    if h.v2 {
+                        k.is_empty()
+                    } else {
+                        let ks: Vec<&str> = k.split(',').collect();
+                        h.controllers.iter().all(|c| ks.contains(&c.as_str()))
+                    }
+                };
+                own.iter().find(|(k, _)| key_matches(k)).map(|(_, p)| p.clone()).unwrap_or_default()
+            };
+            // The mount shows the hierarchy from `root`; strip it from paths.
+            let mut inner = join_rel(Path::new("/"), &base_rel);
+            inner = join_rel(&inner, path);
+            let shown = Path::new(&h.root);
+            let rel = inner.strip_prefix(shown).map(Path::to_path_buf).unwrap_or_else(|_| inner.strip_prefix("/").unwrap().to_path_buf());
+            dirs.push(Dir { path: h.mount.join(rel), v2: h.v2, controllers: h.controllers.clone(), created: false });
+        }
+        Cgroup { dirs }
+    }
+
+    pub fn v2_dir(&self) -> Option<&Dir> {
+        self.dirs.iter().find(|d| d.v2)
+    }
+
+    /// The v1 directory of `controller`, if mounted.
+    pub fn v1_dir(&self, controller: &str) -> Option<&Dir> {
+        self.dirs.iter().find(|d| !d.v2 && d.controllers.iter().any(|c| c == controller))
+    }
+
+    /// Creates every directory (and parents). cpuset directories get the
+    /// parent's cpus and mems, as v1 leaves them empty. On v2, the
+    /// controllers available at the hierarchy root are enabled down to the
+    /// container's parent, so that its limits can be written.
+    pub fn create(&mut self) -> Result<()> {
+        for d in &mut self.dirs {
+            if d.path.is_dir() {
+                continue;
+            }
+            let mut missing = Vec::new();
+            let mut p = d.path.as_path();
+            while !p.exists() {
+                missing.push(p.to_path_buf());
+                p = match p.parent() {
+                    Some(pp) => pp,
+                    None => break,
+                };
+            }
+            for m in missing.iter().rev() {
+                if d.v2 {
+                    if let Some(parent) = m.parent() {
+                        enable_v2_controllers(parent)?;
+                    }
+                }
+                match fs::create_dir(m) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(err("create cgroup", m, e)),
+                }
+                if !d.v2 && d.controllers.iter().any(|c| c == "cpuset") {
+                    for f in ["cpuset.cpus", "cpuset.mems"] {
+                        let parent = m.parent().unwrap_or(Path::new("/"));
+                        if let Ok(v) = fs::read_to_string(parent.join(f)) {
+                            let v = v.trim();
+                            if !v.is_empty() {
+                                write(&m.join(f), v)?;
+                            }
+                        }
+                    }
+                }
+            }
+            d.created = true;
+        }
+        Ok(())
+    }
+
+    /// Moves `pid` into every directory.
+    pub fn add_pid(&self, pid: i32) -> Result<()> {
+        for d in &self.dirs {
+            write(&d.path.join("cgroup.procs"), &pid.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Every PID in the container's cgroup and its sub-cgroups, read from
+    /// the first hierarchy that exists (v2 preferred; on v1 the freezer or
+    /// pids hierarchy, which every process joins).
+    pub fn pids(&self) -> Vec<i32> {
+        let mut out = Vec::new();
+        if let Some(d) = self.tracking_dir() {
+            collect_pids(&d.path, &mut out);
+        }
+        out
+    }
+
+    /// The directory used to see the container's processes.
+    fn tracking_dir(&self) -> Option<&Dir> {
+        let pick = |c: &str| self.v1_dir(c).filter(|d| d.path.is_dir());
+        self.v2_dir()
+            .filter(|d| d.path.is_dir() && !self.dirs.iter().any(|x| !x.v2))
+            .or_else(|| pick("freezer"))
+            .or_else(|| pick("pids"))
+            .or_else(|| pick("memory"))
+            .or_else(|| self.dirs.iter().find(|d| d.path.is_dir()))
+    }
+
+    /// True when no process is left in the cgroup (or it is gone).
+    pub fn is_empty(&self) -> bool {
+        self.pids().is_empty()
+    }
+
+    /// Kills every process in the cgroup, including those forking while
+    /// being killed: `cgroup.kill` on v2; on v1 freeze, SIGKILL each task,
+    /// thaw. `kill_one` sends the signal (the caller knows processes by pidfd).
+    pub fn kill_all(&self, kill_one: &mut dyn FnMut(i32)) -> Result<()> {
+        if let Some(d) = self.v2_dir().filter(|d| d.path.join("cgroup.kill").exists() && !self.dirs.iter().any(|x| !x.v2)) {
+            return write(&d.path.join("cgroup.kill"), "1");
+        }
+        let freezer = self.v1_dir("freezer").filter(|d| d.path.is_dir());
+        if let Some(f) = freezer {
+            let _ = self.freeze_v1(&f.path);
+        }
+        for pid in self.pids() {
+            kill_one(pid);
+        }
+        if let Some(f) = freezer {
+            write(&f.path.join("freezer.state"), "THAWED")?;
+        }
+        if let Some(d) = self.v2_dir().filter(|d| d.path.join("cgroup.kill").exists()) {
+            // Hybrid: the v2 hierarchy sees the same processes.
+            let _ = write(&d.path.join("cgroup.kill"), "1");
+        }
+        Ok(())
+    }
+
+    fn freeze_v1(&self, dir: &Path) -> Result<()> {
+        write(&dir.join("freezer.state"), "FROZEN")?;
+        // FREEZING means some task is still on its way; a bounded wait.
+        let deadline = Instant::now() + Duration::from_millis(500);
+        loop {
+            let s = fs::read_to_string(dir.join("freezer.state")).unwrap_or_default();
+            if s.trim() == "FROZEN" || Instant::now() > deadline {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_micros(200));
+            write(&dir.join("freezer.state"), "FROZEN")?;
+        }
+    }
+
+    /// Freezes (pause) or thaws (resume) the container.
+    pub fn set_frozen(&self, frozen: bool) -> Result<()> {
+        if let Some(d) = self.v1_dir("freezer") {
+            if frozen {
+                return self.freeze_v1(&d.path);
+            }
+            return write(&d.path.join("freezer.state"), "THAWED");
+        }
+        if let Some(d) = self.v2_dir() {
+            return write(&d.path.join("cgroup.freeze"), if frozen { "1" } else { "0" });
+        }
+        Err(err("freeze", Path::new("freezer"), io::Error::from_raw_os_error(libc::ENOTSUP)))
+    }
+
+    /// True when the freezer says the container is frozen.
+    pub fn is_frozen(&self) -> bool {
+        if let Some(d) = self.v1_dir("freezer") {
+            return fs::read_to_string(d.path.join("freezer.state")).map(|s| s.trim() == "FROZEN").unwrap_or(false);
+        }
+        if let Some(d) = self.v2_dir() {
+            return fs::read_to_string(d.path.join("cgroup.freeze")).map(|s| s.trim() == "1").unwrap_or(false);
+        }
+        false
+    }
+
+    /// Files whose change tells that the cgroup may have become empty: v2
+    /// `cgroup.events` (the kernel notifies `populated 0`).
+    pub fn events_file(&self) -> Option<PathBuf> {
+        if self.dirs.iter().any(|d| !d.v2) {
+            return None;
+        }
+        self.v2_dir().map(|d| d.path.join("cgroup.events")).filter(|p| p.exists())
+    }
+
+    /// Removes the directories berth created, sub-cgroups first. Directories
+    /// already gone count as removed. Fails (EBUSY) while processes remain.
+    pub fn remove(&self) -> Result<()> {
+        for d in self.dirs.iter().filter(|d| d.created) {
+            remove_tree(&d.path)?;
+        }
+        Ok(())
+    }
+}
+
+fn collect_pids(dir: &Path, out: &mut Vec<i32>) {
+    if let Ok(s) = fs::read_to_string(dir.join("cgroup.procs")) {
+        out.extend(s.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+    }
+    if let Ok(rd) = fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                collect_pids(&e.path(), out);
+            }
+        }
+    }
+}
+
+fn remove_tree(dir: &Path) -> Result<()> {
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(err("read cgroup", dir, e)),
+    };
+    for e in rd.flatten() {
+        if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            remove_tree(&e.path())?;
+        }
+    }
+    match fs::remove_dir(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(err("remove cgroup", dir, e)),
+    }
+}
+
+/// Enables in `dir`'s `cgroup.subtree_control` every controller it has.
+fn enable_v2_controllers(dir: &Path) -> Result<()> {
+    let avail = fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
+    let enabled = fs::read_to_string(dir.join("cgroup.subtree_control")).unwrap_or_default();
+    let want: Vec<String> = avail.split_whitespace().filter(|c| !enabled.split_whitespace().any(|e| e == *c)).map(|c| format!("+{c}")).collect();
+    if want.is_empty() {
+        return Ok(());
+    }
+    // Enable one at a time: a controller the kernel refuses here (cpu with
+    // realtime tasks, say) must not keep the others off.
+    for w in want {
+        let _ = fs::write(dir.join("cgroup.subtree_control"), &w);
+    }
+    Ok(())
+}
+
+/// Writes `value` to a cgroup file.
+pub fn write(path: &Path, value: &str) -> Result<()> {
+    fs::write(path, value).map_err(|e| err("write", path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HYBRID: &str = "31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+37 31 0:34 / /sys/fs/cgroup/freezer rw,relatime - cgroup cgroup rw,freezer
+40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+";
+
+    #[test]
+    fn parses_hybrid_layout() {
+        let l = Layout::parse(HYBRID);
+        assert_eq!(l.hierarchies.len(), 5);
+        assert!(!l.pure_v2());
+        assert_eq!(l.v2().unwrap().mount, PathBuf::from("/sys/fs/cgroup/unified"));
+        assert_eq!(l.hierarchies[0].controllers, vec!["cpu"]);
+        assert_eq!(l.hierarchies[3].controllers, vec!["name=systemd"]);
+    }
+
+    #[test]
+    fn relative_path_is_under_own_cgroup_per_hierarchy() {
+        let l = Layout::parse(HYBRID);
+        let own = parse_proc_cgroup("4:memory:/outer/inner\n1:cpu:/\n0::/\n6:freezer:/\n9:name=systemd:/\n");
+        let cg = Cgroup::resolve(&l, "berth/c1", &own);
+        assert_eq!(cg.v1_dir("memory").unwrap().path, PathBuf::from("/sys/fs/cgroup/memory/outer/inner/berth/c1"));
+        assert_eq!(cg.v1_dir("cpu").unwrap().path, PathBuf::from("/sys/fs/cgroup/cpu/berth/c1"));
+        assert_eq!(cg.v2_dir().unwrap().path, PathBuf::from("/sys/fs/cgroup/unified/berth/c1"));
+        let abs = Cgroup::resolve(&l, "/a/b", &own);
+        assert_eq!(abs.v1_dir("memory").unwrap().path, PathBuf::from("/sys/fs/cgroup/memory/a/b"));
+    }
+
+    #[test]
+    fn mount_root_is_stripped() {
+        let l = Layout::parse("1 1 0:1 /ctr /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n");
+        let cg = Cgroup::resolve(&l, "x", &parse_proc_cgroup("0::/ctr/sub\n"));
+        assert_eq!(cg.v2_dir().unwrap().path, PathBuf::from("/sys/fs/cgroup/sub/x"));
+    }
+
+    #[test]
+    fn fixture_tree_create_pids_remove() {
+        let base = std::env::temp_dir().join(format!("berth-cg-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&base);
+        fs::create_dir_all(&base).unwrap();
+        let mi = format!("1 1 0:1 / {} rw - cgroup2 cgroup2 rw\n", base.display());
+        let l = Layout::parse(&mi);
+        let mut cg = Cgroup::resolve(&l, "/a/b", &[]);
+        cg.create().unwrap();
+        assert!(base.join("a/b").is_dir());
+        fs::write(base.join("a/b/cgroup.procs"), "12\n34\n").unwrap();
+        fs::create_dir(base.join("a/b/sub")).unwrap();
+        fs::write(base.join("a/b/sub/cgroup.procs"), "56\n").unwrap();
+        let mut p = cg.pids();
+        p.sort();
+        assert_eq!(p, vec![12, 34, 56]);
+        // A plain tmpfs cannot rmdir non-empty dirs: clean the fixture files first.
+        fs::remove_file(base.join("a/b/sub/cgroup.procs")).unwrap();
+        fs::remove_file(base.join("a/b/cgroup.procs")).unwrap();
+        cg.remove().unwrap();
+        assert!(!base.join("a/b").exists());
+        fs::remove_dir_all(&base).unwrap();
+    }
+}

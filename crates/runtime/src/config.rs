@@ -1,0 +1,555 @@
+//! The bundle's config.json (runtime-spec 1.x, Linux), and its validation.
+//!
+//! Only what the spec defines is modelled. Unknown properties are ignored (the
+//! spec requires it) and logged at debug. A property the spec defines but
+//! berth cannot honour is rejected by [`Spec::validate`] with its name.
+
+use crate::{log, Error, Result};
+use berth_cgroups::Resources;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Spec {
+    pub oci_version: String,
+    #[serde(default)]
+    pub process: Option<Process>,
+    #[serde(default)]
+    pub root: Option<Root>,
+    #[serde(default)]
+    pub hostname: Option<String>,
+    #[serde(default)]
+    pub domainname: Option<String>,
+    #[serde(default)]
+    pub mounts: Vec<Mount>,
+    #[serde(default)]
+    pub hooks: Option<Hooks>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    #[serde(default)]
+    pub linux: Option<Linux>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Process {
+    #[serde(default)]
+    pub terminal: bool,
+    #[serde(default)]
+    pub console_size: Option<ConsoleSize>,
+    #[serde(default)]
+    pub user: User,
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub command_line: Option<String>,
+    #[serde(default)]
+    pub env: Vec<String>,
+    #[serde(default)]
+    pub cwd: String,
+    #[serde(default)]
+    pub capabilities: Option<Capabilities>,
+    #[serde(default)]
+    pub rlimits: Vec<Rlimit>,
+    #[serde(default)]
+    pub no_new_privileges: bool,
+    #[serde(default)]
+    pub apparmor_profile: Option<String>,
+    #[serde(default)]
+    pub oom_score_adj: Option<i32>,
+    #[serde(default)]
+    pub selinux_label: Option<String>,
+    #[serde(default)]
+    pub io_priority: Option<Value>,
+    #[serde(default)]
+    pub scheduler: Option<Value>,
+    #[serde(default, rename = "execCPUAffinity")]
+    pub exec_cpu_affinity: Option<Value>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct ConsoleSize {
+    pub height: u16,
+    pub width: u16,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct User {
+    #[serde(default)]
+    pub uid: u32,
+    #[serde(default)]
+    pub gid: u32,
+    #[serde(default)]
+    pub umask: Option<u32>,
+    #[serde(default)]
+    pub additional_gids: Vec<u32>,
+    #[serde(default)]
+    pub username: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Capabilities {
+    #[serde(default)]
+    pub bounding: Vec<String>,
+    #[serde(default)]
+    pub effective: Vec<String>,
+    #[serde(default)]
+    pub inheritable: Vec<String>,
+    #[serde(default)]
+    pub permitted: Vec<String>,
+    #[serde(default)]
+    pub ambient: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Rlimit {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub hard: u64,
+    pub soft: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Root {
+    pub path: String,
+    #[serde(default)]
+    pub readonly: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Mount {
+    pub destination: String,
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub source: Option<String>,
+    #[serde(default)]
+    pub options: Vec<String>,
+    #[serde(default)]
+    pub uid_mappings: Vec<IdMapping>,
+    #[serde(default)]
+    pub gid_mappings: Vec<IdMapping>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Hooks {
+    #[serde(default)]
+    pub prestart: Vec<Hook>,
+    #[serde(default)]
+    pub create_runtime: Vec<Hook>,
+    #[serde(default)]
+    pub create_container: Vec<Hook>,
+    #[serde(default)]
+    pub start_container: Vec<Hook>,
+    #[serde(default)]
+    pub poststart: Vec<Hook>,
+    #[serde(default)]
+    pub poststop: Vec<Hook>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Hook {
+    pub path: String,
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub env: Vec<String>,
+    #[serde(default)]
+    pub timeout: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IdMapping {
+    #[serde(rename = "containerID")]
+    pub container_id: u32,
+    #[serde(rename = "hostID")]
+    pub host_id: u32,
+    pub size: u32,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Namespace {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub path: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Device {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub path: String,
+    #[serde(default)]
+    pub major: i64,
+    #[serde(default)]
+    pub minor: i64,
+    #[serde(default)]
+    pub file_mode: Option<u32>,
+    #[serde(default)]
+    pub uid: Option<u32>,
+    #[serde(default)]
+    pub gid: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TimeOffset {
+    #[serde(default)]
+    pub secs: i64,
+    #[serde(default)]
+    pub nanosecs: u32,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Linux {
+    #[serde(default)]
+    pub uid_mappings: Vec<IdMapping>,
+    #[serde(default)]
+    pub gid_mappings: Vec<IdMapping>,
+    #[serde(default)]
+    pub sysctl: BTreeMap<String, String>,
+    #[serde(default)]
+    pub resources: Option<Resources>,
+    #[serde(default)]
+    pub cgroups_path: Option<String>,
+    #[serde(default)]
+    pub namespaces: Vec<Namespace>,
+    #[serde(default)]
+    pub devices: Vec<Device>,
+    #[serde(default)]
+    pub seccomp: Option<Value>,
+    #[serde(default)]
+    pub rootfs_propagation: Option<String>,
+    #[serde(default)]
+    pub masked_paths: Vec<String>,
+    #[serde(default)]
+    pub readonly_paths: Vec<String>,
+    #[serde(default)]
+    pub mount_label: Option<String>,
+    #[serde(default)]
+    pub intel_rdt: Option<Value>,
+    #[serde(default)]
+    pub personality: Option<Personality>,
+    #[serde(default)]
+    pub time_offsets: BTreeMap<String, TimeOffset>,
+    #[serde(default)]
+    pub memory_policy: Option<Value>,
+    #[serde(default)]
+    pub net_devices: Option<Value>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Personality {
+    pub domain: String,
+    #[serde(default)]
+    pub flags: Vec<String>,
+}
+
+/// The namespaces berth knows, with their clone flag and /proc/PID/ns name.
+pub const NAMESPACES: &[(&str, i32, &str)] = &[
+    ("pid", libc::CLONE_NEWPID, "pid"),
+    ("network", libc::CLONE_NEWNET, "net"),
+    ("mount", libc::CLONE_NEWNS, "mnt"),
+    ("ipc", libc::CLONE_NEWIPC, "ipc"),
+    ("uts", libc::CLONE_NEWUTS, "uts"),
+    ("user", libc::CLONE_NEWUSER, "user"),
+    ("cgroup", libc::CLONE_NEWCGROUP, "cgroup"),
+    ("time", 0x80, "time"),
+];
+
+pub fn ns_flag(kind: &str) -> Option<i32> {
+    NAMESPACES.iter().find(|(k, _, _)| *k == kind).map(|(_, f, _)| *f)
+}
+
+impl Spec {
+    /// Reads `bundle/config.json`.
+    pub fn load(bundle: &Path) -> Result<Spec> {
+        let path = bundle.join("config.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(format!("read {}", path.display()), e))?;
+        Spec::parse(&text)
+    }
+
+    pub fn parse(text: &str) -> Result<Spec> {
+        let raw: Value = serde_json::from_str(text).map_err(|e| Error::Config(format!("config.json is not valid JSON: {e}")))?;
+        log_unknown("", &raw);
+        serde_json::from_value(raw).map_err(|e| Error::Config(format!("config.json: {e}")))
+    }
+
+    pub fn linux(&self) -> &Linux {
+        static EMPTY: std::sync::OnceLock<Linux> = std::sync::OnceLock::new();
+        self.linux.as_ref().unwrap_or_else(|| EMPTY.get_or_init(Linux::default))
+    }
+
+    /// The namespace of `kind` requested, if any.
+    pub fn namespace(&self, kind: &str) -> Option<&Namespace> {
+        self.linux().namespaces.iter().find(|n| n.kind == kind)
+    }
+
+    /// The absolute rootfs path.
+    pub fn rootfs(&self, bundle: &Path) -> PathBuf {
+        let p = self.root.as_ref().map(|r| r.path.as_str()).unwrap_or("rootfs");
+        if p.starts_with('/') {
+            PathBuf::from(p)
+        } else {
+            bundle.join(p)
+        }
+    }
+
+    /// Rejects what berth cannot run, naming the setting.
+    pub fn validate(&self, bundle: &Path) -> Result<()> {
+        let v = self.oci_version.as_str();
+        if !(v.starts_with("1.") || v == "1") {
+            return Err(Error::Config(format!("unsupported ociVersion {v:?}: berth runs runtime-spec 1.x")));
+        }
+        let unsupported = |what: &str| Err(Error::Config(format!("{what} is not supported by berth")));
+        let Some(p) = &self.process else {
+            return Err(Error::Config("config.json has no process".into()));
+        };
+        if p.args.is_empty() {
+            return Err(Error::Config("process.args must not be empty".into()));
+        }
+        if !p.cwd.starts_with('/') {
+            return Err(Error::Config(format!("process.cwd {:?} must be an absolute path", p.cwd)));
+        }
+        if p.apparmor_profile.as_deref().is_some_and(|s| !s.is_empty()) {
+            return Err(Error::Config("process.apparmorProfile is set but AppArmor is not supported by berth on this host".into()));
+        }
+        if p.selinux_label.as_deref().is_some_and(|s| !s.is_empty()) {
+            return Err(Error::Config("process.selinuxLabel is set but SELinux is not supported by berth on this host".into()));
+        }
+        if p.io_priority.is_some() {
+            return unsupported("process.ioPriority");
+        }
+        if p.scheduler.is_some() {
+            return unsupported("process.scheduler");
+        }
+        if p.exec_cpu_affinity.is_some() {
+            return unsupported("process.execCPUAffinity");
+        }
+        if let Some(c) = &p.capabilities {
+            for name in c.bounding.iter().chain(&c.effective).chain(&c.inheritable).chain(&c.permitted).chain(&c.ambient) {
+                if crate::security::cap_number(name).is_none() {
+                    return Err(Error::Config(format!("unknown capability {name:?}")));
+                }
+            }
+        }
+        for r in &p.rlimits {
+            if crate::security::rlimit_number(&r.kind).is_none() {
+                return Err(Error::Config(format!("unknown rlimit type {:?}", r.kind)));
+            }
+        }
+        let rootfs = self.rootfs(bundle);
+        if !rootfs.is_dir() {
+            return Err(Error::Config(format!("rootfs {} does not exist or is not a directory", rootfs.display())));
+        }
+        if self.hooks.as_ref().is_some_and(|h| {
+            !(h.prestart.is_empty() && h.create_runtime.is_empty() && h.create_container.is_empty() && h.start_container.is_empty() && h.poststart.is_empty() && h.poststop.is_empty())
+        }) {
+            // Hooks are validated and run by the hooks module.
+            for h in self.all_hooks() {
+                if !h.path.starts_with('/') {
+                    return Err(Error::Config(format!("hook path {:?} must be absolute", h.path)));
+                }
+            }
+        }
+        let l = self.linux();
+        let mut seen = Vec::new();
+        for ns in &l.namespaces {
+            if ns_flag(&ns.kind).is_none() {
+                return Err(Error::Config(format!("unknown namespace type {:?}", ns.kind)));
+            }
+            if seen.contains(&ns.kind.as_str()) {
+                return Err(Error::Config(format!("namespace {:?} is listed twice", ns.kind)));
+            }
+            seen.push(ns.kind.as_str());
+            if let Some(path) = ns.path.as_deref().filter(|p| !p.is_empty()) {
+                if !Path::new(path).exists() {
+                    return Err(Error::Config(format!("{} namespace path {path} does not exist", ns.kind)));
+                }
+            }
+        }
+        let new_user = self.namespace("user").is_some_and(|n| n.path.as_deref().unwrap_or("").is_empty());
+        if (!l.uid_mappings.is_empty() || !l.gid_mappings.is_empty()) && self.namespace("user").is_none() {
+            return Err(Error::Config("linux.uidMappings/gidMappings are set but no user namespace is requested".into()));
+        }
+        if new_user && (l.uid_mappings.is_empty() || l.gid_mappings.is_empty()) {
+            return Err(Error::Config("a new user namespace needs linux.uidMappings and linux.gidMappings".into()));
+        }
+        if !l.time_offsets.is_empty() && self.namespace("time").is_none() {
+            return Err(Error::Config("linux.timeOffsets is set but no time namespace is requested".into()));
+        }
+        if self.hostname.as_deref().is_some_and(|h| !h.is_empty()) && self.namespace("uts").is_none() {
+            return Err(Error::Config("hostname requires a new uts namespace".into()));
+        }
+        if self.domainname.as_deref().is_some_and(|h| !h.is_empty()) && self.namespace("uts").is_none() {
+            return Err(Error::Config("domainname requires a new uts namespace".into()));
+        }
+        if let Some(prop) = l.rootfs_propagation.as_deref().filter(|s| !s.is_empty()) {
+            if crate::rootfs::propagation_flag(prop).is_none() {
+                return Err(Error::Config(format!("linux.rootfsPropagation {prop:?} is not valid")));
+            }
+        }
+        if l.seccomp.is_some() {
+            return unsupported("linux.seccomp");
+        }
+        if l.intel_rdt.is_some() {
+            return unsupported("linux.intelRdt");
+        }
+        if l.memory_policy.is_some() {
+            return unsupported("linux.memoryPolicy");
+        }
+        if l.net_devices.is_some() {
+            return unsupported("linux.netDevices");
+        }
+        if l.mount_label.as_deref().is_some_and(|s| !s.is_empty()) {
+            return Err(Error::Config("linux.mountLabel is set but SELinux is not supported by berth on this host".into()));
+        }
+        if let Some(pers) = &l.personality {
+            if pers.domain != "LINUX" && pers.domain != "LINUX32" {
+                return Err(Error::Config(format!("linux.personality domain {:?} is not valid", pers.domain)));
+            }
+            if !pers.flags.is_empty() {
+                return unsupported("linux.personality.flags");
+            }
+        }
+        for d in &l.devices {
+            if !matches!(d.kind.as_str(), "c" | "b" | "u" | "p") {
+                return Err(Error::Config(format!("linux.devices: {:?} has invalid type {:?}", d.path, d.kind)));
+            }
+            if !d.path.starts_with("/dev/") {
+                return Err(Error::Config(format!("linux.devices: path {:?} must be under /dev", d.path)));
+            }
+        }
+        for m in &self.mounts {
+            if !m.destination.starts_with('/') {
+                return Err(Error::Config(format!("mount destination {:?} must be absolute", m.destination)));
+            }
+            if !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty() {
+                return unsupported(&format!("idmapped mount {:?} (mounts[].uidMappings)", m.destination));
+            }
+            for o in &m.options {
+                if !crate::rootfs::known_mount_option(o) {
+                    log::debug(&format!("mount {}: option {o:?} passed to the filesystem as data", m.destination));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn all_hooks(&self) -> Vec<&Hook> {
+        match &self.hooks {
+            None => vec![],
+            Some(h) => h
+                .prestart
+                .iter()
+                .chain(&h.create_runtime)
+                .chain(&h.create_container)
+                .chain(&h.start_container)
+                .chain(&h.poststart)
+                .chain(&h.poststop)
+                .collect(),
+        }
+    }
+}
+
+/// Logs (at debug) top-level and well-known nested properties the spec does
+/// not define; they are ignored.
+fn log_unknown(prefix: &str, v: &Value) {
+    const TOP: &[&str] = &[
+        "ociVersion", "process", "root", "hostname", "domainname", "mounts", "hooks", "annotations", "linux", "solaris", "windows", "vm", "zos",
+    ];
+    if let (true, Some(obj)) = (prefix.is_empty(), v.as_object()) {
+        for k in obj.keys() {
+            if !TOP.contains(&k.as_str()) {
+                log::debug(&format!("config.json: ignoring property {k:?} that runtime-spec does not define"));
+            }
+        }
+    }
+}
+
+/// The default config.json that `spec` writes: runc's defaults.
+pub fn default_spec_json(rootless: bool) -> Value {
+    let mut v = serde_json::json!({
+        "ociVersion": "1.2.0",
+        "process": {
+            "terminal": true,
+            "user": {"uid": 0, "gid": 0},
+            "args": ["sh"],
+            "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"],
+            "cwd": "/",
+            "capabilities": {
+                "bounding": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"],
+                "effective": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"],
+                "permitted": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"],
+                "ambient": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
+            },
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+            "noNewPrivileges": true
+        },
+        "root": {"path": "rootfs", "readonly": true},
+        "hostname": "runc",
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+            {"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+            {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}
+        ],
+        "linux": {
+            "resources": {"devices": [{"allow": false, "access": "rwm"}]},
+            "namespaces": [{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}],
+            "maskedPaths": [
+                "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
+                "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"
+            ],
+            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+        }
+    });
+    if rootless {
+        let l = v["linux"].as_object_mut().unwrap();
+        l.remove("resources");
+        let uid = berth_sys::getuid();
+        l.insert("uidMappings".into(), serde_json::json!([{"containerID": 0, "hostID": uid, "size": 1}]));
+        l.insert("gidMappings".into(), serde_json::json!([{"containerID": 0, "hostID": uid, "size": 1}]));
+        l["namespaces"] = serde_json::json!([{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}, {"type": "user"}]);
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_spec_parses_and_names_runc_defaults() {
+        let s: Spec = serde_json::from_value(default_spec_json(false)).unwrap();
+        assert_eq!(s.process.as_ref().unwrap().args, vec!["sh"]);
+        assert!(s.namespace("pid").is_some());
+        assert_eq!(s.mounts.len(), 7);
+    }
+
+    #[test]
+    fn rejects_bad_json_and_version() {
+        assert!(matches!(Spec::parse("{"), Err(Error::Config(_))));
+        let s = Spec::parse(r#"{"ociVersion":"2.0.0","process":{"args":["x"],"cwd":"/"}}"#).unwrap();
+        let e = s.validate(Path::new("/nonexistent")).unwrap_err().to_string();
+        assert!(e.contains("ociVersion"), "{e}");
+    }
+
+    #[test]
+    fn unknown_properties_are_ignored() {
+        let s = Spec::parse(r#"{"ociVersion":"1.0.2","someFutureField":{"a":1},"process":{"args":["x"],"cwd":"/","futureKnob":true}}"#).unwrap();
+        assert_eq!(s.oci_version, "1.0.2");
+    }
+}

@@ -1,0 +1,327 @@
+//! The container's side of `create`: what runs in the cloned child before
+//! it becomes the container's process. berth does not re-execute itself: the
+//! child is a copy of the `create` process (single-threaded, so that is
+//! sound), set up in Rust, and the only exec is the container's own binary.
+//!
+//! Talks to the parent over a SOCK_SEQPACKET pair, one message per packet:
+//!   parent -> child  `go`                 cgroup joined, id maps written
+//!   child  -> parent `maps`               (slow path) user ns made, write maps
+//!   parent -> child  `mapped`
+//!   child  -> parent `hooks`              run prestart/createRuntime now
+//!   parent -> child  `hooks-ok`
+//!   child  -> parent `pid N`              (slow path) the real init's host PID
+//!   child  -> parent `ready`              waiting on the exec fifo
+//!   child  -> parent `error MESSAGE`      setup failed; the child exits
+
+use crate::config::{ns_flag, Spec};
+use crate::error::Context;
+use crate::{hooks, rootfs, security, Error, Result};
+use berth_sys as sys;
+use std::ffi::CString;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+/// One end of the create handshake.
+pub struct Channel(pub OwnedFd);
+
+impl Channel {
+    pub fn send(&self, msg: &str) -> Result<()> {
+        sys::send(self.0.as_fd(), msg.as_bytes()).ctx(|| "write to the sync socket".into())
+    }
+
+    pub fn recv(&self) -> Result<String> {
+        let mut buf = vec![0u8; 65536];
+        let (n, _) = sys::recv_fd(self.0.as_fd(), &mut buf).ctx(|| "read the sync socket".into())?;
+        if n == 0 {
+            return Err(Error::Init("the other side of the sync socket closed".into()));
+        }
+        Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+    }
+
+    /// Waits for `want`; an `error` message becomes an error.
+    pub fn expect(&self, want: &str) -> Result<()> {
+        let m = self.recv()?;
+        if m == want {
+            return Ok(());
+        }
+        Err(Error::Init(m.strip_prefix("error ").unwrap_or(&m).to_string()))
+    }
+}
+
+/// Everything the child needs, prepared by the parent before the clone.
+pub struct Init<'a> {
+    pub spec: &'a Spec,
+    pub id: &'a str,
+    pub rootfs: &'a Path,
+    pub cgroup: &'a berth_cgroups::Cgroup,
+    pub layout: &'a berth_cgroups::Layout,
+    pub chan: Channel,
+    pub fifo: Option<&'a Path>,
+    pub console_socket: Option<OwnedFd>,
+    pub preserve_fds: u32,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    /// Namespace flags the clone already created.
+    pub cloned: i32,
+}
+
+/// Entry of the cloned child: never returns.
+pub fn child_main(init: Init<'_>) -> ! {
+    let code = match run(&init) {
+        Ok(never) => match never {},
+        Err(e) => {
+            let _ = init.chan.send(&format!("error {e}"));
+            1
+        }
+    };
+    sys::exit_now(code)
+}
+
+enum Never {}
+
+fn run(init: &Init<'_>) -> Result<Never> {
+    let spec = init.spec;
+    let l = spec.linux();
+    let p = spec.process.as_ref().ok_or_else(|| Error::Config("no process".into()))?;
+    // Nothing of the parent's but what is listed may reach the container
+    // (the state lock above all: held here, it would block `start`).
+    let mut keep = vec![init.chan.0.as_raw_fd()];
+    keep.extend(init.console_socket.as_ref().map(|f| f.as_raw_fd()));
+    sys::close_fds_from(3 + init.preserve_fds as i32, &keep);
+    let go = init.chan.recv()?;
+    let Some(state_for_hooks) = go.strip_prefix("go ") else {
+        return Err(Error::Init(go.strip_prefix("error ").unwrap_or(&go).to_string()));
+    };
+
+    // The exec fifo is opened now, while the host's filesystem is visible;
+    // after pivot_root it is reopened for writing through host /proc.
+    let fifo = init.fifo.map(|f| sys::openat(None, f, libc::O_PATH, 0).ctx(|| format!("open {}", f.display()))).transpose()?;
+    let host_proc = sys::openat(None, Path::new("/proc"), libc::O_PATH | libc::O_DIRECTORY, 0).ctx(|| "open /proc".into())?;
+    if let Some(adj) = p.oom_score_adj {
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string()).ctx(|| format!("set oom_score_adj {adj}"))?;
+    }
+
+    // Join namespaces given by path: user first, so the rest are joined with
+    // the right credentials; mount last, so /proc paths still resolve.
+    let mut joins: Vec<(i32, OwnedFd, String)> = Vec::new();
+    for n in &l.namespaces {
+        if let Some(path) = n.path.as_deref().filter(|p| !p.is_empty()) {
+            let flag = ns_flag(&n.kind).unwrap_or(0);
+            if flag == libc::CLONE_NEWPID || flag == 0x80 {
+                continue; // joined by the parent: they apply to children
+            }
+            let fd = sys::openat(None, Path::new(path), libc::O_RDONLY, 0).ctx(|| format!("open {} namespace {path}", n.kind))?;
+            joins.push((flag, fd, path.to_string()));
+        }
+    }
+    joins.sort_by_key(|(f, _, _)| match *f {
+        libc::CLONE_NEWUSER => 0,
+        libc::CLONE_NEWNS => 2,
+        _ => 1,
+    });
+    for (flag, fd, path) in &joins {
+        sys::setns(fd.as_fd(), *flag).ctx(|| format!("join namespace {path}"))?;
+    }
+    let want_new = |kind: &str| spec.namespace(kind).is_some_and(|n| n.path.as_deref().unwrap_or("").is_empty());
+    let mut userns = want_new("user") || joins.iter().any(|(f, _, _)| *f == libc::CLONE_NEWUSER);
+    if want_new("user") && init.cloned & libc::CLONE_NEWUSER == 0 {
+        sys::unshare(libc::CLONE_NEWUSER).ctx(|| "unshare the user namespace".into())?;
+        init.chan.send("maps")?;
+        init.chan.expect("mapped")?;
+        userns = true;
+    }
+    if userns {
+        // Become root of the namespace (the mapped uid 0).
+        sys::setresgid(0).ctx(|| "setgid 0 in the user namespace".into())?;
+        sys::setresuid(0).ctx(|| "setuid 0 in the user namespace".into())?;
+    }
+    let mut flags = 0;
+    for kind in ["mount", "network", "ipc", "uts"] {
+        let f = ns_flag(kind).unwrap_or(0);
+        if want_new(kind) && init.cloned & f == 0 {
+            flags |= f;
+        }
+    }
+    if flags != 0 {
+        sys::unshare(flags).ctx(|| "unshare namespaces".into())?;
+    }
+    // A new PID namespace that the clone did not make: the real init is a
+    // child of this process (which then goes away).
+    if (want_new("pid") && init.cloned & libc::CLONE_NEWPID == 0) || spec.namespace("pid").is_some_and(|n| n.path.as_deref().is_some_and(|p| !p.is_empty())) {
+        if want_new("pid") {
+            sys::unshare(libc::CLONE_NEWPID).ctx(|| "unshare the pid namespace".into())?;
+        }
+        match sys::fork().ctx(|| "fork the container init".into())? {
+            Some(pid) => {
+                init.chan.send(&format!("pid {pid}"))?;
+                sys::exit_now(0);
+            }
+            None => {}
+        }
+    }
+    // The cgroup namespace comes after joining the cgroup, so its root is
+    // the container's cgroup.
+    if want_new("cgroup") {
+        sys::unshare(libc::CLONE_NEWCGROUP).ctx(|| "unshare the cgroup namespace".into())?;
+    }
+    if want_new("network") {
+        sys::loopback_up().ctx(|| "bring up lo".into())?;
+    }
+    if let Some(h) = spec.hostname.as_deref().filter(|h| !h.is_empty()) {
+        sys::sethostname(h).ctx(|| format!("sethostname {h}"))?;
+    }
+    if let Some(d) = spec.domainname.as_deref().filter(|h| !h.is_empty()) {
+        sys::setdomainname(d).ctx(|| format!("setdomainname {d}"))?;
+    }
+    if !init.no_new_keyring {
+        if let Err(e) = sys::join_session_keyring(&format!("_ses.{}", init.id)) {
+            if e.raw_os_error() != Some(libc::ENOSYS) {
+                return Err(Error::io("join a new session keyring", e));
+            }
+        }
+    }
+    security::set_rlimits(p)?;
+
+    // Runtime hooks run in the parent now that the namespaces exist.
+    init.chan.send("hooks")?;
+    init.chan.expect("hooks-ok")?;
+
+    let own_mntns = want_new("mount") || joins.iter().any(|(f, _, _)| *f == libc::CLONE_NEWNS);
+    let pty = if own_mntns {
+        let plan = rootfs::Plan {
+            spec,
+            rootfs: init.rootfs,
+            cgroup: init.cgroup,
+            cgroup_layout: init.layout,
+            userns,
+            new_cgroupns: want_new("cgroup"),
+            no_pivot: init.no_pivot,
+        };
+        if let Some(h) = spec.hooks.as_ref() {
+            hooks::run_all("createContainer", &h.create_container, state_for_hooks)?;
+        }
+        // The working directory exists in the rootfs, as runc makes it.
+        rootfs::Root::open(init.rootfs)?.mkdir_all(Path::new(&p.cwd), 0o755)?;
+        let pty = rootfs::setup(&plan)?;
+        rootfs::finish(spec)?;
+        pty
+    } else {
+        return Err(Error::Config("a mount namespace is required (linux.namespaces has no \"mount\")".into()));
+    };
+
+    if let Some(pers) = &l.personality {
+        sys::personality(if pers.domain == "LINUX32" { 0x0008 } else { 0 }).ctx(|| "personality".into())?;
+    }
+
+    // The process' stdio: a terminal, or what `create` was given.
+    if let Some((master, slave)) = &pty {
+        let sock = init.console_socket.as_ref().ok_or_else(|| Error::Config("process.terminal is true but no --console-socket was given".into()))?;
+        let n = sys::pty_number(master.as_fd()).ctx(|| "pty number".into())?;
+        sys::send_fd(sock.as_fd(), format!("/dev/pts/{n}").as_bytes(), master.as_fd()).ctx(|| "send the pty master to the console socket".into())?;
+        for fd in 0..3 {
+            sys::dup2(slave.as_fd(), fd).ctx(|| "dup the pty".into())?;
+        }
+        sys::setsid_ctty(slave.as_fd()).ctx(|| "make the pty the controlling terminal".into())?;
+    } else {
+        fix_stdio_owner(p.user.uid, p.user.gid);
+    }
+    drop(pty);
+
+    let exe = find_executable(&p.args[0], &p.env, &p.cwd)?;
+    if let Err(e) = std::env::set_current_dir(&p.cwd) {
+        if p.user.uid == 0 {
+            return Err(Error::io(format!("chdir to cwd ({:?}) set in config.json", p.cwd), e));
+        }
+    }
+    security::drop_bounding(p.capabilities.as_ref())?;
+    if p.no_new_privileges {
+        security::no_new_privs()?;
+    }
+    if let Some(m) = p.user.umask {
+        sys::umask(m);
+    } else {
+        sys::umask(0o022);
+    }
+    security::switch_user_and_caps(p)?;
+    std::env::set_current_dir(&p.cwd).ctx(|| format!("chdir to cwd ({:?}) set in config.json", p.cwd))?;
+
+    init.chan.send("ready")?;
+    if let Some(f) = &fifo {
+        // Blocks until `start` opens the fifo for reading.
+        let w = sys::openat(Some(host_proc.as_fd()), &PathBuf::from(format!("thread-self/fd/{}", f.as_raw_fd())), libc::O_WRONLY, 0)
+            .ctx(|| "open the exec fifo".into())?;
+        std::fs::File::from(w).write_all_ok(b"0")?;
+    } else {
+        init.chan.expect("start")?;
+    }
+    drop(fifo);
+    drop(host_proc);
+    if let Some(h) = spec.hooks.as_ref() {
+        hooks::run_all("startContainer", &h.start_container, state_for_hooks)?;
+    }
+
+    for fd in 3..3 + init.preserve_fds {
+        sys::clear_cloexec(fd as i32).ctx(|| format!("preserve fd {fd}"))?;
+    }
+    sys::cloexec_from(3 + init.preserve_fds).ctx(|| "close_range".into())?;
+    sys::reset_signals();
+    let argv: Vec<CString> = p.args.iter().map(|a| CString::new(a.as_str()).unwrap_or_default()).collect();
+    let envp: Vec<CString> = p.env.iter().map(|a| CString::new(a.as_str()).unwrap_or_default()).collect();
+    let e = sys::execve(&exe, &argv, &envp);
+    Err(Error::io(format!("exec {}", p.args[0]), e))
+}
+
+trait WriteAll {
+    fn write_all_ok(self, b: &[u8]) -> Result<()>;
+}
+
+impl WriteAll for std::fs::File {
+    fn write_all_ok(mut self, b: &[u8]) -> Result<()> {
+        use std::io::Write;
+        self.write_all(b).ctx(|| "write the exec fifo".into())
+    }
+}
+
+/// Gives pipes and sockets on stdio to the container's user, so that it can
+/// reopen them (/dev/stdout). Devices and files are left alone: chowning the
+/// host's /dev/null would change a host file.
+fn fix_stdio_owner(uid: u32, gid: u32) {
+    if uid == 0 && gid == 0 {
+        return;
+    }
+    for fd in 0..3 {
+        let Ok(b) = sys::borrow_raw(fd) else { continue };
+        let Ok(st) = sys::fstat(b) else { continue };
+        let t = st.st_mode & libc::S_IFMT;
+        if t == libc::S_IFIFO || t == libc::S_IFSOCK {
+            let _ = sys::fchown(b, uid, gid);
+        }
+    }
+}
+
+/// Finds the binary as execvp would, with the container's PATH, so that a
+/// missing binary fails `create` with a clear error.
+fn find_executable(arg0: &str, env: &[String], cwd: &str) -> Result<CString> {
+    let is_exec = |p: &Path| {
+        std::fs::metadata(p).map(|m| {
+            use std::os::unix::fs::PermissionsExt;
+            m.is_file() && m.permissions().mode() & 0o111 != 0
+        })
+    };
+    let cand: Vec<PathBuf> = if arg0.contains('/') {
+        vec![if arg0.starts_with('/') { PathBuf::from(arg0) } else { Path::new(cwd).join(arg0) }]
+    } else {
+        let path = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or("/usr/local/bin:/usr/bin:/bin");
+        path.split(':').filter(|d| !d.is_empty()).map(|d| Path::new(d).join(arg0)).collect()
+    };
+    for c in &cand {
+        if let Ok(true) = is_exec(c) {
+            use std::os::unix::ffi::OsStrExt;
+            return CString::new(c.as_os_str().as_bytes()).map_err(|_| Error::Config("binary path has a NUL byte".into()));
+        }
+    }
+    if arg0.contains('/') {
+        return Err(Error::Config(format!("exec: {arg0:?}: no such executable file in the container")));
+    }
+    Err(Error::Config(format!("exec: {arg0:?}: executable file not found in $PATH")))
+}

@@ -1,0 +1,520 @@
+//! The verbs: check the status, act, persist. Every change happens under
+//! the container's lock; every ending goes through [`teardown::destroy`].
+
+use crate::config::{ns_flag, Spec};
+use crate::error::Context;
+use crate::init::{self, Channel, Init};
+use crate::process::{self, Process};
+use crate::state::{Container, Phase, Record, Status};
+use crate::teardown::{self, Timings};
+use crate::{hooks, log, Error, Result};
+use berth_cgroups::{Cgroup, Layout};
+use berth_sys as sys;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Default, Clone)]
+pub struct CreateOptions {
+    pub root: PathBuf,
+    pub id: String,
+    pub bundle: PathBuf,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub pidfd_socket: Option<PathBuf>,
+    pub preserve_fds: u32,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+}
+
+/// A container that `create` made: its lock is held while this lives.
+pub struct Created {
+    pub container: Container,
+    pub record: Record,
+    pub init: Process,
+    /// True when this process is the init's parent (and can reap it).
+    pub is_parent: bool,
+}
+
+/// `create`: the container process is set up and waits on the exec fifo.
+/// On any failure, whatever was made is torn down before returning.
+pub fn create(o: &CreateOptions) -> Result<Created> {
+    crate::state::validate_id(&o.id)?;
+    let bundle = std::fs::canonicalize(&o.bundle).ctx(|| format!("bundle {}", o.bundle.display()))?;
+    let spec = Spec::load(&bundle)?;
+    spec.validate(&bundle)?;
+    let rootfs = std::fs::canonicalize(spec.rootfs(&bundle)).ctx(|| "rootfs".into())?;
+    let container = Container::create(&o.root, &o.id)?;
+    let mut record = Record {
+        id: o.id.clone(),
+        bundle: bundle.clone(),
+        rootfs: rootfs.clone(),
+        pid: 0,
+        start_time: 0,
+        created: log::rfc3339_now(),
+        owner: user_name(sys::getuid()),
+        annotations: spec.annotations.clone(),
+        cgroup: Cgroup::default(),
+        own_pidns: spec.namespace("pid").is_some(),
+        config: Some(spec.clone()),
+        phase: Phase::Creating,
+    };
+    match create_in(o, &spec, &container, &mut record) {
+        Ok((init, is_parent)) => Ok(Created { container, record, init, is_parent }),
+        Err(e) => {
+            let saved = container.load().ok().flatten();
+            let rec = saved.as_ref().or(Some(&record));
+            if let Err(e2) = teardown::destroy(&container, rec, &teardown::Options { poststop: false, ..Default::default() }) {
+                log::warn(&format!("cleanup after failed create: {e2}"));
+            }
+            Err(e)
+        }
+    }
+}
+
+fn user_name(uid: u32) -> String {
+    if let Ok(p) = std::fs::read_to_string("/etc/passwd") {
+        for l in p.lines() {
+            let f: Vec<&str> = l.split(':').collect();
+            if f.len() > 2 && f[2] == uid.to_string() {
+                return f[0].to_string();
+            }
+        }
+    }
+    uid.to_string()
+}
+
+fn write_maps(pid: i32, spec: &Spec) -> Result<()> {
+    let l = spec.linux();
+    let fmt = |m: &[crate::config::IdMapping]| m.iter().map(|m| format!("{} {} {}\n", m.container_id, m.host_id, m.size)).collect::<String>();
+    std::fs::write(format!("/proc/{pid}/uid_map"), fmt(&l.uid_mappings)).ctx(|| "write uid_map".into())?;
+    std::fs::write(format!("/proc/{pid}/gid_map"), fmt(&l.gid_mappings)).ctx(|| "write gid_map".into())?;
+    Ok(())
+}
+
+fn create_in(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record) -> Result<(Process, bool)> {
+    let l = spec.linux();
+    // cgroup: resolved and recorded before anything is made, so that a
+    // crash from here on leaves a state that `delete --force` can finish.
+    let layout = Layout::host().ctx(|| "read mountinfo".into())?;
+    let own = berth_cgroups::parse_proc_cgroup(&std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default());
+    let cg_path = l.cgroups_path.clone().filter(|p| !p.is_empty()).unwrap_or_else(|| format!("berth/{}", o.id));
+    if cg_path.split('/').any(|c| c == "..") {
+        return Err(Error::Config(format!("linux.cgroupsPath {cg_path:?} must not contain ..")));
+    }
+    if !cg_path.contains(':') {
+        rec.cgroup = Cgroup::resolve(&layout, &cg_path, &own);
+    } else {
+        return Err(Error::Config(format!("linux.cgroupsPath {cg_path:?} is in the systemd form; the systemd cgroup driver is not supported yet")));
+    }
+    for d in &mut rec.cgroup.dirs {
+        d.created = !d.path.exists();
+    }
+    c.save(rec)?;
+    rec.cgroup.create()?;
+    c.save(rec)?;
+    let res = l.resources.clone().unwrap_or_default();
+    let mut devices = berth_cgroups::default_device_rules();
+    if !res.devices.is_empty() {
+        devices = res.devices.clone();
+        devices.extend(berth_cgroups::default_device_rules());
+    } else if rec.cgroup.v1_dir("devices").is_none() {
+        devices.clear();
+    } else {
+        devices.insert(0, berth_cgroups::DeviceRule { allow: false, access: Some("rwm".into()), ..Default::default() });
+    }
+    if rec.cgroup.v1_dir("devices").is_none() && res.devices.iter().all(|d| !d.allow && d.kind.is_none() && d.major.is_none()) {
+        // Pure v2 without a device program: deny-all (runc's default for
+        // every container) plus the defaults cannot be enforced yet.
+        if !res.devices.is_empty() {
+            log::warn("linux.resources.devices: cgroup v2 device filtering is not implemented; only the default device nodes are created");
+        }
+        devices.clear();
+    }
+    berth_cgroups::apply(&rec.cgroup, &res, &devices)?;
+    for (k, v) in &l.time_offsets {
+        if !matches!(k.as_str(), "monotonic" | "boottime") {
+            return Err(Error::Config(format!("linux.timeOffsets: unknown clock {k:?}")));
+        }
+        let _ = v;
+    }
+
+    let fifo = c.fifo();
+    sys::mkfifo(&fifo, 0o622).ctx(|| format!("mkfifo {}", fifo.display()))?;
+    let console = o.console_socket.as_deref().map(|p| sys::unix_connect(p).ctx(|| format!("connect to console socket {}", p.display()))).transpose()?;
+    let (parent_end, child_end) = sys::seqpacket_pair().ctx(|| "socketpair".into())?;
+
+    // Namespaces that apply to children are set on this process first:
+    // a PID namespace by path, and the time namespace (its offsets must be
+    // written before any process is in it).
+    let pid_path = spec.namespace("pid").and_then(|n| n.path.clone()).filter(|p| !p.is_empty());
+    let has_joins = l.namespaces.iter().any(|n| n.path.as_deref().is_some_and(|p| !p.is_empty()) && n.kind != "pid" && n.kind != "time");
+    let slow = has_joins;
+    if let Some(p) = &pid_path {
+        if !slow {
+            let fd = sys::openat(None, Path::new(p), libc::O_RDONLY, 0).ctx(|| format!("open pid namespace {p}"))?;
+            sys::setns(fd.as_fd(), libc::CLONE_NEWPID).ctx(|| format!("join pid namespace {p}"))?;
+        }
+    }
+    if let Some(t) = spec.namespace("time") {
+        match t.path.as_deref().filter(|p| !p.is_empty()) {
+            Some(p) => {
+                let fd = sys::openat(None, Path::new(p), libc::O_RDONLY, 0).ctx(|| format!("open time namespace {p}"))?;
+                sys::setns(fd.as_fd(), 0x80).ctx(|| format!("join time namespace {p}"))?;
+            }
+            None => {
+                sys::unshare(0x80).ctx(|| "unshare the time namespace".into())?;
+                let mut offs = String::new();
+                for (k, v) in &l.time_offsets {
+                    offs += &format!("{k} {} {}\n", v.secs, v.nanosecs);
+                }
+                if !offs.is_empty() {
+                    std::fs::write("/proc/self/timens_offsets", offs).ctx(|| "write timens_offsets".into())?;
+                }
+            }
+        }
+    }
+    // The fast path creates every new namespace in the clone itself: one
+    // process, no intermediate. With namespaces to join by path, the child
+    // joins them first and creates the rest itself.
+    let mut clone_flags: i32 = 0;
+    if !slow {
+        for n in &l.namespaces {
+            let f = ns_flag(&n.kind).unwrap_or(0);
+            let new = n.path.as_deref().unwrap_or("").is_empty();
+            if new && f != libc::CLONE_NEWCGROUP && f != 0x80 {
+                clone_flags |= f;
+            }
+        }
+    }
+    let forked = sys::clone3(clone_flags as u64, None).ctx(|| "clone3".into())?;
+    let (pid, pidfd) = match forked {
+        sys::Forked::Child => {
+            drop(parent_end);
+            init::child_main(Init {
+                spec,
+                id: &o.id,
+                rootfs: &rec.rootfs,
+                cgroup: &rec.cgroup,
+                layout: &layout,
+                chan: Channel(child_end),
+                fifo: Some(fifo.as_path()),
+                console_socket: console,
+                preserve_fds: o.preserve_fds,
+                no_pivot: o.no_pivot,
+                no_new_keyring: o.no_new_keyring,
+                cloned: clone_flags,
+            })
+        }
+        sys::Forked::Parent { pid, pidfd } => (pid, pidfd),
+    };
+    drop(child_end);
+    drop(console);
+    let chan = Channel(parent_end);
+    let first = Process::open(pid, process::stat(pid).map(|s| s.0).unwrap_or(0)).ok_or_else(|| Error::Init("the container process died at once".into()))?;
+    rec.pid = pid;
+    rec.start_time = first.start_time;
+    c.save(rec)?;
+    rec.cgroup.add_pid(pid)?;
+    if clone_flags & libc::CLONE_NEWUSER != 0 {
+        write_maps(pid, spec)?;
+    }
+    chan.send(&format!("go {}", hook_state(rec, pid)))?;
+
+    // Serve the child until it is ready.
+    let mut init_proc: Option<(Process, bool)> = None;
+    loop {
+        let msg = match chan.recv() {
+            Ok(m) => m,
+            Err(_) => {
+                let st = sys::waitid_pidfd(pidfd.as_fd(), true).ok().flatten();
+                return Err(Error::Init(format!("the container process exited during setup ({st:?})")));
+            }
+        };
+        match msg.as_str() {
+            "maps" => {
+                write_maps(pid, spec)?;
+                chan.send("mapped")?;
+            }
+            "hooks" => {
+                let cur = init_proc.as_ref().map_or(pid, |(p, _)| p.pid);
+                let state = hook_state(rec, cur);
+                if let Some(h) = &spec.hooks {
+                    hooks::run_all("prestart", &h.prestart, &state)?;
+                    hooks::run_all("createRuntime", &h.create_runtime, &state)?;
+                }
+                chan.send("hooks-ok")?;
+            }
+            "ready" => break,
+            m if m.starts_with("pid ") => {
+                let gpid: i32 = m[4..].trim().parse().map_err(|_| Error::Init(format!("bad message {m:?}")))?;
+                // The intermediate exits now; reap it.
+                let _ = sys::waitid_pidfd(pidfd.as_fd(), false);
+                let st = process::stat(gpid).map(|s| s.0).unwrap_or(0);
+                let p = Process::open(gpid, st).ok_or_else(|| Error::Init("the container init died at once".into()))?;
+                rec.pid = gpid;
+                rec.start_time = st;
+                c.save(rec)?;
+                init_proc = Some((p, false));
+            }
+            m => {
+                let _ = sys::waitid_pidfd(pidfd.as_fd(), false);
+                return Err(Error::Init(m.strip_prefix("error ").unwrap_or(m).to_string()));
+            }
+        }
+    }
+    let (init, is_parent) = match init_proc {
+        Some(x) => x,
+        None => (Process { pid, start_time: first.start_time, pidfd }, true),
+    };
+    rec.phase = Phase::Created;
+    c.save(rec)?;
+    if let Some(p) = &o.pid_file {
+        write_atomic(p, &init.pid.to_string())?;
+    }
+    if let Some(s) = &o.pidfd_socket {
+        let sock = sys::unix_connect(s).ctx(|| format!("connect to pidfd socket {}", s.display()))?;
+        sys::send_fd(sock.as_fd(), b"pidfd", init.pidfd.as_fd()).ctx(|| "send the pidfd".into())?;
+    }
+    Ok((init, is_parent))
+}
+
+fn hook_state(rec: &Record, pid: i32) -> String {
+    let mut st = rec.oci(Status::Creating);
+    st.pid = pid;
+    serde_json::to_string(&st).unwrap_or_default()
+}
+
+fn write_atomic(p: &Path, data: &str) -> Result<()> {
+    let tmp = p.with_extension(format!("berth-tmp.{}", std::process::id()));
+    std::fs::write(&tmp, data).ctx(|| format!("write {}", tmp.display()))?;
+    std::fs::rename(&tmp, p).ctx(|| format!("rename to {}", p.display()))
+}
+
+/// `start`: releases a created container through its exec fifo.
+pub fn start(root: &Path, id: &str) -> Result<()> {
+    let c = Container::open_locked(root, id)?;
+    let mut rec = c.load()?.ok_or_else(|| Error::NotExist(id.into()))?;
+    let status = rec.status(&c);
+    if status != Status::Created {
+        return Err(Error::State(format!("cannot start a container that is {}", status.as_str())));
+    }
+    let init = rec.init().ok_or_else(|| Error::State("container not running".into()))?;
+    release(&c, &init)?;
+    rec.phase = Phase::Started;
+    c.save(&rec)?;
+    poststart(&rec)?;
+    Ok(())
+}
+
+/// Opens the fifo for reading without blocking, then waits for the init's
+/// byte or its death, whichever comes first.
+fn release(c: &Container, init: &Process) -> Result<()> {
+    let fifo = c.fifo();
+    let fd = sys::openat(None, &fifo, libc::O_RDONLY | libc::O_NONBLOCK, 0).ctx(|| format!("open {}", fifo.display()))?;
+    loop {
+        let r = sys::poll_in(&[fd.as_fd(), init.pidfd.as_fd()], -1).ctx(|| "wait for the container to start".into())?;
+        if r[0] & libc::POLLIN != 0 {
+            let mut b = [0u8; 1];
+            let n = std::io::Read::read(&mut std::fs::File::from(fd.try_clone().ctx(|| "dup".into())?), &mut b).unwrap_or(0);
+            if n == 1 {
+                break;
+            }
+        }
+        if r[1] != 0 {
+            return Err(Error::State("the container process exited before it was started".into()));
+        }
+        if r[0] & libc::POLLHUP != 0 {
+            // The writer opened and closed without writing: it failed.
+            return Err(Error::State("the container process failed to start".into()));
+        }
+    }
+    let _ = std::fs::remove_file(&fifo);
+    Ok(())
+}
+
+fn poststart(rec: &Record) -> Result<()> {
+    if let Some(h) = rec.config.as_ref().and_then(|s| s.hooks.as_ref()) {
+        let st = serde_json::to_string(&rec.oci(Status::Running)).unwrap_or_default();
+        for hook in &h.poststart {
+            if let Err(e) = hooks::run("poststart", hook, &st) {
+                log::warn(&e.to_string());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `state`: the OCI state JSON.
+pub fn state(root: &Path, id: &str) -> Result<String> {
+    let c = Container::open(root, id)?;
+    let rec = c.load()?.ok_or_else(|| Error::NotExist(id.into()))?;
+    let st = rec.status(&c);
+    serde_json::to_string_pretty(&rec.oci(st)).map_err(|e| Error::State(e.to_string()))
+}
+
+/// One row of `list`.
+pub struct Listed {
+    pub record: Record,
+    pub status: Status,
+}
+
+pub fn list(root: &Path) -> Result<Vec<Listed>> {
+    let mut out = Vec::new();
+    let rd = match std::fs::read_dir(root) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(Error::io(format!("read {}", root.display()), e)),
+    };
+    let mut names: Vec<String> = rd.flatten().filter_map(|e| e.file_name().into_string().ok()).collect();
+    names.sort();
+    for n in names {
+        let Ok(c) = Container::open(root, &n) else { continue };
+        let Ok(Some(rec)) = c.load() else { continue };
+        let status = rec.status(&c);
+        out.push(Listed { record: rec, status });
+    }
+    Ok(out)
+}
+
+/// Parses a signal given as a name (with or without SIG) or a number.
+pub fn parse_signal(s: &str) -> Result<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        if (1..=64).contains(&n) {
+            return Ok(n);
+        }
+        return Err(Error::Usage(format!("invalid signal {s:?}")));
+    }
+    let up = s.to_ascii_uppercase();
+    let name = up.strip_prefix("SIG").unwrap_or(&up);
+    const SIGS: &[(&str, i32)] = &[
+        ("HUP", 1), ("INT", 2), ("QUIT", 3), ("ILL", 4), ("TRAP", 5), ("ABRT", 6), ("IOT", 6), ("BUS", 7), ("FPE", 8),
+        ("KILL", 9), ("USR1", 10), ("SEGV", 11), ("USR2", 12), ("PIPE", 13), ("ALRM", 14), ("TERM", 15), ("STKFLT", 16),
+        ("CHLD", 17), ("CONT", 18), ("STOP", 19), ("TSTP", 20), ("TTIN", 21), ("TTOU", 22), ("URG", 23), ("XCPU", 24),
+        ("XFSZ", 25), ("VTALRM", 26), ("PROF", 27), ("WINCH", 28), ("IO", 29), ("POLL", 29), ("PWR", 30), ("SYS", 31),
+    ];
+    if let Some((_, n)) = SIGS.iter().find(|(k, _)| *k == name) {
+        return Ok(*n);
+    }
+    if let Some(rest) = name.strip_prefix("RTMIN") {
+        let off: i32 = if rest.is_empty() { 0 } else { rest.trim_start_matches('+').parse().map_err(|_| Error::Usage(format!("invalid signal {s:?}")))? };
+        return Ok(34 + off);
+    }
+    if let Some(rest) = name.strip_prefix("RTMAX") {
+        let off: i32 = if rest.is_empty() { 0 } else { rest.trim_start_matches('-').parse().map_err(|_| Error::Usage(format!("invalid signal {s:?}")))? };
+        return Ok(64 - off);
+    }
+    Err(Error::Usage(format!("invalid signal {s:?}")))
+}
+
+/// `kill`: a signal through the init's confirmed pidfd; with `all`, to
+/// every process of the container.
+pub fn kill(root: &Path, id: &str, sig: i32, all: bool) -> Result<()> {
+    let c = Container::open_locked(root, id)?;
+    let rec = c.load()?.ok_or_else(|| Error::NotExist(id.into()))?;
+    let status = rec.status(&c);
+    if matches!(status, Status::Stopped) && !all {
+        return Err(Error::State("container not running".into()));
+    }
+    if all {
+        if sig == libc::SIGKILL {
+            return teardown::kill_cgroup(&rec);
+        }
+        for pid in rec.cgroup.pids() {
+            if let Ok(fd) = sys::pidfd_open(pid) {
+                if rec.cgroup.pids().contains(&pid) {
+                    let _ = sys::pidfd_send_signal(fd.as_fd(), sig);
+                }
+            }
+        }
+        return Ok(());
+    }
+    let init = rec.init().ok_or_else(|| Error::State("container not running".into()))?;
+    init.signal(sig)
+}
+
+/// `delete`: a stopped (or created) container is torn down; a running one
+/// only with `force`. An unknown ID fails with "does not exist".
+pub fn delete(root: &Path, id: &str, force: bool, deadline: Duration) -> Result<Timings> {
+    let c = Container::open_locked(root, id)?;
+    let rec = c.load()?;
+    if let Some(r) = &rec {
+        let st = r.status(&c);
+        if matches!(st, Status::Running | Status::Paused) && !force {
+            return Err(Error::State(format!("cannot delete container {id} that is not stopped: {}", st.as_str())));
+        }
+        if st == Status::Paused {
+            let _ = r.cgroup.set_frozen(false);
+        }
+    }
+    teardown::destroy(&c, rec.as_ref(), &teardown::Options { deadline, poststop: true })
+}
+
+/// `pause` / `resume` through the freezer.
+pub fn set_paused(root: &Path, id: &str, paused: bool) -> Result<()> {
+    let c = Container::open_locked(root, id)?;
+    let rec = c.load()?.ok_or_else(|| Error::NotExist(id.into()))?;
+    let st = rec.status(&c);
+    match (paused, st) {
+        (true, Status::Running) | (false, Status::Paused) => Ok(rec.cgroup.set_frozen(paused)?),
+        (true, _) => Err(Error::State(format!("container {id} is not running"))),
+        (false, _) => Err(Error::State(format!("container {id} is not paused"))),
+    }
+}
+
+/// `run`: create, start, wait in the foreground forwarding signals, delete.
+/// Returns the exit code (128+signal for a signal).
+pub fn run(o: &CreateOptions, detach: bool, keep: bool) -> Result<i32> {
+    // The init may be a grandchild (namespaces joined by path): as subreaper
+    // this process still reaps it and learns its exit status.
+    let _ = sys::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    let created = create(o)?;
+    let c = &created.container;
+    let result = (|| {
+        release(c, &created.init)?;
+        let mut rec = created.record.clone();
+        rec.phase = Phase::Started;
+        c.save(&rec)?;
+        poststart(&rec)?;
+        Ok::<_, Error>(rec)
+    })();
+    let rec = match result {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = teardown::destroy(c, Some(&created.record), &teardown::Options::default());
+            return Err(e);
+        }
+    };
+    if detach {
+        return Ok(0);
+    }
+    let code = wait_forwarding(&created)?;
+    if !keep {
+        let t = teardown::destroy(c, Some(&rec), &teardown::Options::default())?;
+        log::debug(&format!("teardown: {}", t.line()));
+    }
+    Ok(code)
+}
+
+/// Waits for the init, forwarding the signals a terminal or supervisor
+/// sends to `run` (as runc does).
+fn wait_forwarding(created: &Created) -> Result<i32> {
+    let sigs = [libc::SIGHUP, libc::SIGINT, libc::SIGQUIT, libc::SIGTERM, libc::SIGUSR1, libc::SIGUSR2, libc::SIGWINCH, libc::SIGCONT, libc::SIGTSTP];
+    let sfd: OwnedFd = sys::signalfd(&sigs).ctx(|| "signalfd".into())?;
+    let init = &created.init;
+    loop {
+        let r = sys::poll_in(&[init.pidfd.as_fd(), sfd.as_fd()], -1).ctx(|| "wait for the container".into())?;
+        if r[1] != 0 {
+            if let Ok(s) = sys::read_signal(sfd.as_fd()) {
+                let _ = init.signal(s);
+            }
+        }
+        if r[0] != 0 {
+            break;
+        }
+    }
+    match sys::waitid_pidfd(init.pidfd.as_fd(), false).ctx(|| "wait for the container".into())? {
+        Some(st) => Ok(st.code()),
+        None => Err(Error::State("the container's exit status was lost".into())),
+    }
+}

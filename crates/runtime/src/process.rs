@@ -1,0 +1,72 @@
+//! A process is known by a pidfd plus its start time, never by a bare PID:
+//! the kernel may hand a PID to someone else as soon as its owner is reaped.
+
+use crate::{Error, Result};
+use std::os::fd::{AsFd, OwnedFd};
+
+/// Field 22 of /proc/PID/stat (start time in clock ticks since boot) and the
+/// state letter (field 3). `None` when the process does not exist.
+pub fn stat(pid: i32) -> Option<(u64, char)> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may contain anything.
+    let rest = &s[s.rfind(')')? + 2..];
+    let mut f = rest.split(' ');
+    let state = f.next()?.chars().next()?;
+    let start = f.nth(18)?.parse().ok()?;
+    Some((start, state))
+}
+
+/// A live process whose identity was confirmed.
+#[derive(Debug)]
+pub struct Process {
+    pub pid: i32,
+    pub start_time: u64,
+    pub pidfd: OwnedFd,
+}
+
+impl Process {
+    /// Opens a pidfd for `pid` and confirms that it is the process that
+    /// started at `start_time`. The pidfd is opened first, then the start
+    /// time read: if they match, the pidfd refers to that very process.
+    /// `None` when it is gone (or the PID now belongs to another process).
+    pub fn open(pid: i32, start_time: u64) -> Option<Process> {
+        if pid <= 0 {
+            return None;
+        }
+        let pidfd = berth_sys::pidfd_open(pid).ok()?;
+        let (st, state) = stat(pid)?;
+        if st != start_time || state == 'Z' || state == 'X' {
+            return None;
+        }
+        Some(Process { pid, start_time, pidfd })
+    }
+
+    /// Sends `sig` through the pidfd.
+    pub fn signal(&self, sig: i32) -> Result<()> {
+        berth_sys::pidfd_send_signal(self.pidfd.as_fd(), sig).map_err(|e| {
+            if e.raw_os_error() == Some(libc::ESRCH) {
+                Error::State("container not running".into())
+            } else {
+                Error::io(format!("signal {sig} to pid {}", self.pid), e)
+            }
+        })
+    }
+
+    /// True once the process has exited (pidfd readable).
+    pub fn exited(&self) -> bool {
+        berth_sys::poll_in(&[self.pidfd.as_fd()], 0).map(|r| r[0] != 0).unwrap_or(true)
+    }
+
+    /// The state letter now (R, S, D, T, Z...).
+    pub fn state(&self) -> Option<char> {
+        stat(self.pid).filter(|(st, _)| *st == self.start_time).map(|(_, s)| s)
+    }
+}
+
+/// The command name and kernel wait channel of `pid`, for "what is stuck" messages.
+pub fn describe(pid: i32) -> String {
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+    let state = stat(pid).map(|(_, s)| s).unwrap_or('?');
+    format!("pid {pid} ({}) state {state} wchan {}", comm.trim(), if wchan.is_empty() || wchan == "0" { "-" } else { wchan.trim() })
+}

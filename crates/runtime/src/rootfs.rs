@@ -1,0 +1,535 @@
+//! The container's root filesystem, built inside its new mount namespace:
+//! mounts from config.json, /dev, the console, pivot_root, masked and
+//! read-only paths.
+//!
+//! Every destination is resolved inside the rootfs with
+//! `openat2(RESOLVE_IN_ROOT)`, so a symlink in the rootfs that points out
+//! (`/etc -> /host/etc`, `../../..`) resolves inside it. The mount then goes
+//! onto the opened fd through `/proc/self/fd/N`, never through a path that
+//! could be swapped.
+
+use crate::config::{Mount, Spec};
+use crate::error::Context;
+use crate::{Error, Result};
+use berth_sys as sys;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Component, Path, PathBuf};
+
+const MS_NOSYMFOLLOW: libc::c_ulong = 256;
+
+pub fn propagation_flag(name: &str) -> Option<libc::c_ulong> {
+    Some(match name {
+        "private" => libc::MS_PRIVATE,
+        "rprivate" => libc::MS_PRIVATE | libc::MS_REC,
+        "shared" => libc::MS_SHARED,
+        "rshared" => libc::MS_SHARED | libc::MS_REC,
+        "slave" => libc::MS_SLAVE,
+        "rslave" => libc::MS_SLAVE | libc::MS_REC,
+        "unbindable" => libc::MS_UNBINDABLE,
+        "runbindable" => libc::MS_UNBINDABLE | libc::MS_REC,
+        _ => return None,
+    })
+}
+
+/// (set, clear) for a mount option that is a flag.
+fn flag_option(o: &str) -> Option<(libc::c_ulong, libc::c_ulong)> {
+    Some(match o {
+        "defaults" => (0, 0),
+        "ro" => (libc::MS_RDONLY, 0),
+        "rw" => (0, libc::MS_RDONLY),
+        "nosuid" => (libc::MS_NOSUID, 0),
+        "suid" => (0, libc::MS_NOSUID),
+        "nodev" => (libc::MS_NODEV, 0),
+        "dev" => (0, libc::MS_NODEV),
+        "noexec" => (libc::MS_NOEXEC, 0),
+        "exec" => (0, libc::MS_NOEXEC),
+        "sync" => (libc::MS_SYNCHRONOUS, 0),
+        "async" => (0, libc::MS_SYNCHRONOUS),
+        "dirsync" => (libc::MS_DIRSYNC, 0),
+        "remount" => (libc::MS_REMOUNT, 0),
+        "mand" => (libc::MS_MANDLOCK, 0),
+        "nomand" => (0, libc::MS_MANDLOCK),
+        "atime" => (0, libc::MS_NOATIME),
+        "noatime" => (libc::MS_NOATIME, 0),
+        "diratime" => (0, libc::MS_NODIRATIME),
+        "nodiratime" => (libc::MS_NODIRATIME, 0),
+        "relatime" => (libc::MS_RELATIME, 0),
+        "norelatime" => (0, libc::MS_RELATIME),
+        "strictatime" => (libc::MS_STRICTATIME, 0),
+        "nostrictatime" => (0, libc::MS_STRICTATIME),
+        "lazytime" => (libc::MS_LAZYTIME, 0),
+        "nolazytime" => (0, libc::MS_LAZYTIME),
+        "iversion" => (libc::MS_I_VERSION, 0),
+        "noiversion" => (0, libc::MS_I_VERSION),
+        "silent" => (libc::MS_SILENT, 0),
+        "loud" => (0, libc::MS_SILENT),
+        "nosymfollow" => (MS_NOSYMFOLLOW, 0),
+        "symfollow" => (0, MS_NOSYMFOLLOW),
+        "bind" => (libc::MS_BIND, 0),
+        "rbind" => (libc::MS_BIND | libc::MS_REC, 0),
+        _ => return None,
+    })
+}
+
+/// Recursive mount attributes (mount_setattr) and idmaps: defined by
+/// runtime-spec, not yet applied by berth.
+fn unsupported_option(o: &str) -> bool {
+    matches!(
+        o,
+        "rro" | "rrw" | "rnosuid" | "rsuid" | "rnodev" | "rdev" | "rnoexec" | "rexec" | "rnodiratime" | "rdiratime" | "rrelatime"
+            | "rnorelatime" | "rnoatime" | "ratime" | "rstrictatime" | "rnostrictatime" | "rnosymfollow" | "rsymfollow" | "idmap"
+            | "ridmap" | "tmpcopyup"
+    )
+}
+
+pub fn known_mount_option(o: &str) -> bool {
+    flag_option(o).is_some() || propagation_flag(o).is_some() || unsupported_option(o)
+}
+
+/// A mount's options split into flags, clear-flags, propagation and data.
+#[derive(Debug, Default)]
+pub struct Options {
+    pub flags: libc::c_ulong,
+    pub clear: libc::c_ulong,
+    pub propagation: Vec<libc::c_ulong>,
+    pub data: Vec<String>,
+}
+
+pub fn parse_options(opts: &[String]) -> Result<Options> {
+    let mut o = Options::default();
+    for s in opts {
+        if unsupported_option(s) {
+            return Err(Error::Config(format!("mount option {s:?} is not supported by berth")));
+        }
+        if let Some((set, clear)) = flag_option(s) {
+            o.flags = (o.flags & !clear) | set;
+            o.clear = (o.clear & !set) | clear;
+        } else if let Some(p) = propagation_flag(s) {
+            o.propagation.push(p);
+        } else {
+            o.data.push(s.clone());
+        }
+    }
+    Ok(o)
+}
+
+/// What the container setup needs besides the config.
+pub struct Plan<'a> {
+    pub spec: &'a Spec,
+    pub rootfs: &'a Path,
+    pub cgroup: &'a berth_cgroups::Cgroup,
+    pub cgroup_layout: &'a berth_cgroups::Layout,
+    pub userns: bool,
+    pub new_cgroupns: bool,
+    pub no_pivot: bool,
+}
+
+/// The rootfs, opened once; paths inside it resolve with RESOLVE_IN_ROOT.
+pub struct Root {
+    pub fd: OwnedFd,
+}
+
+fn rel(p: &str) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in Path::new(p).components() {
+        if let Component::Normal(n) = c {
+            out.push(n)
+        }
+    }
+    out
+}
+
+impl Root {
+    pub fn open(path: &Path) -> Result<Root> {
+        let fd = sys::openat(None, path, libc::O_PATH | libc::O_DIRECTORY, 0).ctx(|| format!("open rootfs {}", path.display()))?;
+        Ok(Root { fd })
+    }
+
+    /// Opens `p` inside the root (O_PATH).
+    pub fn open_in(&self, p: &Path, flags: i32) -> std::io::Result<OwnedFd> {
+        sys::openat2(self.fd.as_fd(), p, flags, 0, sys::RESOLVE_IN_ROOT | sys::RESOLVE_NO_MAGICLINKS)
+    }
+
+    /// Creates every missing directory of `p` inside the root, then opens it.
+    pub fn mkdir_all(&self, p: &Path, mode: u32) -> Result<OwnedFd> {
+        let mut cur = PathBuf::new();
+        let mut dir = self.open_in(Path::new("."), libc::O_PATH | libc::O_DIRECTORY).ctx(|| "open rootfs".into())?;
+        for c in p.components() {
+            let Component::Normal(name) = c else { continue };
+            cur.push(name);
+            dir = match self.open_in(&cur, libc::O_PATH | libc::O_DIRECTORY) {
+                Ok(d) => d,
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                    // Creating through the parent's fd: a symlink swapped in
+                    // meanwhile cannot redirect it, and the retry re-resolves.
+                    let parent = self.open_in(cur.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")), libc::O_RDONLY | libc::O_DIRECTORY).ctx(|| format!("open /{}", cur.display()))?;
+                    match sys::mkdirat(parent.as_fd(), Path::new(name), mode) {
+                        Ok(()) => {}
+                        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+                        Err(e) => return Err(Error::io(format!("mkdir /{} in the rootfs", cur.display()), e)),
+                    }
+                    self.open_in(&cur, libc::O_PATH | libc::O_DIRECTORY).ctx(|| format!("open /{} in the rootfs", cur.display()))?
+                }
+                Err(e) => return Err(Error::io(format!("open /{} in the rootfs", cur.display()), e)),
+            };
+        }
+        Ok(dir)
+    }
+
+    /// Creates a file `p` (and its parents) inside the root unless it exists; opens it.
+    pub fn mkfile(&self, p: &Path) -> Result<OwnedFd> {
+        if let Ok(fd) = self.open_in(p, libc::O_PATH) {
+            return Ok(fd);
+        }
+        let parent = p.parent().unwrap_or(Path::new(""));
+        let name = p.file_name().ok_or_else(|| Error::Config(format!("bad path {}", p.display())))?;
+        let pd = self.mkdir_all(parent, 0o755)?;
+        let pd = sys::openat(Some(pd.as_fd()), Path::new("."), libc::O_RDONLY | libc::O_DIRECTORY, 0).ctx(|| "reopen dir".into())?;
+        match sys::mknodat(pd.as_fd(), Path::new(name), libc::S_IFREG | 0o644, 0) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+            Err(e) => return Err(Error::io(format!("create /{} in the rootfs", p.display()), e)),
+        }
+        self.open_in(p, libc::O_PATH).ctx(|| format!("open /{} in the rootfs", p.display()))
+    }
+}
+
+fn mount_at(src: Option<&Path>, target: BorrowedFd<'_>, fstype: Option<&str>, flags: libc::c_ulong, data: Option<&str>) -> std::io::Result<()> {
+    sys::mount(src, &sys::fd_path(target), fstype, flags, data)
+}
+
+/// Remounts a bind mount with `flags`, keeping the flags the kernel locks
+/// in a user namespace (nosuid, nodev, noexec, ro, atime) when it insists.
+fn remount_bind(target: BorrowedFd<'_>, flags: libc::c_ulong) -> std::io::Result<()> {
+    let path = sys::fd_path(target);
+    let base = libc::MS_BIND | libc::MS_REMOUNT;
+    match sys::mount(None, &path, None, base | flags, None) {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+            let st = sys::statvfs_flags(&path)?;
+            let mut keep = 0;
+            for (s, m) in [
+                (libc::ST_NOSUID, libc::MS_NOSUID),
+                (libc::ST_NODEV, libc::MS_NODEV),
+                (libc::ST_NOEXEC, libc::MS_NOEXEC),
+                (libc::ST_RDONLY, libc::MS_RDONLY),
+                (libc::ST_NOATIME, libc::MS_NOATIME),
+                (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
+                (libc::ST_RELATIME, libc::MS_RELATIME),
+            ] {
+                if st & s != 0 {
+                    keep |= m;
+                }
+            }
+            sys::mount(None, &path, None, base | flags | keep, None)
+        }
+        r => r,
+    }
+}
+
+/// Builds the rootfs and switches into it. Runs in the container's new mount
+/// namespace, before the user switch. Returns the pty master when the process
+/// has a terminal (to be sent over the console socket).
+pub fn setup(plan: &Plan<'_>) -> Result<Option<(OwnedFd, OwnedFd)>> {
+    let spec = plan.spec;
+    let l = spec.linux();
+    // Nothing done here may propagate back to the host.
+    let root_prop = l.rootfs_propagation.as_deref().and_then(propagation_flag).unwrap_or(libc::MS_SLAVE | libc::MS_REC);
+    sys::mount(None, Path::new("/"), None, root_prop | libc::MS_REC, None).ctx(|| "make / a slave mount".into())?;
+    make_parent_private(plan.rootfs)?;
+    sys::mount(Some(plan.rootfs), plan.rootfs, None, libc::MS_BIND | libc::MS_REC, None).ctx(|| format!("bind rootfs {}", plan.rootfs.display()))?;
+    let root = Root::open(plan.rootfs)?;
+
+    let dev_is_bind = spec.mounts.iter().any(|m| m.destination == "/dev" && m.options.iter().any(|o| o == "bind" || o == "rbind"));
+    for m in &spec.mounts {
+        mount_one(plan, &root, m)?;
+    }
+    if !dev_is_bind {
+        setup_dev(plan, &root)?;
+    }
+    let pty = if spec.process.as_ref().is_some_and(|p| p.terminal) { Some(console(plan, &root)?) } else { None };
+
+    if plan.no_pivot {
+        move_root(plan.rootfs)?;
+    } else {
+        pivot(plan.rootfs)?;
+    }
+    if let Some(prop) = l.rootfs_propagation.as_deref().and_then(propagation_flag) {
+        sys::mount(None, Path::new("/"), None, prop, None).ctx(|| "set rootfsPropagation".into())?;
+    }
+    Ok(pty)
+}
+
+/// After pivot: sysctls, then masked and read-only paths, then a read-only root.
+pub fn finish(spec: &Spec) -> Result<()> {
+    let l = spec.linux();
+    for (k, v) in &l.sysctl {
+        let p = PathBuf::from("/proc/sys").join(k.replace('.', "/"));
+        if k.contains("..") || k.contains('/') {
+            return Err(Error::Config(format!("linux.sysctl key {k:?} is not valid")));
+        }
+        std::fs::write(&p, v).ctx(|| format!("set sysctl {k}={v}"))?;
+    }
+    let root = Root::open(Path::new("/"))?;
+    for p in &l.readonly_paths {
+        let r = rel(p);
+        let fd = match root.open_in(&r, libc::O_PATH) {
+            Ok(fd) => fd,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+            Err(e) => return Err(Error::io(format!("readonly path {p}"), e)),
+        };
+        let path = sys::fd_path(fd.as_fd());
+        sys::mount(Some(&path), &path, None, libc::MS_BIND | libc::MS_REC, None).ctx(|| format!("bind readonly path {p}"))?;
+        let fd = root.open_in(&r, libc::O_PATH).ctx(|| format!("reopen readonly path {p}"))?;
+        remount_bind(fd.as_fd(), libc::MS_RDONLY | libc::MS_REC | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC)
+            .or_else(|_| remount_bind(fd.as_fd(), libc::MS_RDONLY | libc::MS_REC))
+            .ctx(|| format!("make {p} read-only"))?;
+    }
+    for p in &l.masked_paths {
+        let r = rel(p);
+        let fd = match root.open_in(&r, libc::O_PATH) {
+            Ok(fd) => fd,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+            Err(e) => return Err(Error::io(format!("masked path {p}"), e)),
+        };
+        let st = sys::fstat(fd.as_fd()).ctx(|| format!("stat masked path {p}"))?;
+        if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+            mount_at(Some(Path::new("tmpfs")), fd.as_fd(), Some("tmpfs"), libc::MS_RDONLY, Some("size=0k")).ctx(|| format!("mask {p}"))?;
+        } else {
+            mount_at(Some(Path::new("/dev/null")), fd.as_fd(), None, libc::MS_BIND, None).ctx(|| format!("mask {p}"))?;
+        }
+    }
+    if spec.root.as_ref().is_some_and(|r| r.readonly) {
+        let fd = root.open_in(Path::new("."), libc::O_PATH).ctx(|| "open /".into())?;
+        remount_bind(fd.as_fd(), libc::MS_RDONLY).ctx(|| "make the root filesystem read-only".into())?;
+    }
+    Ok(())
+}
+
+/// pivot_root requires that the rootfs' parent mount is not shared.
+fn make_parent_private(rootfs: &Path) -> Result<()> {
+    let mi = std::fs::read_to_string("/proc/self/mountinfo").ctx(|| "read mountinfo".into())?;
+    let mut best: Option<(PathBuf, bool)> = None;
+    for line in mi.lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        if f.len() < 7 {
+            continue;
+        }
+        let mp = PathBuf::from(f[4]);
+        if rootfs.starts_with(&mp) && best.as_ref().is_none_or(|(b, _)| mp.as_os_str().len() >= b.as_os_str().len()) {
+            let shared = f[6..].iter().take_while(|x| **x != "-").any(|x| x.starts_with("shared:"));
+            best = Some((mp, shared));
+        }
+    }
+    if let Some((mp, true)) = best {
+        sys::mount(None, &mp, None, libc::MS_PRIVATE, None).ctx(|| format!("make {} private", mp.display()))?;
+    }
+    Ok(())
+}
+
+fn mount_one(plan: &Plan<'_>, root: &Root, m: &Mount) -> Result<()> {
+    let dest = rel(&m.destination);
+    let kind = m.kind.as_deref().unwrap_or("");
+    let o = parse_options(&m.options)?;
+    let is_bind = o.flags & libc::MS_BIND != 0 || kind == "bind";
+    if kind == "cgroup" {
+        return mount_cgroup(plan, root, m, &dest, &o);
+    }
+    let data = (!o.data.is_empty()).then(|| o.data.join(","));
+    let target = if is_bind {
+        let src = m.source.as_deref().ok_or_else(|| Error::Config(format!("bind mount {} has no source", m.destination)))?;
+        let sp = Path::new(src);
+        let meta = std::fs::metadata(sp).ctx(|| format!("bind mount source {src}"))?;
+        let target = if meta.is_dir() { root.mkdir_all(&dest, 0o755)? } else { root.mkfile(&dest)? };
+        mount_at(Some(sp), target.as_fd(), None, libc::MS_BIND | (o.flags & libc::MS_REC), None).ctx(|| format!("bind {src} on {}", m.destination))?;
+        let extra = o.flags & !(libc::MS_BIND | libc::MS_REC | libc::MS_REMOUNT);
+        if extra != 0 {
+            // Reopen: the fd above names the directory under the new mount.
+            let t = root.open_in(&dest, libc::O_PATH).ctx(|| format!("open {}", m.destination))?;
+            remount_bind(t.as_fd(), extra | (o.flags & libc::MS_REC)).ctx(|| format!("remount {} with {:?}", m.destination, m.options))?;
+        }
+        target
+    } else {
+        let target = root.mkdir_all(&dest, 0o755)?;
+        let src = m.source.as_deref().unwrap_or(kind);
+        let fstype = if kind.is_empty() { None } else { Some(kind) };
+        let r = mount_at(Some(Path::new(src)), target.as_fd(), fstype, o.flags & !libc::MS_REMOUNT, data.as_deref());
+        match r {
+            Err(e) if kind == "sysfs" && e.raw_os_error() == Some(libc::EPERM) && plan.userns => {
+                // A user namespace without its own network namespace may not
+                // mount sysfs: bind the host's, as runc does.
+                mount_at(Some(Path::new("/sys")), target.as_fd(), None, libc::MS_BIND | libc::MS_REC, None).ctx(|| "bind /sys".into())?;
+            }
+            Err(e) if kind == "mqueue" && e.raw_os_error() == Some(libc::EPERM) && plan.userns => {
+                mount_at(Some(Path::new("/dev/mqueue")), target.as_fd(), None, libc::MS_BIND, None).ctx(|| "bind /dev/mqueue".into())?;
+            }
+            r => r.ctx(|| format!("mount {kind} on {}", m.destination))?,
+        }
+        target
+    };
+    for p in &o.propagation {
+        let t = root.open_in(&dest, libc::O_PATH).ctx(|| format!("open {}", m.destination))?;
+        mount_at(None, t.as_fd(), None, *p, None).ctx(|| format!("set propagation of {}", m.destination))?;
+    }
+    drop(target);
+    Ok(())
+}
+
+/// A `cgroup` mount: cgroup2 itself in a new cgroup namespace on a v2 host;
+/// otherwise a tmpfs with the container's own directory of each hierarchy
+/// bound under its controller name, read-only when asked.
+fn mount_cgroup(plan: &Plan<'_>, root: &Root, m: &Mount, dest: &Path, o: &Options) -> Result<()> {
+    let target = root.mkdir_all(dest, 0o755)?;
+    let flags = o.flags & !(libc::MS_BIND | libc::MS_REC | libc::MS_REMOUNT);
+    if plan.cgroup_layout.pure_v2() {
+        if plan.new_cgroupns {
+            return mount_at(Some(Path::new("cgroup2")), target.as_fd(), Some("cgroup2"), flags, None).ctx(|| format!("mount cgroup2 on {}", m.destination));
+        }
+        let d = plan.cgroup.v2_dir().ok_or_else(|| Error::Config("no cgroup v2 directory".into()))?;
+        mount_at(Some(&d.path), target.as_fd(), None, libc::MS_BIND, None).ctx(|| format!("bind {} on {}", d.path.display(), m.destination))?;
+        let t = root.open_in(dest, libc::O_PATH).ctx(|| "reopen cgroup mount".into())?;
+        return remount_bind(t.as_fd(), flags).ctx(|| format!("remount {}", m.destination));
+    }
+    mount_at(Some(Path::new("tmpfs")), target.as_fd(), Some("tmpfs"), flags & !libc::MS_RDONLY, Some("mode=755")).ctx(|| format!("mount tmpfs on {}", m.destination))?;
+    for d in &plan.cgroup.dirs {
+        let name = if d.v2 {
+            "unified".to_string()
+        } else {
+            d.controllers.iter().map(|c| c.strip_prefix("name=").unwrap_or(c)).collect::<Vec<_>>().join(",")
+        };
+        let sub = dest.join(&name);
+        let t = root.mkdir_all(&sub, 0o755)?;
+        mount_at(Some(&d.path), t.as_fd(), None, libc::MS_BIND, None).ctx(|| format!("bind {} on {}", d.path.display(), sub.display()))?;
+        let t = root.open_in(&sub, libc::O_PATH).ctx(|| "reopen cgroup dir".into())?;
+        remount_bind(t.as_fd(), flags | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC).ctx(|| format!("remount {}", sub.display()))?;
+        if d.controllers.len() > 1 {
+            let dfd = root.open_in(dest, libc::O_RDONLY | libc::O_DIRECTORY).ctx(|| "open cgroup mount".into())?;
+            for c in &d.controllers {
+                let _ = sys::symlinkat(Path::new(&name), dfd.as_fd(), Path::new(c));
+            }
+        }
+    }
+    if flags & libc::MS_RDONLY != 0 {
+        let t = root.open_in(dest, libc::O_PATH).ctx(|| "reopen cgroup mount".into())?;
+        remount_bind(t.as_fd(), flags).ctx(|| format!("remount {} read-only", m.destination))?;
+    }
+    Ok(())
+}
+
+const DEFAULT_DEVICES: &[(&str, u64, u64)] = &[("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)];
+
+/// Default devices, linux.devices and the /dev symlinks.
+fn setup_dev(plan: &Plan<'_>, root: &Root) -> Result<()> {
+    let dev = root.mkdir_all(Path::new("dev"), 0o755)?;
+    let devd = sys::openat(Some(dev.as_fd()), Path::new("."), libc::O_RDONLY | libc::O_DIRECTORY, 0).ctx(|| "open /dev".into())?;
+    let mut list: Vec<(PathBuf, u32, u64, u64, u32, Option<u32>, Option<u32>)> = DEFAULT_DEVICES
+        .iter()
+        .map(|(n, ma, mi)| (PathBuf::from(format!("dev/{n}")), libc::S_IFCHR, *ma, *mi, 0o666, None, None))
+        .collect();
+    for d in &plan.spec.linux().devices {
+        let kind = match d.kind.as_str() {
+            "b" => libc::S_IFBLK,
+            "p" => libc::S_IFIFO,
+            _ => libc::S_IFCHR,
+        };
+        let p = rel(&d.path);
+        list.retain(|x| x.0 != p);
+        list.push((p, kind, d.major as u64, d.minor as u64, d.file_mode.unwrap_or(0o666) & 0o7777, d.uid, d.gid));
+    }
+    for (p, kind, major, minor, mode, uid, gid) in list {
+        let parent = root.mkdir_all(p.parent().unwrap_or(Path::new("dev")), 0o755)?;
+        let parent = sys::openat(Some(parent.as_fd()), Path::new("."), libc::O_RDONLY | libc::O_DIRECTORY, 0).ctx(|| "open dev dir".into())?;
+        let name = p.file_name().unwrap_or_default();
+        if plan.userns {
+            // mknod is not allowed in a user namespace: bind the host's node.
+            let host = Path::new("/").join(&p);
+            let t = root.mkfile(&p)?;
+            mount_at(Some(&host), t.as_fd(), None, libc::MS_BIND, None).ctx(|| format!("bind device {}", host.display()))?;
+            continue;
+        }
+        match sys::mknodat(parent.as_fd(), Path::new(name), kind | mode, sys::makedev(major, minor)) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+            Err(e) => return Err(Error::io(format!("mknod /{}", p.display()), e)),
+        }
+        let fd = root.open_in(&p, libc::O_PATH).ctx(|| format!("open /{}", p.display()))?;
+        // mknod applies the umask: set the mode explicitly.
+        std::fs::set_permissions(sys::fd_path(fd.as_fd()), std::os::unix::fs::PermissionsExt::from_mode(mode)).ctx(|| format!("chmod /{}", p.display()))?;
+        if uid.is_some() || gid.is_some() {
+            std::os::unix::fs::chown(sys::fd_path(fd.as_fd()), uid, gid).ctx(|| format!("chown /{}", p.display()))?;
+        }
+    }
+    for (name, target) in [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")] {
+        match sys::symlinkat(Path::new(target), devd.as_fd(), Path::new(name)) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+            Err(e) => return Err(Error::io(format!("symlink /dev/{name}"), e)),
+        }
+    }
+    if Path::new("/proc/kcore").exists() {
+        let _ = sys::symlinkat(Path::new("/proc/kcore"), devd.as_fd(), Path::new("core"));
+    }
+    // /dev/ptmx points at the container's own devpts instance.
+    let has_devpts = plan.spec.mounts.iter().any(|m| m.destination == "/dev/pts");
+    if has_devpts {
+        if let Ok(fd) = root.open_in(Path::new("dev/ptmx"), libc::O_PATH) {
+            drop(fd);
+            let _ = std::fs::remove_file(plan.rootfs.join("dev/ptmx"));
+        }
+        match sys::symlinkat(Path::new("pts/ptmx"), devd.as_fd(), Path::new("ptmx")) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+            Err(e) => return Err(Error::io("symlink /dev/ptmx", e)),
+        }
+    }
+    Ok(())
+}
+
+/// Opens a pty in the container's devpts and binds its slave on /dev/console.
+fn console(plan: &Plan<'_>, root: &Root) -> Result<(OwnedFd, OwnedFd)> {
+    let ptmx = root.open_in(Path::new("dev/pts/ptmx"), libc::O_RDWR | libc::O_NOCTTY).ctx(|| "open /dev/pts/ptmx in the container (is /dev/pts mounted?)".into())?;
+    let (master, slave) = sys::open_pty(ptmx).ctx(|| "open pty".into())?;
+    if let Some(sz) = plan.spec.process.as_ref().and_then(|p| p.console_size) {
+        sys::set_winsize(master.as_fd(), sz.height, sz.width).ctx(|| "set console size".into())?;
+    }
+    let t = root.mkfile(Path::new("dev/console"))?;
+    mount_at(Some(&sys::fd_path(slave.as_fd())), t.as_fd(), None, libc::MS_BIND, None).ctx(|| "bind the pty on /dev/console".into())?;
+    Ok((master, slave))
+}
+
+fn pivot(rootfs: &Path) -> Result<()> {
+    let new = sys::openat(None, rootfs, libc::O_RDONLY | libc::O_DIRECTORY, 0).ctx(|| format!("open {}", rootfs.display()))?;
+    sys::fchdir(new.as_fd()).ctx(|| format!("chdir {}", rootfs.display()))?;
+    sys::pivot_root(Path::new("."), Path::new(".")).ctx(|| format!("pivot_root {}", rootfs.display()))?;
+    // The old root is now stacked under "." : keep its unmount from
+    // propagating to the host, then detach it.
+    sys::mount(None, Path::new("."), None, libc::MS_SLAVE | libc::MS_REC, None).ctx(|| "make the old root a slave".into())?;
+    sys::umount2(Path::new("."), libc::MNT_DETACH).ctx(|| "detach the old root".into())?;
+    std::env::set_current_dir("/").ctx(|| "chdir /".into())
+}
+
+fn move_root(rootfs: &Path) -> Result<()> {
+    std::env::set_current_dir(rootfs).ctx(|| format!("chdir {}", rootfs.display()))?;
+    sys::mount(Some(rootfs), Path::new("/"), None, libc::MS_MOVE, None).ctx(|| "move the rootfs to /".into())?;
+    sys::chroot(Path::new(".")).ctx(|| "chroot".into())?;
+    std::env::set_current_dir("/").ctx(|| "chdir /".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_split() {
+        let o = parse_options(&["nosuid".into(), "rw".into(), "ro".into(), "mode=755".into(), "rslave".into(), "size=1k".into()]).unwrap();
+        assert_eq!(o.flags, libc::MS_NOSUID | libc::MS_RDONLY);
+        assert_eq!(o.data, vec!["mode=755", "size=1k"]);
+        assert_eq!(o.propagation, vec![libc::MS_SLAVE | libc::MS_REC]);
+        assert!(parse_options(&["rro".into()]).is_err());
+    }
+
+    #[test]
+    fn rel_strips_dots_and_root() {
+        assert_eq!(rel("/a/../b/./c"), PathBuf::from("a/b/c"));
+        assert_eq!(rel("/"), PathBuf::new());
+    }
+}

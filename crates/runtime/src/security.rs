@@ -1,0 +1,105 @@
+//! Capabilities, rlimits, user identity and no_new_privs for the container's
+//! process.
+
+use crate::config::{Capabilities, Process};
+use crate::error::Context;
+use crate::Result;
+
+const CAPS: &[&str] = &[
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_SETGID",
+    "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN",
+    "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
+    "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+];
+
+/// The capability names berth knows, in kernel order.
+pub fn cap_names() -> &'static [&'static str] {
+    CAPS
+}
+
+pub fn cap_number(name: &str) -> Option<u32> {
+    CAPS.iter().position(|c| *c == name).map(|i| i as u32)
+}
+
+/// The highest capability the running kernel knows.
+pub fn last_cap() -> u32 {
+    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(40)
+}
+
+const RLIMITS: &[(&str, i32)] = &[
+    ("RLIMIT_CPU", 0), ("RLIMIT_FSIZE", 1), ("RLIMIT_DATA", 2), ("RLIMIT_STACK", 3), ("RLIMIT_CORE", 4),
+    ("RLIMIT_RSS", 5), ("RLIMIT_NPROC", 6), ("RLIMIT_NOFILE", 7), ("RLIMIT_MEMLOCK", 8), ("RLIMIT_AS", 9),
+    ("RLIMIT_LOCKS", 10), ("RLIMIT_SIGPENDING", 11), ("RLIMIT_MSGQUEUE", 12), ("RLIMIT_NICE", 13),
+    ("RLIMIT_RTPRIO", 14), ("RLIMIT_RTTIME", 15),
+];
+
+pub fn rlimit_number(name: &str) -> Option<i32> {
+    RLIMITS.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+}
+
+fn mask(names: &[String]) -> u64 {
+    names.iter().filter_map(|n| cap_number(n)).fold(0, |m, c| m | (1u64 << c))
+}
+
+/// Sets the rlimits of this process (before anything else can fail on them).
+pub fn set_rlimits(p: &Process) -> Result<()> {
+    for r in &p.rlimits {
+        let n = rlimit_number(&r.kind).unwrap_or(-1);
+        berth_sys::setrlimit(n, r.soft, r.hard).ctx(|| format!("setrlimit {} soft {} hard {}", r.kind, r.soft, r.hard))?;
+    }
+    Ok(())
+}
+
+/// Drops the bounding set to `caps.bounding` (needs CAP_SETPCAP, so before
+/// switching user).
+pub fn drop_bounding(caps: Option<&Capabilities>) -> Result<()> {
+    let keep = caps.map(|c| mask(&c.bounding)).unwrap_or(0);
+    for c in 0..=last_cap() {
+        if keep & (1 << c) == 0 {
+            berth_sys::prctl(libc::PR_CAPBSET_DROP, c as u64, 0, 0, 0).ctx(|| format!("drop {} from the bounding set", CAPS.get(c as usize).unwrap_or(&"?")))?;
+        }
+    }
+    Ok(())
+}
+
+/// Switches to the configured user keeping capabilities across the switch,
+/// then sets effective/permitted/inheritable and the ambient set.
+pub fn switch_user_and_caps(p: &Process) -> Result<()> {
+    let u = &p.user;
+    berth_sys::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0).ctx(|| "prctl(PR_SET_KEEPCAPS)".into())?;
+    let mut groups = u.additional_gids.clone();
+    if groups.is_empty() && u.gid == 0 {
+        groups.clear();
+    }
+    // setgroups is denied in a user namespace whose setgroups file says deny.
+    if let Err(e) = berth_sys::setgroups(&groups) {
+        if !(groups.is_empty() && e.raw_os_error() == Some(libc::EPERM)) {
+            return Err(crate::Error::io(format!("setgroups {groups:?}"), e));
+        }
+    }
+    berth_sys::setresgid(u.gid).ctx(|| format!("setgid {}", u.gid))?;
+    berth_sys::setresuid(u.uid).ctx(|| format!("setuid {}", u.uid))?;
+    berth_sys::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0).ctx(|| "prctl(PR_SET_KEEPCAPS)".into())?;
+    let (eff, perm, inh, amb) = match &p.capabilities {
+        Some(c) => (mask(&c.effective), mask(&c.permitted), mask(&c.inheritable), mask(&c.ambient)),
+        None => (0, 0, 0, 0),
+    };
+    berth_sys::capset(berth_sys::CapSets { effective: eff, permitted: perm, inheritable: inh }).ctx(|| "capset".into())?;
+    for c in 0..=last_cap() {
+        if amb & (1 << c) != 0 {
+            // An ambient capability must be permitted and inheritable; the
+            // kernel refuses it otherwise, and runc then only warns.
+            if let Err(e) = berth_sys::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_RAISE as u64, c as u64, 0, 0) {
+                crate::log::debug(&format!("cannot raise ambient capability {}: {e}", CAPS.get(c as usize).unwrap_or(&"?")));
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn no_new_privs() -> Result<()> {
+    berth_sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0).map(drop).ctx(|| "prctl(PR_SET_NO_NEW_PRIVS)".into())
+}

@@ -1,0 +1,261 @@
+//! Container state under `--root/ID/`: `state.json` (written to a temp file
+//! and renamed, so a crash never tears it), the exec fifo of a created
+//! container, and one `flock` per container held by every command that
+//! changes it. Status is derived from the live process, never stored.
+
+use crate::error::Context;
+use crate::process::{self, Process};
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+pub const STATE_FILE: &str = "state.json";
+pub const FIFO: &str = "exec.fifo";
+
+/// Checks a container ID the way runc does: letters, digits and `_ + - .`,
+/// not `.` or `..`, and short enough to be a directory name.
+pub fn validate_id(id: &str) -> Result<()> {
+    if id.is_empty() {
+        return Err(Error::InvalidId("the container id is empty".into()));
+    }
+    if id == "." || id == ".." {
+        return Err(Error::InvalidId(format!("{id:?} is not allowed")));
+    }
+    if id.len() > 255 {
+        return Err(Error::InvalidId(format!("{} characters is longer than a directory name may be", id.len())));
+    }
+    if let Some(c) = id.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '+' | '-' | '.'))) {
+        return Err(Error::InvalidId(format!("{id:?} contains {c:?}: only letters, digits and _ + - . are allowed")));
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Creating,
+    Created,
+    Running,
+    Stopped,
+    Paused,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Creating => "creating",
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Stopped => "stopped",
+            Status::Paused => "paused",
+        }
+    }
+}
+
+/// What berth records of a container (its own file, not the OCI state).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Record {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    /// Host PID of the container's init and its start time (0 while creating).
+    pub pid: i32,
+    pub start_time: u64,
+    pub created: String,
+    pub owner: String,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    pub cgroup: berth_cgroups::Cgroup,
+    /// Whether the container has its own PID namespace (if not, killing it
+    /// means killing every process of its cgroup).
+    #[serde(default)]
+    pub own_pidns: bool,
+    /// The config as it was at create (hooks, for poststop).
+    #[serde(default)]
+    pub config: Option<crate::config::Spec>,
+    /// Set once `start` released the init; `creating` until init reported ready.
+    #[serde(default)]
+    pub phase: Phase,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    #[default]
+    Creating,
+    Created,
+    Started,
+}
+
+/// The OCI state (what `state` prints and hooks read on stdin).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OciState<'a> {
+    pub oci_version: &'static str,
+    pub id: &'a str,
+    pub pid: i32,
+    pub status: &'static str,
+    pub bundle: &'a Path,
+    pub rootfs: &'a Path,
+    pub created: &'a str,
+    pub owner: &'a str,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: &'a BTreeMap<String, String>,
+}
+
+/// A container directory under the state root.
+pub struct Container {
+    pub dir: PathBuf,
+    pub id: String,
+    /// The lock on the directory, held while this value lives.
+    _lock: Option<OwnedFd>,
+}
+
+impl Container {
+    fn path(root: &Path, id: &str) -> Result<PathBuf> {
+        validate_id(id)?;
+        Ok(root.join(id))
+    }
+
+    /// Creates the container's directory, failing if it exists, and locks it.
+    pub fn create(root: &Path, id: &str) -> Result<Container> {
+        let dir = Container::path(root, id)?;
+        fs::create_dir_all(root).ctx(|| format!("create state root {}", root.display()))?;
+        match fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(Error::Exists(id.into())),
+            Err(e) => return Err(Error::io(format!("create {}", dir.display()), e)),
+        }
+        let lock = lock_dir(&dir)?;
+        Ok(Container { dir, id: id.into(), _lock: Some(lock) })
+    }
+
+    /// Opens an existing container and takes its lock (blocking until any
+    /// other berth command on it has finished).
+    pub fn open_locked(root: &Path, id: &str) -> Result<Container> {
+        let dir = Container::path(root, id)?;
+        let lock = match lock_dir(&dir) {
+            Ok(l) => l,
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => return Err(Error::NotExist(id.into())),
+            Err(e) => return Err(e),
+        };
+        // A concurrent delete may have removed it while we waited.
+        if !dir.exists() {
+            return Err(Error::NotExist(id.into()));
+        }
+        Ok(Container { dir, id: id.into(), _lock: Some(lock) })
+    }
+
+    /// Opens without locking (for read-only commands).
+    pub fn open(root: &Path, id: &str) -> Result<Container> {
+        let dir = Container::path(root, id)?;
+        if !dir.is_dir() {
+            return Err(Error::NotExist(id.into()));
+        }
+        Ok(Container { dir, id: id.into(), _lock: None })
+    }
+
+    pub fn load(&self) -> Result<Option<Record>> {
+        let p = self.dir.join(STATE_FILE);
+        match fs::read(&p) {
+            Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| Error::State(format!("{} is corrupt: {e}", p.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(format!("read {}", p.display()), e)),
+        }
+    }
+
+    /// Writes the record: temp file, then rename. No fsync: the state root
+    /// is volatile by design, and a sync costs tens of ms under I/O load.
+    pub fn save(&self, r: &Record) -> Result<()> {
+        let tmp = self.dir.join(".state.json.tmp");
+        let data = serde_json::to_vec(r).map_err(|e| Error::State(format!("encode state: {e}")))?;
+        fs::write(&tmp, data).ctx(|| format!("write {}", tmp.display()))?;
+        fs::rename(&tmp, self.dir.join(STATE_FILE)).ctx(|| format!("rename state of {}", self.id))
+    }
+
+    pub fn fifo(&self) -> PathBuf {
+        self.dir.join(FIFO)
+    }
+
+    /// Removes the directory (the lock fd stays valid until dropped).
+    pub fn remove(&self) -> Result<()> {
+        match fs::remove_dir_all(&self.dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(format!("remove {}", self.dir.display()), e)),
+        }
+    }
+}
+
+fn lock_dir(dir: &Path) -> Result<OwnedFd> {
+    let fd = berth_sys::openat(None, dir, libc::O_RDONLY | libc::O_DIRECTORY, 0).ctx(|| format!("open {}", dir.display()))?;
+    berth_sys::flock(fd.as_fd(), libc::LOCK_EX).ctx(|| format!("lock {}", dir.display()))?;
+    Ok(fd)
+}
+
+impl Record {
+    /// The init process, if it is still the one berth started.
+    pub fn init(&self) -> Option<Process> {
+        Process::open(self.pid, self.start_time)
+    }
+
+    /// The status, from the live process: gone or a zombie = stopped;
+    /// exec fifo still there = created; frozen = paused; else running.
+    pub fn status(&self, c: &Container) -> Status {
+        if self.phase == Phase::Creating {
+            // Init never reported ready: a crashed or in-flight create.
+            return if self.pid > 0 && self.init().is_some() { Status::Creating } else { Status::Stopped };
+        }
+        let Some(init) = self.init() else { return Status::Stopped };
+        if init.state() == Some('Z') {
+            return Status::Stopped;
+        }
+        if self.phase == Phase::Created && c.fifo().exists() {
+            return Status::Created;
+        }
+        if self.cgroup.is_frozen() {
+            return Status::Paused;
+        }
+        Status::Running
+    }
+
+    pub fn oci<'a>(&'a self, status: Status) -> OciState<'a> {
+        let pid = if matches!(status, Status::Stopped) { 0 } else { self.pid };
+        OciState {
+            oci_version: "1.2.0",
+            id: &self.id,
+            pid,
+            status: status.as_str(),
+            bundle: &self.bundle,
+            rootfs: &self.rootfs,
+            created: &self.created,
+            owner: &self.owner,
+            annotations: &self.annotations,
+        }
+    }
+}
+
+/// Describes a process for "what is stuck" diagnostics.
+pub fn describe_pid(pid: i32) -> String {
+    process::describe(pid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_like_runc() {
+        for ok in ["a", "web-1", "x_y.z+1", "0123"] {
+            validate_id(ok).unwrap();
+        }
+        for bad in ["", ".", "..", "../x", "/", "a/b", "a b", "ä"] {
+            assert!(validate_id(bad).is_err(), "{bad}");
+        }
+        assert!(validate_id(&"a".repeat(256)).is_err());
+        validate_id(&"a".repeat(255)).unwrap();
+    }
+}

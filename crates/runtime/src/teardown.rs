@@ -1,0 +1,170 @@
+//! The one way a container ends, for every path (delete, delete --force, a
+//! failed create, the end of `run`): signal, wait for the init's exit and for
+//! the cgroup to empty on events under one deadline, remove the cgroup, remove
+//! the state, run poststop hooks. Each phase is timed.
+//!
+//! It is idempotent: each phase checks what is left and does only that, so
+//! running it again after a crash at any point finishes the job.
+
+use crate::process::{self, Process};
+use crate::state::{Container, Record};
+use crate::{hooks, log, Error, Result};
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+/// Phase durations of one teardown.
+#[derive(Debug, Default, Clone)]
+pub struct Timings(pub Vec<(&'static str, Duration)>);
+
+impl Timings {
+    fn mark(&mut self, phase: &'static str, since: &mut Instant) {
+        let now = Instant::now();
+        self.0.push((phase, now - *since));
+        *since = now;
+    }
+
+    pub fn total(&self) -> Duration {
+        self.0.iter().map(|(_, d)| *d).sum()
+    }
+
+    /// `signal=0.012ms exit=0.300ms ...`
+    pub fn line(&self) -> String {
+        let mut s: Vec<String> = self.0.iter().map(|(p, d)| format!("{p}={:.3}ms", d.as_secs_f64() * 1e3)).collect();
+        s.push(format!("total={:.3}ms", self.total().as_secs_f64() * 1e3));
+        s.join(" ")
+    }
+}
+
+pub struct Options {
+    /// How long to wait for processes to go away.
+    pub deadline: Duration,
+    /// Whether to run poststop hooks (not for a create that failed before
+    /// the container existed).
+    pub poststop: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { deadline: Duration::from_secs(10), poststop: true }
+    }
+}
+
+/// Kills whatever is left of the container, releases its cgroup and removes
+/// its state. `rec` is `None` when the state file was never written.
+pub fn destroy(c: &Container, rec: Option<&Record>, opts: &Options) -> Result<Timings> {
+    let mut t = Timings::default();
+    let mut since = Instant::now();
+    let deadline = since + opts.deadline;
+    if let Some(rec) = rec {
+        let init = rec.init();
+        // Signal: through the confirmed pidfd; then every process in the
+        // cgroup (those in the host PID namespace, and forks racing the kill).
+        if let Some(p) = &init {
+            let _ = p.signal(libc::SIGKILL);
+        }
+        kill_cgroup(rec)?;
+        t.mark("signal", &mut since);
+        if let Some(p) = &init {
+            wait_exit(&[p.pidfd.as_fd()], deadline).map_err(|_| stuck(rec, "the container's init did not exit"))?;
+        }
+        t.mark("exit", &mut since);
+        wait_cgroup_empty(rec, deadline)?;
+        t.mark("cgroup_empty", &mut since);
+        rec.cgroup.remove()?;
+        t.mark("cgroup_removed", &mut since);
+    }
+    c.remove()?;
+    t.mark("state_removed", &mut since);
+    if let (Some(rec), true) = (rec, opts.poststop) {
+        if let Some(h) = rec.config.as_ref().and_then(|s| s.hooks.as_ref()) {
+            let state = serde_json::to_string(&rec.oci(crate::state::Status::Stopped)).unwrap_or_default();
+            for hook in &h.poststop {
+                // A failing poststop hook is a warning (runtime-spec).
+                if let Err(e) = hooks::run("poststop", hook, &state) {
+                    log::warn(&e.to_string());
+                }
+            }
+        }
+        t.mark("poststop", &mut since);
+    }
+    log::info(&format!("teardown {}: {}", c.id, t.line()));
+    Ok(t)
+}
+
+/// SIGKILL for every process of the cgroup: cgroup.kill on v2, freeze-kill-thaw on v1.
+pub fn kill_cgroup(rec: &Record) -> Result<()> {
+    let mut kill_one = |pid: i32| {
+        // Only through a pidfd: open it, then check the PID is still in the cgroup.
+        if let Ok(fd) = berth_sys::pidfd_open(pid) {
+            if rec.cgroup.pids().contains(&pid) {
+                let _ = berth_sys::pidfd_send_signal(fd.as_fd(), libc::SIGKILL);
+            }
+        }
+    };
+    rec.cgroup.kill_all(&mut kill_one)?;
+    Ok(())
+}
+
+fn ms_left(deadline: Instant) -> i32 {
+    deadline.saturating_duration_since(Instant::now()).as_millis().min(i32::MAX as u128) as i32
+}
+
+/// Waits until every pidfd is readable (its process exited) or the deadline.
+fn wait_exit(fds: &[std::os::fd::BorrowedFd<'_>], deadline: Instant) -> std::result::Result<(), ()> {
+    let mut pending: Vec<std::os::fd::BorrowedFd<'_>> = fds.to_vec();
+    while !pending.is_empty() {
+        let left = ms_left(deadline);
+        let r = berth_sys::poll_in(&pending, left).map_err(drop)?;
+        if r.iter().all(|x| *x == 0) {
+            return Err(());
+        }
+        pending = pending.into_iter().zip(r).filter(|(_, r)| *r == 0).map(|(f, _)| f).collect();
+    }
+    Ok(())
+}
+
+/// Waits for the cgroup to have no process: v2 `cgroup.events` through
+/// inotify; elsewhere the pidfds of the processes still listed. Each round
+/// re-reads the list, so a process that forked before dying is waited for too.
+fn wait_cgroup_empty(rec: &Record, deadline: Instant) -> Result<()> {
+    let events = rec.cgroup.events_file().and_then(|f| berth_sys::inotify_watch(&f, libc::IN_MODIFY).ok());
+    loop {
+        let pids = rec.cgroup.pids();
+        if pids.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(stuck(rec, "the container's cgroup did not become empty"));
+        }
+        if let Some(ino) = &events {
+            let _ = berth_sys::poll_in(&[ino.as_fd()], ms_left(deadline).min(1000));
+            berth_sys::drain(ino.as_fd());
+            continue;
+        }
+        let fds: Vec<OwnedFd> = pids.iter().filter_map(|p| berth_sys::pidfd_open(*p).ok()).collect();
+        if fds.is_empty() {
+            // Listed but already gone: the list is being updated.
+            std::thread::yield_now();
+            continue;
+        }
+        let b: Vec<_> = fds.iter().map(|f| f.as_fd()).collect();
+        let _ = berth_sys::poll_in(&b, ms_left(deadline).min(1000));
+        // Killed again in case one was created after the first kill.
+        kill_cgroup(rec)?;
+    }
+}
+
+/// A deadline error naming what is stuck.
+fn stuck(rec: &Record, what: &str) -> Error {
+    let mut pids = rec.cgroup.pids();
+    if pids.is_empty() && rec.pid > 0 {
+        pids.push(rec.pid);
+    }
+    let list: Vec<String> = pids.iter().take(10).map(|p| process::describe(*p)).collect();
+    Error::Timeout(format!("{what} before the deadline; still there: {}", if list.is_empty() { "nothing visible".into() } else { list.join("; ") }))
+}
+
+/// The init, if alive, for callers that want to signal it.
+pub fn live_init(rec: &Record) -> Option<Process> {
+    rec.init()
+}

@@ -1,0 +1,781 @@
+//! The only `unsafe` of berth: small, typed wrappers over the Linux calls the
+//! runtime needs. Each function names the C call it wraps; errors are the
+//! `errno` as `io::Error`. Everything above this crate is `forbid(unsafe_code)`.
+//!
+//! berth is single-threaded, which is what makes `clone3` without `exec`
+//! (see [`clone3`]) sound: the child starts with a copy of one thread's state.
+
+use std::ffi::{CStr, CString};
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
+
+pub use libc;
+
+fn cstr(p: &Path) -> io::Result<CString> {
+    use std::os::unix::ffi::OsStrExt;
+    CString::new(p.as_os_str().as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+fn opt_cstr(s: Option<&str>) -> io::Result<Option<CString>> {
+    s.map(|s| CString::new(s).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))).transpose()
+}
+
+fn check(r: libc::c_int) -> io::Result<libc::c_int> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+fn check_l(r: libc::c_long) -> io::Result<libc::c_long> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+/// Turns a freshly returned file descriptor into an `OwnedFd`.
+fn owned(fd: libc::c_int) -> io::Result<OwnedFd> {
+    let fd = check(fd)?;
+    // SAFETY: the kernel just returned `fd` to us and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Which side of a [`clone3`] we are on.
+pub enum Forked {
+    /// In the parent: the child's PID (in our PID namespace) and a pidfd for it.
+    Parent { pid: i32, pidfd: OwnedFd },
+    /// In the child.
+    Child,
+}
+
+/// `clone3(2)` with `CLONE_PIDFD` plus `flags` (namespace flags), exit signal
+/// SIGCHLD, optionally `CLONE_INTO_CGROUP` with `cgroup_fd`.
+///
+/// The caller must be single-threaded: the child continues with a copy of the
+/// calling thread only, as after `fork(2)`.
+pub fn clone3(flags: u64, cgroup_fd: Option<BorrowedFd<'_>>) -> io::Result<Forked> {
+    #[repr(C)]
+    #[derive(Default)]
+    struct CloneArgs {
+        flags: u64,
+        pidfd: u64,
+        child_tid: u64,
+        parent_tid: u64,
+        exit_signal: u64,
+        stack: u64,
+        stack_size: u64,
+        tls: u64,
+        set_tid: u64,
+        set_tid_size: u64,
+        cgroup: u64,
+    }
+    let mut pidfd: libc::c_int = -1;
+    let mut args = CloneArgs {
+        flags: flags | libc::CLONE_PIDFD as u64,
+        pidfd: &mut pidfd as *mut libc::c_int as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        ..Default::default()
+    };
+    if let Some(fd) = cgroup_fd {
+        args.flags |= 0x200000000; // CLONE_INTO_CGROUP
+        args.cgroup = fd.as_raw_fd() as u64;
+    }
+    // SAFETY: `args` is a valid clone_args of the size we pass; with no stack
+    // given the child runs on a copy of our stack, like fork(). The caller
+    // guarantees we are single-threaded.
+    let r = unsafe {
+        libc::syscall(libc::SYS_clone3, &mut args as *mut CloneArgs, std::mem::size_of::<CloneArgs>())
+    };
+    let r = check_l(r)?;
+    if r == 0 {
+        Ok(Forked::Child)
+    } else {
+        // SAFETY: with CLONE_PIDFD the kernel stored a new pidfd in `pidfd`.
+        let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+        Ok(Forked::Parent { pid: r as i32, pidfd })
+    }
+}
+
+/// `fork(2)`. Same single-thread precondition as [`clone3`].
+pub fn fork() -> io::Result<Option<i32>> {
+    // SAFETY: berth is single-threaded (caller's precondition).
+    let r = check(unsafe { libc::fork() })?;
+    Ok(if r == 0 { None } else { Some(r) })
+}
+
+/// `_exit(2)`: leave the process without running destructors or atexit.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: always safe; never returns.
+    unsafe { libc::_exit(code) }
+}
+
+/// `pidfd_open(2)`.
+pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall with integer arguments.
+    let r = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    owned(check_l(r)? as libc::c_int)
+}
+
+/// `pidfd_send_signal(2)`.
+pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
+    // SAFETY: plain syscall; a null siginfo is allowed.
+    let r = unsafe {
+        libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), sig, std::ptr::null::<libc::siginfo_t>(), 0)
+    };
+    check_l(r).map(drop)
+}
+
+/// How a child ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    Exited(i32),
+    Signaled(i32),
+}
+
+impl ExitStatus {
+    /// The shell convention: the exit code, or 128 + the signal number.
+    pub fn code(self) -> i32 {
+        match self {
+            ExitStatus::Exited(c) => c,
+            ExitStatus::Signaled(s) => 128 + s,
+        }
+    }
+}
+
+/// `waitid(P_PIDFD, fd, WEXITED [| WNOHANG])`: reap our child by pidfd.
+/// Returns `None` with `nohang` when it has not exited yet.
+pub fn waitid_pidfd(pidfd: BorrowedFd<'_>, nohang: bool) -> io::Result<Option<ExitStatus>> {
+    // SAFETY: zeroed siginfo_t is a valid out-buffer.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let mut opts = libc::WEXITED;
+    if nohang {
+        opts |= libc::WNOHANG;
+    }
+    loop {
+        // SAFETY: `info` is a valid out pointer; P_PIDFD = 3.
+        let r = unsafe { libc::waitid(3 as libc::idtype_t, pidfd.as_raw_fd() as libc::id_t, &mut info, opts) };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return Err(e);
+        }
+        break;
+    }
+    // SAFETY: waitid filled `info` (or left si_pid 0 with WNOHANG).
+    let (pid, status) = unsafe { (info.si_pid(), info.si_status()) };
+    if pid == 0 {
+        return Ok(None);
+    }
+    Ok(Some(if info.si_code == libc::CLD_EXITED { ExitStatus::Exited(status) } else { ExitStatus::Signaled(status) }))
+}
+
+/// `waitpid(pid, WNOHANG?)` for children we know only by pid (hooks).
+pub fn waitpid(pid: i32) -> io::Result<ExitStatus> {
+    let mut st = 0;
+    loop {
+        // SAFETY: valid out pointer.
+        let r = unsafe { libc::waitpid(pid, &mut st, 0) };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return Err(e);
+        }
+        break;
+    }
+    Ok(if libc::WIFEXITED(st) { ExitStatus::Exited(libc::WEXITSTATUS(st)) } else { ExitStatus::Signaled(libc::WTERMSIG(st)) })
+}
+
+/// `poll(2)` on a set of fds for POLLIN; returns the `revents` of each.
+/// `timeout_ms` < 0 waits forever. EINTR is retried.
+pub fn poll_in(fds: &[BorrowedFd<'_>], timeout_ms: i32) -> io::Result<Vec<i16>> {
+    let mut p: Vec<libc::pollfd> =
+        fds.iter().map(|f| libc::pollfd { fd: f.as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
+    loop {
+        // SAFETY: `p` is a valid array of `p.len()` pollfds.
+        let r = unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, timeout_ms) };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return Err(e);
+        }
+        return Ok(p.iter().map(|x| x.revents).collect());
+    }
+}
+
+/// `setns(2)`.
+pub fn setns(fd: BorrowedFd<'_>, nstype: i32) -> io::Result<()> {
+    // SAFETY: plain syscall.
+    check(unsafe { libc::setns(fd.as_raw_fd(), nstype) }).map(drop)
+}
+
+/// `unshare(2)`.
+pub fn unshare(flags: i32) -> io::Result<()> {
+    // SAFETY: plain syscall.
+    check(unsafe { libc::unshare(flags) }).map(drop)
+}
+
+/// `mount(2)`. `source`/`fstype`/`data` may be absent.
+pub fn mount(
+    source: Option<&Path>,
+    target: &Path,
+    fstype: Option<&str>,
+    flags: libc::c_ulong,
+    data: Option<&str>,
+) -> io::Result<()> {
+    let src = source.map(cstr).transpose()?;
+    let tgt = cstr(target)?;
+    let fs = opt_cstr(fstype)?;
+    let dat = opt_cstr(data)?;
+    // SAFETY: every pointer is a valid NUL-terminated string or null.
+    check(unsafe {
+        libc::mount(
+            src.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
+            tgt.as_ptr(),
+            fs.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
+            flags,
+            dat.as_ref().map_or(std::ptr::null(), |s| s.as_ptr() as *const libc::c_void),
+        )
+    })
+    .map(drop)
+}
+
+/// `umount2(2)`.
+pub fn umount2(target: &Path, flags: i32) -> io::Result<()> {
+    let t = cstr(target)?;
+    // SAFETY: valid string.
+    check(unsafe { libc::umount2(t.as_ptr(), flags) }).map(drop)
+}
+
+/// `pivot_root(2)`.
+pub fn pivot_root(new_root: &Path, put_old: &Path) -> io::Result<()> {
+    let n = cstr(new_root)?;
+    let o = cstr(put_old)?;
+    // SAFETY: valid strings.
+    check_l(unsafe { libc::syscall(libc::SYS_pivot_root, n.as_ptr(), o.as_ptr()) }).map(drop)
+}
+
+/// `chroot(2)`.
+pub fn chroot(p: &Path) -> io::Result<()> {
+    let c = cstr(p)?;
+    // SAFETY: valid string.
+    check(unsafe { libc::chroot(c.as_ptr()) }).map(drop)
+}
+
+/// `fchdir(2)`.
+pub fn fchdir(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: plain syscall.
+    check(unsafe { libc::fchdir(fd.as_raw_fd()) }).map(drop)
+}
+
+pub const RESOLVE_NO_XDEV: u64 = 0x01;
+pub const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+pub const RESOLVE_NO_SYMLINKS: u64 = 0x04;
+pub const RESOLVE_BENEATH: u64 = 0x08;
+pub const RESOLVE_IN_ROOT: u64 = 0x10;
+
+/// `openat2(2)` with `resolve` flags (e.g. [`RESOLVE_IN_ROOT`]).
+pub fn openat2(dirfd: BorrowedFd<'_>, path: &Path, flags: i32, mode: u32, resolve: u64) -> io::Result<OwnedFd> {
+    #[repr(C)]
+    struct OpenHow {
+        flags: u64,
+        mode: u64,
+        resolve: u64,
+    }
+    let p = cstr(path)?;
+    let how = OpenHow { flags: (flags | libc::O_CLOEXEC) as u64, mode: mode as u64, resolve };
+    loop {
+        // SAFETY: `how` is a valid open_how of the size we pass; `p` is valid.
+        let r = unsafe {
+            libc::syscall(libc::SYS_openat2, dirfd.as_raw_fd(), p.as_ptr(), &how as *const OpenHow, std::mem::size_of::<OpenHow>())
+        };
+        if r < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN) {
+            continue; // the kernel asks to retry when a rename raced the lookup
+        }
+        return owned(check_l(r)? as libc::c_int);
+    }
+}
+
+/// `openat(2)` (always O_CLOEXEC).
+pub fn openat(dirfd: Option<BorrowedFd<'_>>, path: &Path, flags: i32, mode: u32) -> io::Result<OwnedFd> {
+    let p = cstr(path)?;
+    let d = dirfd.map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
+    // SAFETY: valid string.
+    owned(unsafe { libc::openat(d, p.as_ptr(), flags | libc::O_CLOEXEC, mode) })
+}
+
+/// `mkdirat(2)`.
+pub fn mkdirat(dirfd: BorrowedFd<'_>, name: &Path, mode: u32) -> io::Result<()> {
+    let p = cstr(name)?;
+    // SAFETY: valid string.
+    check(unsafe { libc::mkdirat(dirfd.as_raw_fd(), p.as_ptr(), mode) }).map(drop)
+}
+
+/// `mknodat(2)`.
+pub fn mknodat(dirfd: BorrowedFd<'_>, name: &Path, mode: u32, dev: u64) -> io::Result<()> {
+    let p = cstr(name)?;
+    // SAFETY: valid string.
+    check(unsafe { libc::mknodat(dirfd.as_raw_fd(), p.as_ptr(), mode, dev) }).map(drop)
+}
+
+/// `mkfifo(3)`.
+pub fn mkfifo(path: &Path, mode: u32) -> io::Result<()> {
+    let p = cstr(path)?;
+    // SAFETY: valid string.
+    check(unsafe { libc::mkfifo(p.as_ptr(), mode) }).map(drop)
+}
+
+/// `makedev(3)`.
+pub fn makedev(major: u64, minor: u64) -> u64 {
+    libc::makedev(major as u32, minor as u32)
+}
+
+/// `fchownat(fd, "", uid, gid, AT_EMPTY_PATH)`.
+pub fn fchown(fd: BorrowedFd<'_>, uid: u32, gid: u32) -> io::Result<()> {
+    // SAFETY: plain syscall.
+    check(unsafe { libc::fchown(fd.as_raw_fd(), uid, gid) }).map(drop)
+}
+
+/// `fstat(2)`.
+pub fn fstat(fd: BorrowedFd<'_>) -> io::Result<libc::stat> {
+    // SAFETY: zeroed stat is a valid out buffer.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: valid fd and out pointer.
+    check(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) })?;
+    Ok(st)
+}
+
+/// `sethostname(2)`.
+pub fn sethostname(name: &str) -> io::Result<()> {
+    // SAFETY: pointer and length describe `name`.
+    check(unsafe { libc::sethostname(name.as_ptr() as *const libc::c_char, name.len()) }).map(drop)
+}
+
+/// `setdomainname(2)`.
+pub fn setdomainname(name: &str) -> io::Result<()> {
+    // SAFETY: pointer and length describe `name`.
+    check(unsafe { libc::setdomainname(name.as_ptr() as *const libc::c_char, name.len()) }).map(drop)
+}
+
+/// `setresuid(2)` (all threads: berth has one).
+pub fn setresuid(uid: u32) -> io::Result<()> {
+    // SAFETY: plain syscall.
+    check(unsafe { libc::setresuid(uid, uid, uid) }).map(drop)
+}
+
+/// `setresgid(2)`.
+pub fn setresgid(gid: u32) -> io::Result<()> {
+    // SAFETY: plain syscall.
+    check(unsafe { libc::setresgid(gid, gid, gid) }).map(drop)
+}
+
+/// `setgroups(2)`.
+pub fn setgroups(gids: &[u32]) -> io::Result<()> {
+    // SAFETY: pointer and length describe `gids`.
+    check(unsafe { libc::setgroups(gids.len(), gids.as_ptr()) }).map(drop)
+}
+
+/// `umask(2)`.
+pub fn umask(mask: u32) {
+    // SAFETY: always succeeds.
+    unsafe { libc::umask(mask) };
+}
+
+/// `prctl(2)` with integer arguments.
+pub fn prctl(option: i32, a2: u64, a3: u64, a4: u64, a5: u64) -> io::Result<i32> {
+    // SAFETY: every option berth uses takes integer arguments.
+    check(unsafe { libc::prctl(option, a2, a3, a4, a5) })
+}
+
+/// Capability sets as 64-bit masks (bit N = capability N).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CapSets {
+    pub effective: u64,
+    pub permitted: u64,
+    pub inheritable: u64,
+}
+
+/// `capset(2)` with `_LINUX_CAPABILITY_VERSION_3` for this process.
+pub fn capset(c: CapSets) -> io::Result<()> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    let hdr = Header { version: 0x20080522, pid: 0 };
+    let data = [
+        Data { effective: c.effective as u32, permitted: c.permitted as u32, inheritable: c.inheritable as u32 },
+        Data {
+            effective: (c.effective >> 32) as u32,
+            permitted: (c.permitted >> 32) as u32,
+            inheritable: (c.inheritable >> 32) as u32,
+        },
+    ];
+    // SAFETY: header and the two-element data array have the v3 layout.
+    check_l(unsafe { libc::syscall(libc::SYS_capset, &hdr as *const Header, data.as_ptr()) }).map(drop)
+}
+
+/// `prlimit(2)` on this process.
+pub fn setrlimit(resource: i32, soft: u64, hard: u64) -> io::Result<()> {
+    let l = libc::rlimit { rlim_cur: soft, rlim_max: hard };
+    // SAFETY: valid pointer; null old-limit pointer allowed.
+    check(unsafe { libc::prlimit(0, resource as libc::__rlimit_resource_t, &l, std::ptr::null_mut()) }).map(drop)
+}
+
+/// `execve(2)`. Returns only on failure.
+pub fn execve(path: &CStr, argv: &[CString], envp: &[CString]) -> io::Error {
+    let mut a: Vec<*const libc::c_char> = argv.iter().map(|s| s.as_ptr()).collect();
+    a.push(std::ptr::null());
+    let mut e: Vec<*const libc::c_char> = envp.iter().map(|s| s.as_ptr()).collect();
+    e.push(std::ptr::null());
+    // SAFETY: NULL-terminated arrays of valid strings that outlive the call.
+    unsafe { libc::execve(path.as_ptr(), a.as_ptr(), e.as_ptr()) };
+    io::Error::last_os_error()
+}
+
+/// `close_range(first, ~0, CLOSE_RANGE_CLOEXEC)`: mark every fd from `first`
+/// on close-on-exec.
+pub fn cloexec_from(first: u32) -> io::Result<()> {
+    // SAFETY: plain syscall; CLOSE_RANGE_CLOEXEC = 4.
+    check_l(unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 4u32) }).map(drop)
+}
+
+/// `dup3(2)` onto a fixed fd number (used for stdio).
+pub fn dup2(fd: BorrowedFd<'_>, to: RawFd) -> io::Result<()> {
+    if fd.as_raw_fd() == to {
+        // Keep it, but make sure it survives exec.
+        // SAFETY: plain fcntl on a valid fd.
+        let fl = check(unsafe { libc::fcntl(to, libc::F_GETFD) })?;
+        // SAFETY: as above.
+        return check(unsafe { libc::fcntl(to, libc::F_SETFD, fl & !libc::FD_CLOEXEC) }).map(drop);
+    }
+    // SAFETY: plain syscall; `to` is a number we own by convention (0..2).
+    check(unsafe { libc::dup3(fd.as_raw_fd(), to, 0) }).map(drop)
+}
+
+/// Clears `FD_CLOEXEC` on `fd` (for fds handed to the container).
+pub fn clear_cloexec(fd: RawFd) -> io::Result<()> {
+    // SAFETY: plain fcntl; an invalid fd just fails.
+    let fl = check(unsafe { libc::fcntl(fd, libc::F_GETFD) })?;
+    // SAFETY: as above.
+    check(unsafe { libc::fcntl(fd, libc::F_SETFD, fl & !libc::FD_CLOEXEC) }).map(drop)
+}
+
+/// Borrows an fd number the process inherited (stdio, `--preserve-fds`).
+/// Fails if it is not open.
+pub fn borrow_raw(fd: RawFd) -> io::Result<BorrowedFd<'static>> {
+    // SAFETY: F_GETFD only checks that the number is open.
+    check(unsafe { libc::fcntl(fd, libc::F_GETFD) })?;
+    // SAFETY: the fd is open; callers use it only while the process lives and
+    // never close it through this borrow.
+    Ok(unsafe { BorrowedFd::borrow_raw(fd) })
+}
+
+/// `socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC)`.
+pub fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: valid out array of two ints.
+    check(unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) })?;
+    // SAFETY: the kernel returned two new fds we own.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// `sendmsg(2)` of `data` with one fd attached as `SCM_RIGHTS`.
+pub fn send_fd(sock: BorrowedFd<'_>, data: &[u8], fd: BorrowedFd<'_>) -> io::Result<()> {
+    let mut iov = libc::iovec { iov_base: data.as_ptr() as *mut libc::c_void, iov_len: data.len() };
+    // SAFETY: CMSG_SPACE is a pure size computation.
+    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
+    let mut cbuf = vec![0u8; space];
+    // SAFETY: zeroed msghdr is valid; we fill the fields we use.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr() as *mut libc::c_void;
+    msg.msg_controllen = space;
+    // SAFETY: msg_control points at `space` bytes, enough for one fd.
+    unsafe {
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        (*c).cmsg_level = libc::SOL_SOCKET;
+        (*c).cmsg_type = libc::SCM_RIGHTS;
+        (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as usize;
+        std::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut RawFd, fd.as_raw_fd());
+    }
+    // SAFETY: `msg` describes valid buffers.
+    let r = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `recvmsg(2)`: data into `buf` and at most one fd passed with it.
+pub fn recv_fd(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, Option<OwnedFd>)> {
+    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr() as *mut libc::c_void, iov_len: buf.len() };
+    // SAFETY: pure size computation.
+    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32 * 4) } as usize;
+    let mut cbuf = vec![0u8; space];
+    // SAFETY: zeroed msghdr is valid.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr() as *mut libc::c_void;
+    msg.msg_controllen = space;
+    // SAFETY: `msg` describes valid buffers.
+    let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut fd = None;
+    // SAFETY: walking the control messages the kernel wrote.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                let raw = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const RawFd);
+                fd = Some(OwnedFd::from_raw_fd(raw));
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    Ok((n as usize, fd))
+}
+
+/// Opens a new pseudo-terminal through `ptmx` (an fd of /dev/ptmx or
+/// /dev/pts/ptmx): unlocks it and returns (master, slave).
+pub fn open_pty(ptmx: OwnedFd) -> io::Result<(OwnedFd, OwnedFd)> {
+    let unlock: libc::c_int = 0;
+    // SAFETY: TIOCSPTLCK takes a pointer to int.
+    check(unsafe { libc::ioctl(ptmx.as_raw_fd(), libc::TIOCSPTLCK, &unlock) })?;
+    // SAFETY: TIOCGPTPEER (0x5441) takes open flags and returns a new fd.
+    let slave = owned(unsafe { libc::ioctl(ptmx.as_raw_fd(), 0x5441, libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) })?;
+    Ok((ptmx, slave))
+}
+
+/// Index of the pty whose master is `fd` (TIOCGPTN).
+pub fn pty_number(fd: BorrowedFd<'_>) -> io::Result<u32> {
+    let mut n: libc::c_uint = 0;
+    // SAFETY: TIOCGPTN writes an unsigned int.
+    check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGPTN, &mut n) })?;
+    Ok(n)
+}
+
+/// Sets a terminal's window size (TIOCSWINSZ).
+pub fn set_winsize(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> io::Result<()> {
+    let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCSWINSZ reads a winsize.
+    check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) }).map(drop)
+}
+
+/// `setsid(2)` then make `fd` the controlling terminal (TIOCSCTTY).
+pub fn setsid_ctty(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: plain syscalls.
+    check(unsafe { libc::setsid() })?;
+    // SAFETY: TIOCSCTTY takes an int argument.
+    check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSCTTY, 0) }).map(drop)
+}
+
+/// `flock(2)`.
+pub fn flock(fd: BorrowedFd<'_>, op: i32) -> io::Result<()> {
+    loop {
+        // SAFETY: plain syscall.
+        let r = unsafe { libc::flock(fd.as_raw_fd(), op) };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return Err(e);
+        }
+        return Ok(());
+    }
+}
+
+/// Blocks `sigs` and returns a signalfd that reads them.
+pub fn signalfd(sigs: &[i32]) -> io::Result<OwnedFd> {
+    // SAFETY: sigset manipulation on a local, zeroed set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in sigs {
+            libc::sigaddset(&mut set, *s);
+        }
+        check(libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()))?;
+        owned(libc::signalfd(-1, &set, libc::SFD_CLOEXEC))
+    }
+}
+
+/// Reads one signal number from a signalfd.
+pub fn read_signal(fd: BorrowedFd<'_>) -> io::Result<i32> {
+    // SAFETY: zeroed siginfo is a valid buffer of the right size.
+    let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+    let sz = std::mem::size_of::<libc::signalfd_siginfo>();
+    // SAFETY: reading into `info`, `sz` bytes.
+    let n = unsafe { libc::read(fd.as_raw_fd(), &mut info as *mut _ as *mut libc::c_void, sz) };
+    if n as usize != sz {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(info.ssi_signo as i32)
+}
+
+/// Restores the default disposition of every signal and unblocks all of
+/// them (before exec'ing the container's process).
+pub fn reset_signals() {
+    // SAFETY: resetting dispositions and the mask of this process.
+    unsafe {
+        for s in 1..libc::SIGRTMAX() {
+            if s != libc::SIGKILL && s != libc::SIGSTOP {
+                libc::signal(s, libc::SIG_DFL);
+            }
+        }
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
+}
+
+/// Ignores SIGPIPE (writes to closed pipes return EPIPE instead).
+pub fn ignore_sigpipe() {
+    // SAFETY: setting a disposition.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+}
+
+/// Brings the loopback interface of the current network namespace up.
+pub fn loopback_up() -> io::Result<()> {
+    // SAFETY: socket() with constant arguments.
+    let s = owned(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: zeroed ifreq is valid.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (i, b) in b"lo\0".iter().enumerate() {
+        ifr.ifr_name[i] = *b as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write an ifreq.
+    unsafe {
+        check(libc::ioctl(s.as_raw_fd(), libc::SIOCGIFFLAGS, &mut ifr))?;
+        ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as i16;
+        check(libc::ioctl(s.as_raw_fd(), libc::SIOCSIFFLAGS, &ifr))?;
+    }
+    Ok(())
+}
+
+/// `personality(2)`.
+pub fn personality(p: u64) -> io::Result<()> {
+    // SAFETY: plain syscall.
+    check(unsafe { libc::personality(p) }).map(drop)
+}
+
+/// This process's PID.
+pub fn getpid() -> i32 {
+    std::process::id() as i32
+}
+
+/// `getuid(2)`.
+pub fn getuid() -> u32 {
+    // SAFETY: always succeeds.
+    unsafe { libc::getuid() }
+}
+
+/// Seconds since the epoch and nanoseconds (CLOCK_REALTIME).
+pub fn now_realtime() -> (i64, u32) {
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    (d.as_secs() as i64, d.subsec_nanos())
+}
+
+/// `inotify_init1(IN_CLOEXEC | IN_NONBLOCK)` + one watch for `mask` on `path`.
+pub fn inotify_watch(path: &Path, mask: u32) -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall.
+    let fd = owned(unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) })?;
+    let p = cstr(path)?;
+    // SAFETY: valid fd and string.
+    check(unsafe { libc::inotify_add_watch(fd.as_raw_fd(), p.as_ptr(), mask) })?;
+    Ok(fd)
+}
+
+/// Drains pending events of a non-blocking fd (inotify), ignoring their content.
+pub fn drain(fd: BorrowedFd<'_>) {
+    let mut buf = [0u8; 4096];
+    loop {
+        // SAFETY: reading into a local buffer.
+        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr() as *mut libc::c_void, buf.len()) };
+        if n <= 0 {
+            break;
+        }
+    }
+}
+
+/// `statvfs(3)` mount flags (ST_RDONLY, ST_NOSUID, ...) of the filesystem at `path`.
+pub fn statvfs_flags(path: &Path) -> io::Result<u64> {
+    let p = cstr(path)?;
+    // SAFETY: zeroed statvfs is a valid out buffer.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: valid string and out pointer.
+    check(unsafe { libc::statvfs(p.as_ptr(), &mut st) })?;
+    Ok(st.f_flag)
+}
+
+/// `symlinkat(2)`.
+pub fn symlinkat(target: &Path, dirfd: BorrowedFd<'_>, name: &Path) -> io::Result<()> {
+    let t = cstr(target)?;
+    let n = cstr(name)?;
+    // SAFETY: valid strings.
+    check(unsafe { libc::symlinkat(t.as_ptr(), dirfd.as_raw_fd(), n.as_ptr()) }).map(drop)
+}
+
+/// `/proc/self/fd/N` for an fd: the path that lets mount(2) act on what the
+/// fd refers to, however it was reached.
+pub fn fd_path(fd: BorrowedFd<'_>) -> std::path::PathBuf {
+    std::path::PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+/// `keyctl(KEYCTL_JOIN_SESSION_KEYRING, name)`: a new session keyring, so
+/// the container does not share the caller's.
+pub fn join_session_keyring(name: &str) -> io::Result<()> {
+    let n = CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: KEYCTL_JOIN_SESSION_KEYRING (1) takes a string pointer.
+    check_l(unsafe { libc::syscall(libc::SYS_keyctl, 1, n.as_ptr()) }).map(drop)
+}
+
+/// `connect(2)` a new SOCK_STREAM unix socket to `path` (console and pidfd sockets).
+pub fn unix_connect(path: &Path) -> io::Result<OwnedFd> {
+    let s = std::os::unix::net::UnixStream::connect(path)?;
+    Ok(OwnedFd::from(s))
+}
+
+/// `send(2)` of one message (MSG_NOSIGNAL: a closed peer is EPIPE, not SIGPIPE).
+pub fn send(sock: BorrowedFd<'_>, data: &[u8]) -> io::Result<()> {
+    // SAFETY: pointer and length describe `data`.
+    let r = unsafe { libc::send(sock.as_raw_fd(), data.as_ptr() as *const libc::c_void, data.len(), libc::MSG_NOSIGNAL) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Closes every fd from `first` up, except those in `keep` (read from
+/// /proc/self/fd, so it works on kernels without close_range too).
+pub fn close_fds_from(first: RawFd, keep: &[RawFd]) {
+    let Ok(rd) = std::fs::read_dir("/proc/self/fd") else { return };
+    let fds: Vec<RawFd> = rd.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect();
+    for fd in fds {
+        if fd >= first && !keep.contains(&fd) {
+            // SAFETY: closing an fd this process owns and will not use again;
+            // the directory fd used for listing is already closed.
+            unsafe { libc::close(fd) };
+        }
+    }
+}
