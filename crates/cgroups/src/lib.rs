@@ -153,6 +153,9 @@ pub struct Dir {
     /// Whether berth created it (only those are removed).
     #[serde(default)]
     pub created: bool,
+    /// The highest ancestor berth created for it (removed too when empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top: Option<PathBuf>,
 }
 
 /// A container's cgroup: one directory per hierarchy.
@@ -194,7 +197,7 @@ impl Cgroup {
             inner = join_rel(&inner, path);
             let shown = Path::new(&h.root);
             let rel = inner.strip_prefix(shown).map(Path::to_path_buf).unwrap_or_else(|_| inner.strip_prefix("/").unwrap().to_path_buf());
-            dirs.push(Dir { path: h.mount.join(rel), v2: h.v2, controllers: h.controllers.clone(), created: false });
+            dirs.push(Dir { path: h.mount.join(rel), v2: h.v2, controllers: h.controllers.clone(), created: false, top: None });
         }
         Cgroup { dirs }
     }
@@ -206,6 +209,21 @@ impl Cgroup {
     /// The v1 directory of `controller`, if mounted.
     pub fn v1_dir(&self, controller: &str) -> Option<&Dir> {
         self.dirs.iter().find(|d| !d.v2 && d.controllers.iter().any(|c| c == controller))
+    }
+
+    /// Records which directories (and ancestors) do not exist yet, so that a
+    /// crash after this is saved still lets teardown remove exactly those.
+    pub fn plan(&mut self) {
+        for d in &mut self.dirs {
+            let mut top = None;
+            let mut p = Some(d.path.as_path());
+            while let Some(x) = p.filter(|x| !x.exists()) {
+                top = Some(x.to_path_buf());
+                p = x.parent();
+            }
+            d.created = top.is_some();
+            d.top = top;
+        }
     }
 
     /// Creates every directory (and parents). cpuset directories get the
@@ -226,13 +244,16 @@ impl Cgroup {
                     None => break,
                 };
             }
+            if d.top.is_none() {
+                d.top = missing.last().cloned();
+            }
             for m in missing.iter().rev() {
                 if d.v2 {
                     if let Some(parent) = m.parent() {
                         enable_v2_controllers(parent)?;
                     }
                 }
-                match fs::create_dir(m) {
+                match fs::create_dir_all(m) {
                     Ok(()) => {}
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                     Err(e) => return Err(err("create cgroup", m, e)),
@@ -366,6 +387,17 @@ impl Cgroup {
     pub fn remove(&self) -> Result<()> {
         for d in self.dirs.iter().filter(|d| d.created) {
             remove_tree(&d.path)?;
+            // Parents berth made for it go too, unless another container
+            // still uses them (then rmdir fails and they stay).
+            if let Some(top) = &d.top {
+                let mut p = d.path.parent();
+                while let Some(dir) = p {
+                    if !dir.starts_with(top) || fs::remove_dir(dir).is_err() {
+                        break;
+                    }
+                    p = dir.parent();
+                }
+            }
         }
         Ok(())
     }

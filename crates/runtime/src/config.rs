@@ -311,9 +311,9 @@ impl Spec {
             return Err(Error::Config(format!("unsupported ociVersion {v:?}: berth runs runtime-spec 1.x")));
         }
         let unsupported = |what: &str| Err(Error::Config(format!("{what} is not supported by berth")));
-        let Some(p) = &self.process else {
-            return Err(Error::Config("config.json has no process".into()));
-        };
+        // A config without a process can be created (start then fails).
+        let no_process = Process { args: vec!["-".into()], cwd: "/".into(), ..Default::default() };
+        let p = self.process.as_ref().unwrap_or(&no_process);
         if p.args.is_empty() {
             return Err(Error::Config("process.args must not be empty".into()));
         }
@@ -398,8 +398,8 @@ impl Spec {
                 return Err(Error::Config(format!("linux.rootfsPropagation {prop:?} is not valid")));
             }
         }
-        if l.seccomp.is_some() {
-            return unsupported("linux.seccomp");
+        if let Some(sc) = &l.seccomp {
+            crate::seccomp::Profile::parse(sc)?.validate()?;
         }
         if l.intel_rdt.is_some() {
             return unsupported("linux.intelRdt");

@@ -58,11 +58,15 @@ pub struct Init<'a> {
     pub chan: Channel,
     pub fifo: Option<&'a Path>,
     pub console_socket: Option<OwnedFd>,
+    /// Connected to linux.seccomp.listenerPath, for SCMP_ACT_NOTIFY.
+    pub seccomp_listener: Option<OwnedFd>,
     pub preserve_fds: u32,
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     /// Namespace flags the clone already created.
     pub cloned: i32,
+    /// The parent joined the PID namespace given by path before the clone.
+    pub pidns_joined: bool,
 }
 
 /// Entry of the cloned child: never returns.
@@ -70,7 +74,11 @@ pub fn child_main(init: Init<'_>) -> ! {
     let code = match run(&init) {
         Ok(never) => match never {},
         Err(e) => {
-            let _ = init.chan.send(&format!("error {e}"));
+            // Before `ready` the parent reports it; after, the parent has
+            // moved on and only the process' stderr can tell.
+            if READY.load(std::sync::atomic::Ordering::Relaxed) || init.chan.send(&format!("error {e}")).is_err() {
+                eprintln!("berth: container init: {e}");
+            }
             1
         }
     };
@@ -79,14 +87,20 @@ pub fn child_main(init: Init<'_>) -> ! {
 
 enum Never {}
 
+/// Set once the parent was told `ready`.
+static READY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 fn run(init: &Init<'_>) -> Result<Never> {
     let spec = init.spec;
     let l = spec.linux();
-    let p = spec.process.as_ref().ok_or_else(|| Error::Config("no process".into()))?;
+    // Without a process the container can be created, but not started.
+    let no_process = crate::config::Process { cwd: "/".into(), ..Default::default() };
+    let p = spec.process.as_ref().unwrap_or(&no_process);
     // Nothing of the parent's but what is listed may reach the container
     // (the state lock above all: held here, it would block `start`).
     let mut keep = vec![init.chan.0.as_raw_fd()];
     keep.extend(init.console_socket.as_ref().map(|f| f.as_raw_fd()));
+    keep.extend(init.seccomp_listener.as_ref().map(|f| f.as_raw_fd()));
     sys::close_fds_from(3 + init.preserve_fds as i32, &keep);
     let go = init.chan.recv()?;
     let Some(state_for_hooks) = go.strip_prefix("go ") else {
@@ -147,10 +161,21 @@ fn run(init: &Init<'_>) -> Result<Never> {
     }
     // A new PID namespace that the clone did not make: the real init is a
     // child of this process (which then goes away).
-    if (want_new("pid") && init.cloned & libc::CLONE_NEWPID == 0) || spec.namespace("pid").is_some_and(|n| n.path.as_deref().is_some_and(|p| !p.is_empty())) {
-        if want_new("pid") {
-            sys::unshare(libc::CLONE_NEWPID).ctx(|| "unshare the pid namespace".into())?;
+    let pid_path = spec.namespace("pid").and_then(|n| n.path.as_deref()).filter(|p| !p.is_empty());
+    let fork_pid = match pid_path {
+        Some(path) if !init.pidns_joined => {
+            let fd = sys::openat(None, Path::new(path), libc::O_RDONLY, 0).ctx(|| format!("open pid namespace {path}"))?;
+            sys::setns(fd.as_fd(), libc::CLONE_NEWPID).ctx(|| format!("join pid namespace {path}"))?;
+            true
         }
+        Some(_) => false,
+        None if want_new("pid") && init.cloned & libc::CLONE_NEWPID == 0 => {
+            sys::unshare(libc::CLONE_NEWPID).ctx(|| "unshare the pid namespace".into())?;
+            true
+        }
+        None => false,
+    };
+    if fork_pid {
         match sys::fork().ctx(|| "fork the container init".into())? {
             Some(pid) => {
                 init.chan.send(&format!("pid {pid}"))?;
@@ -227,7 +252,10 @@ fn run(init: &Init<'_>) -> Result<Never> {
     }
     drop(pty);
 
-    let exe = find_executable(&p.args[0], &p.env, &p.cwd)?;
+    let exe = match p.args.first() {
+        Some(a0) => Some(find_executable(a0, &p.env, &p.cwd)?),
+        None => None,
+    };
     if let Err(e) = std::env::set_current_dir(&p.cwd) {
         if p.user.uid == 0 {
             return Err(Error::io(format!("chdir to cwd ({:?}) set in config.json", p.cwd), e));
@@ -242,10 +270,29 @@ fn run(init: &Init<'_>) -> Result<Never> {
     } else {
         sys::umask(0o022);
     }
+    let filter = l.seccomp.as_ref().map(|v| crate::seccomp::Profile::parse(v)).transpose()?;
+    let compiled = filter.as_ref().map(|f| f.compile()).transpose()?;
+    // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it
+    // before the capabilities go (as runc does). Otherwise at the very end.
+    if !p.no_new_privileges {
+        if let (Some(prof), Some(c)) = (&filter, &compiled) {
+            load_seccomp(init, prof, c, state_for_hooks)?;
+        }
+    }
     security::switch_user_and_caps(p)?;
     std::env::set_current_dir(&p.cwd).ctx(|| format!("chdir to cwd ({:?}) set in config.json", p.cwd))?;
 
+    // Only fds 0-2 and the preserved ones reach the container: everything
+    // else is close-on-exec (done now, before a seccomp filter may forbid it).
+    for fd in 3..3 + init.preserve_fds {
+        sys::clear_cloexec(fd as i32).ctx(|| format!("preserve fd {fd}"))?;
+    }
+    // close_range needs Linux 5.11; without it, inherited fds were closed at
+    // the start and every fd berth opened since is O_CLOEXEC.
+    let _ = sys::cloexec_from(3 + init.preserve_fds);
+    sys::reset_signals();
     init.chan.send("ready")?;
+    READY.store(true, std::sync::atomic::Ordering::Relaxed);
     if let Some(f) = &fifo {
         // Blocks until `start` opens the fifo for reading.
         let w = sys::openat(Some(host_proc.as_fd()), &PathBuf::from(format!("thread-self/fd/{}", f.as_raw_fd())), libc::O_WRONLY, 0)
@@ -260,15 +307,36 @@ fn run(init: &Init<'_>) -> Result<Never> {
         hooks::run_all("startContainer", &h.start_container, state_for_hooks)?;
     }
 
-    for fd in 3..3 + init.preserve_fds {
-        sys::clear_cloexec(fd as i32).ctx(|| format!("preserve fd {fd}"))?;
+    if p.no_new_privileges {
+        if let (Some(prof), Some(c)) = (&filter, &compiled) {
+            load_seccomp(init, prof, c, state_for_hooks)?;
+        }
     }
-    sys::cloexec_from(3 + init.preserve_fds).ctx(|| "close_range".into())?;
-    sys::reset_signals();
     let argv: Vec<CString> = p.args.iter().map(|a| CString::new(a.as_str()).unwrap_or_default()).collect();
     let envp: Vec<CString> = p.env.iter().map(|a| CString::new(a.as_str()).unwrap_or_default()).collect();
+    let Some(exe) = exe else {
+        return Err(Error::Config("the container has no process to run".into()));
+    };
     let e = sys::execve(&exe, &argv, &envp);
     Err(Error::io(format!("exec {}", p.args[0]), e))
+}
+
+fn load_seccomp(init: &Init<'_>, prof: &crate::seccomp::Profile, f: &sys::seccomp::Filter, state: &str) -> Result<()> {
+    f.load().ctx(|| "load the seccomp filter".into())?;
+    if prof.uses_notify() {
+        let fd = f.notify_fd().ctx(|| "seccomp notify fd".into())?;
+        let sock = init.seccomp_listener.as_ref().ok_or_else(|| Error::Config("linux.seccomp.listenerPath is not connected".into()))?;
+        let st: serde_json::Value = serde_json::from_str(state).unwrap_or_default();
+        let msg = serde_json::json!({
+            "ociVersion": "1.2.0",
+            "fds": ["seccompFd"],
+            "pid": st.get("pid").cloned().unwrap_or_default(),
+            "metadata": prof.listener_metadata.clone().unwrap_or_default(),
+            "state": st,
+        });
+        sys::send_fd(sock.as_fd(), msg.to_string().as_bytes(), fd.as_fd()).ctx(|| "send the seccomp notify fd to listenerPath".into())?;
+    }
+    Ok(())
 }
 
 trait WriteAll {

@@ -21,6 +21,7 @@ pub mod lifecycle;
 pub mod log;
 pub mod process;
 pub mod rootfs;
+pub mod seccomp;
 pub mod security;
 pub mod state;
 pub mod teardown;

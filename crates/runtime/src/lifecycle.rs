@@ -107,9 +107,7 @@ fn create_in(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record) ->
     } else {
         return Err(Error::Config(format!("linux.cgroupsPath {cg_path:?} is in the systemd form; the systemd cgroup driver is not supported yet")));
     }
-    for d in &mut rec.cgroup.dirs {
-        d.created = !d.path.exists();
-    }
+    rec.cgroup.plan();
     c.save(rec)?;
     rec.cgroup.create()?;
     c.save(rec)?;
@@ -141,7 +139,17 @@ fn create_in(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record) ->
 
     let fifo = c.fifo();
     sys::mkfifo(&fifo, 0o622).ctx(|| format!("mkfifo {}", fifo.display()))?;
+    // Any container user must be able to open it for writing (not the umask's 0600).
+    std::fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o622)).ctx(|| format!("chmod {}", fifo.display()))?;
     let console = o.console_socket.as_deref().map(|p| sys::unix_connect(p).ctx(|| format!("connect to console socket {}", p.display()))).transpose()?;
+    let listener = l
+        .seccomp
+        .as_ref()
+        .and_then(|v| v.get("listenerPath"))
+        .and_then(|v| v.as_str())
+        .filter(|p| !p.is_empty())
+        .map(|p| sys::unix_connect(Path::new(p)).ctx(|| format!("connect to seccomp listenerPath {p}")))
+        .transpose()?;
     let (parent_end, child_end) = sys::seqpacket_pair().ctx(|| "socketpair".into())?;
 
     // Namespaces that apply to children are set on this process first:
@@ -200,16 +208,19 @@ fn create_in(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record) ->
                 chan: Channel(child_end),
                 fifo: Some(fifo.as_path()),
                 console_socket: console,
+                seccomp_listener: listener,
                 preserve_fds: o.preserve_fds,
                 no_pivot: o.no_pivot,
                 no_new_keyring: o.no_new_keyring,
                 cloned: clone_flags,
+                pidns_joined: pid_path.is_some() && !slow,
             })
         }
         sys::Forked::Parent { pid, pidfd } => (pid, pidfd),
     };
     drop(child_end);
     drop(console);
+    drop(listener);
     let chan = Channel(parent_end);
     let first = Process::open(pid, process::stat(pid).map(|s| s.0).unwrap_or(0)).ok_or_else(|| Error::Init("the container process died at once".into()))?;
     rec.pid = pid;
@@ -219,7 +230,7 @@ fn create_in(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record) ->
     if clone_flags & libc::CLONE_NEWUSER != 0 {
         write_maps(pid, spec)?;
     }
-    chan.send(&format!("go {}", hook_state(rec, pid)))?;
+    chan.send(&format!("go {}", hook_state(rec, pid, Status::Creating)))?;
 
     // Serve the child until it is ready.
     let mut init_proc: Option<(Process, bool)> = None;
@@ -238,10 +249,10 @@ fn create_in(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record) ->
             }
             "hooks" => {
                 let cur = init_proc.as_ref().map_or(pid, |(p, _)| p.pid);
-                let state = hook_state(rec, cur);
+                let state = hook_state(rec, cur, Status::Created);
                 if let Some(h) = &spec.hooks {
                     hooks::run_all("prestart", &h.prestart, &state)?;
-                    hooks::run_all("createRuntime", &h.create_runtime, &state)?;
+                    hooks::run_all("createRuntime", &h.create_runtime, &hook_state(rec, cur, Status::Creating))?;
                 }
                 chan.send("hooks-ok")?;
             }
@@ -279,8 +290,8 @@ fn create_in(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record) ->
     Ok((init, is_parent))
 }
 
-fn hook_state(rec: &Record, pid: i32) -> String {
-    let mut st = rec.oci(Status::Creating);
+fn hook_state(rec: &Record, pid: i32, status: Status) -> String {
+    let mut st = rec.oci(status);
     st.pid = pid;
     serde_json::to_string(&st).unwrap_or_default()
 }
@@ -298,6 +309,9 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
     let status = rec.status(&c);
     if status != Status::Created {
         return Err(Error::State(format!("cannot start a container that is {}", status.as_str())));
+    }
+    if rec.config.as_ref().is_some_and(|s| s.process.is_none()) {
+        return Err(Error::State("cannot start a container that has no process (config.json has none)".into()));
     }
     let init = rec.init().ok_or_else(|| Error::State("container not running".into()))?;
     release(&c, &init)?;
@@ -440,7 +454,9 @@ pub fn delete(root: &Path, id: &str, force: bool, deadline: Duration) -> Result<
     let rec = c.load()?;
     if let Some(r) = &rec {
         let st = r.status(&c);
-        if matches!(st, Status::Running | Status::Paused) && !force {
+        // runtime-spec: deleting a container that is not stopped is an
+        // error (a created one included) unless forced.
+        if matches!(st, Status::Running | Status::Paused | Status::Created | Status::Creating) && !force {
             return Err(Error::State(format!("cannot delete container {id} that is not stopped: {}", st.as_str())));
         }
         if st == Status::Paused {
@@ -471,6 +487,9 @@ pub fn run(o: &CreateOptions, detach: bool, keep: bool) -> Result<i32> {
     let created = create(o)?;
     let c = &created.container;
     let result = (|| {
+        if created.record.config.as_ref().is_some_and(|s| s.process.is_none()) {
+            return Err(Error::State("cannot start a container that has no process (config.json has none)".into()));
+        }
         release(c, &created.init)?;
         let mut rec = created.record.clone();
         rec.phase = Phase::Started;

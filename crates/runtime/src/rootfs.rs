@@ -150,8 +150,57 @@ impl Root {
         sys::openat2(self.fd.as_fd(), p, flags, 0, sys::RESOLVE_IN_ROOT | sys::RESOLVE_NO_MAGICLINKS)
     }
 
+    /// Resolves `p` inside the root component by component, following
+    /// symlinks the way RESOLVE_IN_ROOT does (absolute targets and `..`
+    /// stop at the root), but also through dangling links, so that the
+    /// missing parts can then be created where the link points.
+    pub fn resolve(&self, p: &Path) -> Result<PathBuf> {
+        use std::collections::VecDeque;
+        use std::ffi::OsString;
+        let parts = |p: &Path| -> VecDeque<OsString> {
+            p.components()
+                .filter_map(|c| match c {
+                    Component::Normal(n) => Some(n.to_os_string()),
+                    Component::ParentDir => Some(OsString::from("..")),
+                    _ => None,
+                })
+                .collect()
+        };
+        let mut todo = parts(p);
+        let mut cur = PathBuf::new();
+        let mut links = 0;
+        while let Some(c) = todo.pop_front() {
+            if c == ".." {
+                cur.pop();
+                continue;
+            }
+            let dir = if cur.as_os_str().is_empty() { Path::new(".") } else { cur.as_path() };
+            let target = match self.open_in(dir, libc::O_PATH | libc::O_DIRECTORY) {
+                Ok(d) => std::fs::read_link(sys::fd_path(d.as_fd()).join(&c)).ok(),
+                Err(_) => None, // a missing directory holds no symlink
+            };
+            match target {
+                Some(t) => {
+                    links += 1;
+                    if links > 40 {
+                        return Err(Error::Config(format!("too many symlinks resolving /{} in the rootfs", p.display())));
+                    }
+                    if t.is_absolute() {
+                        cur = PathBuf::new();
+                    }
+                    let mut next = parts(&t);
+                    next.extend(todo);
+                    todo = next;
+                }
+                None => cur.push(c),
+            }
+        }
+        Ok(cur)
+    }
+
     /// Creates every missing directory of `p` inside the root, then opens it.
     pub fn mkdir_all(&self, p: &Path, mode: u32) -> Result<OwnedFd> {
+        let p = self.resolve(p)?;
         let mut cur = PathBuf::new();
         let mut dir = self.open_in(Path::new("."), libc::O_PATH | libc::O_DIRECTORY).ctx(|| "open rootfs".into())?;
         for c in p.components() {
@@ -160,8 +209,8 @@ impl Root {
             dir = match self.open_in(&cur, libc::O_PATH | libc::O_DIRECTORY) {
                 Ok(d) => d,
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                    // Creating through the parent's fd: a symlink swapped in
-                    // meanwhile cannot redirect it, and the retry re-resolves.
+                    // Created through the parent's fd, then reopened with
+                    // RESOLVE_IN_ROOT: a link swapped in meanwhile stays inside.
                     let parent = self.open_in(cur.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")), libc::O_RDONLY | libc::O_DIRECTORY).ctx(|| format!("open /{}", cur.display()))?;
                     match sys::mkdirat(parent.as_fd(), Path::new(name), mode) {
                         Ok(()) => {}
@@ -181,6 +230,7 @@ impl Root {
         if let Ok(fd) = self.open_in(p, libc::O_PATH) {
             return Ok(fd);
         }
+        let p = self.resolve(p)?;
         let parent = p.parent().unwrap_or(Path::new(""));
         let name = p.file_name().ok_or_else(|| Error::Config(format!("bad path {}", p.display())))?;
         let pd = self.mkdir_all(parent, 0o755)?;
@@ -190,7 +240,7 @@ impl Root {
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
             Err(e) => return Err(Error::io(format!("create /{} in the rootfs", p.display()), e)),
         }
-        self.open_in(p, libc::O_PATH).ctx(|| format!("open /{} in the rootfs", p.display()))
+        self.open_in(&p, libc::O_PATH).ctx(|| format!("open /{} in the rootfs", p.display()))
     }
 }
 
@@ -235,7 +285,7 @@ pub fn setup(plan: &Plan<'_>) -> Result<Option<(OwnedFd, OwnedFd)>> {
     // Nothing done here may propagate back to the host.
     let root_prop = l.rootfs_propagation.as_deref().and_then(propagation_flag).unwrap_or(libc::MS_SLAVE | libc::MS_REC);
     sys::mount(None, Path::new("/"), None, root_prop | libc::MS_REC, None).ctx(|| "make / a slave mount".into())?;
-    make_parent_private(plan.rootfs)?;
+    make_parent_private(plan.rootfs, l.rootfs_propagation.is_some())?;
     sys::mount(Some(plan.rootfs), plan.rootfs, None, libc::MS_BIND | libc::MS_REC, None).ctx(|| format!("bind rootfs {}", plan.rootfs.display()))?;
     let root = Root::open(plan.rootfs)?;
 
@@ -306,7 +356,7 @@ pub fn finish(spec: &Spec) -> Result<()> {
 }
 
 /// pivot_root requires that the rootfs' parent mount is not shared.
-fn make_parent_private(rootfs: &Path) -> Result<()> {
+fn make_parent_private(rootfs: &Path, always: bool) -> Result<()> {
     let mi = std::fs::read_to_string("/proc/self/mountinfo").ctx(|| "read mountinfo".into())?;
     let mut best: Option<(PathBuf, bool)> = None;
     for line in mi.lines() {
@@ -320,7 +370,8 @@ fn make_parent_private(rootfs: &Path) -> Result<()> {
             best = Some((mp, shared));
         }
     }
-    if let Some((mp, true)) = best {
+    if let Some((mp, shared)) = best.filter(|(_, shared)| *shared || always) {
+        let _ = shared;
         sys::mount(None, &mp, None, libc::MS_PRIVATE, None).ctx(|| format!("make {} private", mp.display()))?;
     }
     Ok(())

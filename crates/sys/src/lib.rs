@@ -12,6 +12,8 @@ use std::path::Path;
 
 pub use libc;
 
+pub mod seccomp;
+
 fn cstr(p: &Path) -> io::Result<CString> {
     use std::os::unix::ffi::OsStrExt;
     CString::new(p.as_os_str().as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))

@@ -1,0 +1,152 @@
+//! Bad input: a clear error, a non-zero exit, and nothing left behind
+//! (World::finish checks state, cgroups, mounts and processes).
+use crate::common::*;
+use serde_json::json;
+
+fn create_fails(w: &mut World) -> String {
+    let id = w.id();
+    let bundle = w.bundle.to_string_lossy().into_owned();
+    w.fails(&["create", "--bundle", &bundle, &id])
+}
+
+#[test]
+fn malformed_config_json() {
+    if not_root() {
+        return;
+    }
+    let mut w = World::new("badjson");
+    std::fs::write(w.bundle.join("config.json"), "{\"ociVersion\": \"1.0.0\", ").unwrap();
+    let e = create_fails(&mut w);
+    assert!(e.contains("not valid JSON"), "{e}");
+    w.finish();
+}
+
+#[test]
+fn oci_version_must_be_1_x_and_any_1_x_is_accepted() {
+    if not_root() {
+        return;
+    }
+    let mut w = World::new("ociversion");
+    w.config(&["true"], |c| c["ociVersion"] = json!("2.0.0"));
+    let e = create_fails(&mut w);
+    assert!(e.contains("ociVersion"), "{e}");
+    w.config(&["true"], |c| c["ociVersion"] = json!("1.0.0-rc5"));
+    w.run_ok();
+    w.finish();
+}
+
+#[test]
+fn missing_rootfs() {
+    if not_root() {
+        return;
+    }
+    let mut w = World::new("norootfs");
+    w.config(&["true"], |c| c["root"]["path"] = json!("nonexistent"));
+    let e = create_fails(&mut w);
+    assert!(e.contains("rootfs") && e.contains("nonexistent"), "{e}");
+    w.finish();
+}
+
+#[test]
+fn missing_binary_fails_create() {
+    if not_root() {
+        return;
+    }
+    let mut w = World::new("nobinary");
+    w.config(&["no-such-binary"], |_| {});
+    let e = create_fails(&mut w);
+    assert!(e.contains("no-such-binary") && e.contains("not found"), "{e}");
+    w.finish();
+}
+
+#[test]
+fn unsupported_settings_are_named() {
+    if not_root() {
+        return;
+    }
+    let mut w = World::new("unsupported");
+    w.config(&["true"], |c| c["linux"]["intelRdt"] = json!({"closID": "x"}));
+    let e = create_fails(&mut w);
+    assert!(e.contains("linux.intelRdt"), "{e}");
+    w.config(&["true"], |c| c["process"]["capabilities"]["bounding"] = json!(["CAP_NOT_A_CAP"]));
+    let e = create_fails(&mut w);
+    assert!(e.contains("CAP_NOT_A_CAP"), "{e}");
+    w.finish();
+}
+
+#[test]
+fn unknown_properties_are_ignored() {
+    if not_root() {
+        return;
+    }
+    let mut w = World::new("unknownprops");
+    w.config(&["true"], |c| {
+        c["someFutureThing"] = json!({"x": 1});
+        c["process"]["futureKnob"] = json!(true);
+        c["annotations"] = json!({"org.example.unknown": "yes"});
+    });
+    w.run_ok();
+    w.finish();
+}
+
+#[test]
+fn hostile_ids_are_refused_before_anything_is_made() {
+    if not_root() {
+        return;
+    }
+    let w = World::new("hostile");
+    let long = "a".repeat(256);
+    let bundle = w.bundle.to_string_lossy().into_owned();
+    for id in ["..", ".", "../x", "/", "a/b", "", "a b", long.as_str()] {
+        let e = w.fails(&["create", "--bundle", &bundle, id]);
+        assert!(e.contains("container id") || e.contains("requires the container id"), "{id:?}: {e}");
+        let e = w.fails(&["delete", "--force", id]);
+        assert!(e.contains("container id") || e.contains("requires"), "{id:?}: {e}");
+    }
+    assert!(!w.dir.join("x").exists());
+    w.finish();
+}
+
+#[test]
+fn a_second_create_with_the_same_id_fails_and_keeps_the_first() {
+    if not_root() {
+        return;
+    }
+    let mut w = World::new("dupid");
+    w.config(&["sleep", "1000"], |_| {});
+    let id = w.create();
+    let bundle = w.bundle.to_string_lossy().into_owned();
+    let e = w.fails(&["create", "--bundle", &bundle, &id]);
+    assert!(e.contains("already exists"), "{e}");
+    assert_eq!(w.status(&id), "created");
+    w.finish();
+}
+
+#[test]
+fn failure_inside_the_container_setup_leaves_nothing() {
+    if not_root() {
+        return;
+    }
+    let mut w = World::new("setupfail");
+    // A bind mount whose source does not exist fails during setup.
+    w.config(&["true"], |c| {
+        c["mounts"].as_array_mut().unwrap().push(json!({"destination": "/x", "type": "bind", "source": "/nonexistent/source", "options": ["bind"]}));
+    });
+    let e = create_fails(&mut w);
+    assert!(e.contains("/nonexistent/source"), "{e}");
+    w.finish();
+}
+
+#[test]
+fn failing_prestart_hook_aborts_and_cleans_up() {
+    if not_root() {
+        return;
+    }
+    let mut w = World::new("hookfail");
+    w.config(&["true"], |c| {
+        c["hooks"] = json!({"createRuntime": [{"path": "/bin/false"}]});
+    });
+    let e = create_fails(&mut w);
+    assert!(e.contains("createRuntime"), "{e}");
+    w.finish();
+}

@@ -1,0 +1,116 @@
+use crate::common::*;
+use serde_json::json;
+
+#[test]
+fn limits_are_written_to_the_cgroup_files() {
+    if not_root() {
+        return;
+    }
+    let mut w = World::new("limits");
+    w.config(&["sleep", "1000"], |c| {
+        c["linux"]["resources"]["memory"] = json!({"limit": 67108864, "reservation": 33554432});
+        c["linux"]["resources"]["pids"] = json!({"limit": 42});
+        c["linux"]["resources"]["cpu"] = json!({"shares": 512, "quota": 50000, "period": 100000, "cpus": "0", "mems": "0"});
+    });
+    let id = w.create();
+    assert_eq!(w.cgroup_file(&id, "memory", "memory.limit_in_bytes", "memory.max"), "67108864");
+    assert_eq!(w.cgroup_file(&id, "memory", "memory.soft_limit_in_bytes", "memory.low"), "33554432");
+    assert_eq!(w.cgroup_file(&id, "pids", "pids.max", "pids.max"), "42");
+    if pure_v2() {
+        assert_eq!(w.cgroup_file(&id, "cpu", "", "cpu.max"), "50000 100000");
+        // 512 shares -> weight 1 + (510 * 9999) / 262142 = 20
+        assert_eq!(w.cgroup_file(&id, "cpu", "", "cpu.weight"), "20");
+    } else {
+        assert_eq!(w.cgroup_file(&id, "cpu", "cpu.shares", ""), "512");
+        assert_eq!(w.cgroup_file(&id, "cpu", "cpu.cfs_quota_us", ""), "50000");
+        assert_eq!(w.cgroup_file(&id, "cpu", "cpu.cfs_period_us", ""), "100000");
+    }
+    assert_eq!(w.cgroup_file(&id, "cpuset", "cpuset.cpus", "cpuset.cpus"), "0");
+    // The init is in the cgroup.
+    let pid = w.state(&id)["pid"].to_string();
+    let procs = w.cgroup_file(&id, "pids", "cgroup.procs", "cgroup.procs");
+    assert!(procs.lines().any(|l| l == pid), "{procs}");
+    w.finish();
+}
+
+#[test]
+fn pids_limit_is_enforced() {
+    if not_root() {
+        return;
+    }
+    let mut w = World::new("pidsmax");
+    w.config(&["sh", "-c", "for i in 1 2 3 4 5 6 7 8; do sleep 5 & done; echo forked"], |c| {
+        c["linux"]["resources"]["pids"] = json!({"limit": 4});
+    });
+    let (_, out, err) = w.run();
+    // The shell itself plus at most three sleeps fit: the fork of the rest fails.
+    assert!(err.contains("fork") || err.contains("Resource") || err.contains("can't"), "stdout {out:?} stderr {err:?}");
+    w.finish();
+}
+
+#[test]
+fn v1_device_rules_deny_and_allow() {
+    if not_root() || pure_v2() {
+        return;
+    }
+    let mut w = World::new("devcg");
+    w.config(&["sleep", "1000"], |c| {
+        c["linux"]["resources"]["devices"] = json!([
+            {"allow": false, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 10, "minor": 200, "access": "rw"}
+        ]);
+    });
+    let id = w.create();
+    let list = w.cgroup_file(&id, "devices", "devices.list", "");
+    assert!(list.contains("c 10:200 rw"), "{list}");
+    assert!(list.contains("c 1:3 rwm"), "default /dev/null rule missing: {list}");
+    assert!(!list.contains("a *:* rwm"), "{list}");
+    w.finish();
+}
+
+#[test]
+fn sub_cgroups_made_inside_the_container_are_removed() {
+    if not_root() {
+        return;
+    }
+    let mut w = World::new("subcg");
+    // The container's view of its own cgroup is writable only if mounted rw.
+    w.config(&["sleep", "1000"], |c| {
+        for m in c["mounts"].as_array_mut().unwrap() {
+            if m["type"] == "cgroup" {
+                m["options"] = json!(["nosuid", "noexec", "nodev", "rw"]);
+            }
+        }
+    });
+    let id = w.create();
+    w.ok(&["start", &id]);
+    for d in w.cgroup_dirs(&id) {
+        std::fs::create_dir(d.path.join("child")).unwrap();
+    }
+    w.ok(&["delete", "--force", &id]);
+    for d in w.cgroup_dirs(&id) {
+        assert!(!d.path.exists(), "{} left", d.path.display());
+    }
+    w.finish();
+}
+
+#[test]
+fn an_absolute_cgroups_path_is_used_as_given() {
+    if not_root() {
+        return;
+    }
+    let mut w = World::new("cgabs");
+    let rel = format!("berth-test-abs-{}", std::process::id());
+    w.config(&["sleep", "1000"], |c| {
+        c["linux"]["cgroupsPath"] = json!(format!("/{rel}"));
+        c["linux"]["resources"]["pids"] = json!({"limit": 7});
+    });
+    let id = w.create();
+    let layout = berth_cgroups::Layout::host().unwrap();
+    let pids = layout.hierarchies.iter().find(|h| h.controllers.iter().any(|c| c == "pids") || (h.v2 && layout.pure_v2())).unwrap();
+    let dir = pids.mount.join(&rel);
+    assert_eq!(std::fs::read_to_string(dir.join("pids.max")).unwrap().trim(), "7");
+    w.ok(&["delete", "--force", &id]);
+    assert!(!dir.exists());
+    w.finish();
+}

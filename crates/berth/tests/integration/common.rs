@@ -1,0 +1,290 @@
+//! Test harness: real containers from a busybox rootfs, each test with its
+//! own bundle, state root and container IDs, and a leak check at the end.
+#![allow(dead_code)]
+
+use serde_json::{json, Value};
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+pub const BERTH: &str = env!("CARGO_BIN_EXE_berth");
+
+static SEQ: AtomicUsize = AtomicUsize::new(0);
+
+/// Skips (returns true) when not root: these tests need real namespaces.
+pub fn not_root() -> bool {
+    if berth_sys::getuid() != 0 {
+        eprintln!("skipped: needs root");
+        return true;
+    }
+    false
+}
+
+fn busybox() -> PathBuf {
+    for p in ["/bin/busybox", "/usr/bin/busybox"] {
+        if Path::new(p).exists() {
+            return PathBuf::from(p);
+        }
+    }
+    panic!("busybox not found: install busybox-static");
+}
+
+const APPLETS: &[&str] = &[
+    "sh", "ls", "cat", "echo", "id", "sleep", "true", "false", "hostname", "ps", "mount", "grep", "stat", "touch", "mkdir",
+    "readlink", "ulimit", "umask", "wc", "head", "tail", "tty", "kill", "test", "ip", "env", "pwd", "dd", "uname", "awk", "cut",
+    "tr", "nproc", "find", "rm", "chmod", "date", "seq", "pidof", "sysctl", "printf", "mknod", "ln", "yes", "xargs", "sort",
+];
+
+/// One test's world: a bundle with its own rootfs, a private --root.
+pub struct World {
+    pub name: String,
+    pub dir: PathBuf,
+    pub root: PathBuf,
+    pub bundle: PathBuf,
+    pub ids: Vec<String>,
+}
+
+impl World {
+    pub fn new(name: &str) -> World {
+        let n = SEQ.fetch_add(1, Ordering::SeqCst);
+        let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("worlds");
+        let dir = base.join(format!("{name}-{}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let bundle = dir.join("bundle");
+        let rootfs = bundle.join("rootfs");
+        for d in ["bin", "proc", "sys", "dev", "tmp", "etc", "root"] {
+            fs::create_dir_all(rootfs.join(d)).unwrap();
+        }
+        fs::copy(busybox(), rootfs.join("bin/busybox")).unwrap();
+        for a in APPLETS {
+            symlink("busybox", rootfs.join("bin").join(a)).unwrap();
+        }
+        fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n").unwrap();
+        fs::write(rootfs.join("etc/group"), "root:x:0:\n").unwrap();
+        let root = dir.join("state");
+        let w = World { name: name.to_string(), dir, root, bundle, ids: vec![] };
+        w.write_config(&w.default_config(&["true"]));
+        w
+    }
+
+    /// runc's default config, without a terminal, running `args`.
+    pub fn default_config(&self, args: &[&str]) -> Value {
+        let mut v = json!({
+            "ociVersion": "1.2.0",
+            "process": {
+                "terminal": false,
+                "user": {"uid": 0, "gid": 0},
+                "args": args,
+                "env": ["PATH=/bin", "TERM=xterm"],
+                "cwd": "/",
+                "capabilities": {
+                    "bounding": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"],
+                    "effective": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"],
+                    "permitted": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
+                },
+                "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+                "noNewPrivileges": true
+            },
+            "root": {"path": "rootfs", "readonly": false},
+            "hostname": "berth-test",
+            "mounts": [
+                {"destination": "/proc", "type": "proc", "source": "proc"},
+                {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+                {"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+                {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+                {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
+                {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+                {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}
+            ],
+            "linux": {
+                "resources": {"devices": [{"allow": false, "access": "rwm"}]},
+                "namespaces": [{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}],
+                "maskedPaths": ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/sys/firmware", "/proc/scsi"],
+                "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+            }
+        });
+        if !pure_v2() {
+            return v;
+        }
+        // Pure cgroup v2 has no device program in berth yet: no device rules.
+        v["linux"]["resources"] = json!({});
+        v
+    }
+
+    pub fn write_config(&self, v: &Value) {
+        fs::write(self.bundle.join("config.json"), serde_json::to_vec_pretty(v).unwrap()).unwrap();
+    }
+
+    /// Edits the config with `f`, starting from the default running `args`.
+    pub fn config(&self, args: &[&str], f: impl FnOnce(&mut Value)) {
+        let mut v = self.default_config(args);
+        f(&mut v);
+        self.write_config(&v);
+    }
+
+    /// A fresh container ID for this test.
+    pub fn id(&mut self) -> String {
+        let id = format!("t{}-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::SeqCst), self.name.chars().take(20).collect::<String>());
+        self.ids.push(id.clone());
+        id
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(BERTH);
+        c.arg("--root").arg(&self.root);
+        c.stdin(Stdio::null());
+        c
+    }
+
+    /// Runs berth with `args` and returns its output.
+    /// Runs berth with `args` and returns its output. stdout and stderr go
+    /// to files, not pipes: a created container inherits them and keeps
+    /// them open, and a pipe would then never reach EOF.
+    pub fn berth(&self, args: &[&str]) -> Output {
+        let n = SEQ.fetch_add(1, Ordering::SeqCst);
+        let (op, ep) = (self.dir.join(format!("out.{n}")), self.dir.join(format!("err.{n}")));
+        let status = self
+            .cmd()
+            .args(args)
+            .stdout(fs::File::create(&op).unwrap())
+            .stderr(fs::File::create(&ep).unwrap())
+            .status()
+            .expect("run berth");
+        let o = Output { status, stdout: fs::read(&op).unwrap_or_default(), stderr: fs::read(&ep).unwrap_or_default() };
+        let _ = fs::remove_file(&op);
+        let _ = fs::remove_file(&ep);
+        o
+    }
+
+    /// Runs berth, asserting success.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.berth(args);
+        assert!(o.status.success(), "berth {args:?} failed: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// Runs berth, asserting failure; returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let o = self.berth(args);
+        assert!(!o.status.success(), "berth {args:?} should have failed; stdout: {}", String::from_utf8_lossy(&o.stdout));
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    }
+
+    /// `run` in the foreground: (exit code, stdout, stderr).
+    pub fn run(&mut self) -> (i32, String, String) {
+        let id = self.id();
+        let bundle = self.bundle.to_string_lossy().into_owned();
+        let o = self.berth(&["run", "--bundle", &bundle, &id]);
+        (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+    }
+
+    /// `run`, asserting exit 0; returns stdout.
+    pub fn run_ok(&mut self) -> String {
+        let (code, out, err) = self.run();
+        assert_eq!(code, 0, "container failed: stdout {out:?} stderr {err:?}");
+        out
+    }
+
+    /// `create` a container; returns its ID.
+    pub fn create(&mut self) -> String {
+        let id = self.id();
+        let bundle = self.bundle.to_string_lossy().into_owned();
+        self.ok(&["create", "--bundle", &bundle, &id]);
+        id
+    }
+
+    pub fn state(&self, id: &str) -> Value {
+        serde_json::from_str(&self.ok(&["state", id])).unwrap()
+    }
+
+    pub fn status(&self, id: &str) -> String {
+        self.state(id)["status"].as_str().unwrap().to_string()
+    }
+
+    /// The cgroup directories berth would use for container `id`.
+    pub fn cgroup_dirs(&self, id: &str) -> Vec<berth_cgroups::Dir> {
+        let layout = berth_cgroups::Layout::host().unwrap();
+        let own = berth_cgroups::parse_proc_cgroup(&fs::read_to_string("/proc/self/cgroup").unwrap());
+        berth_cgroups::Cgroup::resolve(&layout, &format!("berth/{id}"), &own).dirs
+    }
+
+    /// Reads a cgroup file of container `id`: the v1 `controller` hierarchy
+    /// file `v1`, or on a v2 host the file `v2`.
+    pub fn cgroup_file(&self, id: &str, controller: &str, v1: &str, v2: &str) -> String {
+        let dirs = self.cgroup_dirs(id);
+        let p = match dirs.iter().find(|d| !d.v2 && d.controllers.iter().any(|c| c == controller)) {
+            Some(d) => d.path.join(v1),
+            None => dirs.iter().find(|d| d.v2).expect("a cgroup dir").path.join(v2),
+        };
+        fs::read_to_string(&p).unwrap_or_else(|e| panic!("read {}: {e}", p.display())).trim().to_string()
+    }
+
+    /// Deletes every container of the test and checks that nothing is left:
+    /// no state, no cgroup, no mount under the bundle, no process rooted in it.
+    pub fn finish(mut self) {
+        let leaks = self.cleanup();
+        assert!(leaks.is_empty(), "left behind: {leaks:#?}");
+    }
+
+    fn cleanup(&mut self) -> Vec<String> {
+        let mut leaks = Vec::new();
+        for id in std::mem::take(&mut self.ids) {
+            let _ = self.berth(&["delete", "--force", &id]);
+            for d in self.cgroup_dirs(&id) {
+                if d.path.exists() {
+                    leaks.push(format!("cgroup {}", d.path.display()));
+                    let _ = fs::remove_dir(&d.path);
+                }
+            }
+        }
+        if let Ok(rd) = fs::read_dir(&self.root) {
+            for e in rd.flatten() {
+                leaks.push(format!("state {}", e.path().display()));
+            }
+        }
+        let mi = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let b = self.dir.to_string_lossy().into_owned();
+        for l in mi.lines() {
+            if l.split(' ').nth(4).is_some_and(|mp| mp.starts_with(&b)) {
+                leaks.push(format!("mount {l}"));
+            }
+        }
+        if let Ok(rd) = fs::read_dir("/proc") {
+            for e in rd.flatten() {
+                if let Ok(r) = fs::read_link(e.path().join("root")) {
+                    if r.starts_with(&self.dir) {
+                        leaks.push(format!("process {} rooted in {}", e.file_name().to_string_lossy(), r.display()));
+                    }
+                }
+            }
+        }
+        leaks
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        // Also on failure: remove what the test made, quietly.
+        let _ = self.cleanup();
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub fn pure_v2() -> bool {
+    berth_cgroups::Layout::host().map(|l| l.pure_v2()).unwrap_or(false)
+}
+
+/// Polls `f` for up to 5 s (for state changes that happen asynchronously,
+/// e.g. a process exiting after a signal). Tests assert on the result.
+pub fn eventually(mut f: impl FnMut() -> bool) -> bool {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::time::Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    f()
+}

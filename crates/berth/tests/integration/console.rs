@@ -1,0 +1,58 @@
+use crate::common::*;
+use std::io::Read;
+use std::os::fd::AsFd;
+
+#[test]
+fn console_socket_receives_the_pty_master() {
+    if not_root() {
+        return;
+    }
+    let mut w = World::new("console");
+    w.config(&["sh", "-c", "tty; stty size; echo done"], |c| {
+        c["process"]["terminal"] = serde_json::json!(true);
+        c["process"]["consoleSize"] = serde_json::json!({"height": 40, "width": 120});
+    });
+    let sock_path = w.dir.join("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock_path).unwrap();
+    let id = w.id();
+    let bundle = w.bundle.to_string_lossy().into_owned();
+    w.ok(&["create", "--bundle", &bundle, "--console-socket", sock_path.to_str().unwrap(), &id]);
+    let (conn, _) = listener.accept().unwrap();
+    let mut buf = [0u8; 256];
+    let (n, fd) = berth_sys::recv_fd(conn.as_fd(), &mut buf).unwrap();
+    let name = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(name.starts_with("/dev/pts/"), "{name}");
+    let master = fd.expect("a pty master fd");
+    w.ok(&["start", &id]);
+    let mut f = std::fs::File::from(master);
+    let mut out = String::new();
+    let mut chunk = [0u8; 1024];
+    // Read until the process is done (EIO once the slave side is closed).
+    while !out.contains("done") {
+        match f.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.push_str(&String::from_utf8_lossy(&chunk[..n])),
+        }
+    }
+    assert!(out.contains("/dev/console") || out.contains("/dev/pts/"), "{out}");
+    assert!(out.contains("40 120"), "{out}");
+    assert!(eventually(|| w.status(&id) == "stopped"));
+    w.ok(&["delete", &id]);
+    w.finish();
+}
+
+#[test]
+fn terminal_without_console_socket_is_an_error() {
+    if not_root() {
+        return;
+    }
+    let mut w = World::new("noconsole");
+    w.config(&["true"], |c| {
+        c["process"]["terminal"] = serde_json::json!(true);
+    });
+    let id = w.id();
+    let bundle = w.bundle.to_string_lossy().into_owned();
+    let e = w.fails(&["create", "--bundle", &bundle, &id]);
+    assert!(e.contains("console"), "{e}");
+    w.finish();
+}

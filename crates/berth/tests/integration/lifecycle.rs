@@ -1,0 +1,357 @@
+use crate::common::*;
+
+#[test]
+fn run_returns_the_exit_code() {
+    if not_root() {
+        return;
+    }
+    let mut w = World::new("exitcode");
+    w.config(&["sh", "-c", "echo out; echo err >&2; exit 3"], |_| {});
+    let (code, out, err) = w.run();
+    assert_eq!(code, 3);
+    assert_eq!(out, "out\n");
+    assert!(err.contains("err"), "{err}");
+    w.finish();
+}
+
+#[test]
+fn run_reports_a_signal_as_128_plus_it() {
+    if not_root() {
+        return;
+    }
+    let mut w = World::new("exitsig");
+    // Not PID 1 of a PID namespace: the kernel ignores SIGKILL sent to that
+    // from inside.
+    w.config(&["sh", "-c", "kill -9 $$"], |c| {
+        c["linux"]["namespaces"] = serde_json::json!([{"type": "mount"}]);
+        c.as_object_mut().unwrap().remove("hostname");
+    });
+    let (code, _, _) = w.run();
+    assert_eq!(code, 128 + 9);
+    w.finish();
+}
+
+#[test]
+fn create_start_state_kill_delete() {
+    if not_root() {
+        return;
+    }
+    let mut w = World::new("lifecycle");
+    w.config(&["sleep", "1000"], |_| {});
+    let id = w.create();
+    let st = w.state(&id);
+    assert_eq!(st["status"], "created");
+    assert_eq!(st["id"], id.as_str());
+    assert_eq!(st["bundle"], w.bundle.to_str().unwrap());
+    assert!(st["pid"].as_i64().unwrap() > 0);
+    assert!(st["created"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(st["owner"], "root");
+    // Created, the init waits before exec: it is still berth, not sleep.
+    let pid = st["pid"].as_i64().unwrap();
+    let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap();
+    assert!(!cmdline.starts_with("sleep"), "{cmdline}");
+    // Deleting a created container without --force is refused (runtime-spec).
+    let e = w.fails(&["delete", &id]);
+    assert!(e.contains("not stopped"), "{e}");
+    w.ok(&["start", &id]);
+    assert_eq!(w.status(&id), "running");
+    assert!(eventually(|| std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default().starts_with("sleep")));
+    let e = w.fails(&["start", &id]);
+    assert!(e.contains("running"), "{e}");
+    let e = w.fails(&["delete", &id]);
+    assert!(e.contains("not stopped"), "{e}");
+    w.ok(&["kill", &id, "KILL"]);
+    assert!(eventually(|| w.status(&id) == "stopped"));
+    assert_eq!(w.state(&id)["pid"], 0);
+    let e = w.fails(&["kill", &id, "TERM"]);
+    assert!(e.contains("container not running"), "{e}");
+    w.ok(&["delete", &id]);
+    let e = w.fails(&["state", &id]);
+    assert!(e.contains("does not exist"), "{e}");
+    w.finish();
+}
+
+#[test]
+fn kill_accepts_names_with_and_without_sig_and_numbers() {
+    if not_root() {
+        return;
+    }
+    let mut w = World::new("killsig");
+    // The shell traps each signal and records it in a file on a tmpfs.
+    w.config(&["sh", "-c", "trap 'echo USR1 >> /tmp/s' USR1; trap 'echo HUP >> /tmp/s' HUP; trap 'echo TERM >> /tmp/s; exit 0' TERM; echo ready > /tmp/r; while true; do sleep 0.05; done"], |c| {
+        c["mounts"].as_array_mut().unwrap().push(serde_json::json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"}));
+    });
+    let id = w.create();
+    w.ok(&["start", &id]);
+    let pid = w.state(&id)["pid"].as_i64().unwrap();
+    let file = |n: &str| std::fs::read_to_string(format!("/proc/{pid}/root/tmp/{n}")).unwrap_or_default();
+    assert!(eventually(|| file("r") == "ready\n"));
+    w.ok(&["kill", &id, "SIGUSR1"]);
+    assert!(eventually(|| file("s").contains("USR1")));
+    w.ok(&["kill", &id, "HUP"]);
+    assert!(eventually(|| file("s").contains("HUP")));
+    let e = w.fails(&["kill", &id, "NOSUCHSIG"]);
+    assert!(e.contains("invalid signal"), "{e}");
+    w.ok(&["kill", &id, "15"]);
+    assert!(eventually(|| w.status(&id) == "stopped"));
+    w.ok(&["delete", &id]);
+    w.finish();
+}
+
+#[test]
+fn kill_all_reaches_processes_in_the_host_pid_namespace() {
+    if not_root() {
+        return;
+    }
+    let mut w = World::new("killall");
+    // No PID namespace: killing the init alone would leave the children.
+    w.config(&["sh", "-c", "sleep 1000 & sleep 1000 & wait"], |c| {
+        c["linux"]["namespaces"] = serde_json::json!([{"type": "mount"}, {"type": "uts"}, {"type": "ipc"}]);
+        c["mounts"].as_array_mut().unwrap().retain(|m| m["type"] != "sysfs");
+    });
+    let id = w.create();
+    w.ok(&["start", &id]);
+    let dirs = w.cgroup_dirs(&id);
+    let procs = || {
+        let d = dirs.iter().find(|d| d.controllers.iter().any(|c| c == "pids") || d.v2).unwrap();
+        std::fs::read_to_string(d.path.join("cgroup.procs")).unwrap_or_default().lines().count()
+    };
+    assert!(eventually(|| procs() == 3), "expected sh + 2 sleeps");
+    w.ok(&["kill", "--all", &id, "KILL"]);
+    assert!(eventually(|| procs() == 0));
+    w.ok(&["delete", &id]);
+    w.finish();
+}
+
+#[test]
+fn delete_force_kills_a_running_container_and_everything_it_forked() {
+    if not_root() {
+        return;
+    }
+    let mut w = World::new("delforce");
+    w.config(&["sh", "-c", "sleep 1000 & sleep 1000 & wait"], |c| {
+        c["linux"]["namespaces"] = serde_json::json!([{"type": "mount"}]);
+        c.as_object_mut().unwrap().remove("hostname");
+    });
+    let id = w.create();
+    w.ok(&["start", &id]);
+    let o = w.cmd().args(["--debug", "delete", "--force", &id]).output().unwrap();
+    assert!(o.status.success());
+    let log = String::from_utf8_lossy(&o.stderr);
+    for phase in ["signal=", "exit=", "cgroup_empty=", "cgroup_removed=", "state_removed=", "total="] {
+        assert!(log.contains(phase), "timing {phase} missing: {log}");
+    }
+    w.finish();
+}
+
+#[test]
+fn delete_of_an_unknown_id_says_does_not_exist_and_force_succeeds() {
+    if not_root() {
+        return;
+    }
+    let w = World::new("delunknown");
+    let e = w.fails(&["delete", "nosuchcontainer"]);
+    assert!(e.contains("does not exist"), "{e}");
+    w.ok(&["delete", "--force", "nosuchcontainer"]);
+    w.finish();
+}
+
+#[test]
+fn delete_twice_at_once_serializes() {
+    if not_root() {
+        return;
+    }
+    let mut w = World::new("deltwice");
+    w.config(&["sleep", "1000"], |_| {});
+    let id = w.create();
+    w.ok(&["start", &id]);
+    let a = w.cmd().args(["delete", "--force", &id]).spawn().unwrap();
+    let b = w.cmd().args(["delete", "--force", &id]).spawn().unwrap();
+    assert!(a.wait_with_output().unwrap().status.success());
+    assert!(b.wait_with_output().unwrap().status.success());
+    w.finish();
+}
+
+#[test]
+fn list_in_table_json_and_quiet() {
+    if not_root() {
+        return;
+    }
+    let mut w = World::new("list");
+    w.config(&["sleep", "1000"], |_| {});
+    assert_eq!(w.ok(&["list", "--format", "json"]).trim(), "null");
+    let a = w.create();
+    let b = w.create();
+    w.ok(&["start", &b]);
+    let table = w.ok(&["list"]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].starts_with("ID") && lines[0].contains("PID") && lines[0].contains("STATUS") && lines[0].contains("OWNER"));
+    assert_eq!(lines.len(), 3, "{table}");
+    assert!(table.contains(&a) && table.contains("created") && table.contains("running"));
+    let q = w.ok(&["list", "-q"]);
+    let mut ids: Vec<&str> = q.lines().collect();
+    ids.sort();
+    let mut want = vec![a.as_str(), b.as_str()];
+    want.sort();
+    assert_eq!(ids, want);
+    let j: serde_json::Value = serde_json::from_str(&w.ok(&["list", "--format=json"])).unwrap();
+    assert_eq!(j.as_array().unwrap().len(), 2);
+    assert!(j.as_array().unwrap().iter().any(|c| c["id"] == a.as_str() && c["status"] == "created"));
+    w.finish();
+}
+
+#[test]
+fn pid_file_holds_the_init_pid() {
+    if not_root() {
+        return;
+    }
+    let mut w = World::new("pidfile");
+    w.config(&["sleep", "1000"], |_| {});
+    let id = w.id();
+    let pf = w.dir.join("pid");
+    let bundle = w.bundle.to_string_lossy().into_owned();
+    w.ok(&["create", "--bundle", &bundle, "--pid-file", pf.to_str().unwrap(), &id]);
+    let pid: i64 = std::fs::read_to_string(&pf).unwrap().trim().parse().unwrap();
+    assert_eq!(w.state(&id)["pid"], pid);
+    w.finish();
+}
+
+#[test]
+fn run_detach_then_delete() {
+    if not_root() {
+        return;
+    }
+    let mut w = World::new("detach");
+    w.config(&["sleep", "1000"], |_| {});
+    let id = w.id();
+    let bundle = w.bundle.to_string_lossy().into_owned();
+    w.ok(&["run", "-d", "--bundle", &bundle, &id]);
+    assert_eq!(w.status(&id), "running");
+    w.ok(&["delete", "-f", &id]);
+    w.finish();
+}
+
+#[test]
+fn pause_and_resume_freeze_the_container() {
+    if not_root() {
+        return;
+    }
+    let mut w = World::new("pause");
+    w.config(&["sleep", "1000"], |_| {});
+    let id = w.create();
+    w.ok(&["start", &id]);
+    w.ok(&["pause", &id]);
+    assert_eq!(w.status(&id), "paused");
+    let e = w.fails(&["delete", &id]);
+    assert!(e.contains("not stopped"), "{e}");
+    w.ok(&["resume", &id]);
+    assert_eq!(w.status(&id), "running");
+    // A paused container is killed and removed by delete --force too.
+    w.ok(&["pause", &id]);
+    w.ok(&["delete", "--force", &id]);
+    w.finish();
+}
+
+#[test]
+fn spec_writes_runcs_default_and_refuses_to_overwrite() {
+    if not_root() {
+        return;
+    }
+    let w = World::new("spec");
+    let d = w.dir.join("specdir");
+    std::fs::create_dir_all(&d).unwrap();
+    w.ok(&["spec", "--bundle", d.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(d.join("config.json")).unwrap()).unwrap();
+    assert_eq!(v["process"]["args"][0], "sh");
+    assert_eq!(v["hostname"], "runc");
+    assert_eq!(v["root"]["path"], "rootfs");
+    let e = w.fails(&["spec", "--bundle", d.to_str().unwrap()]);
+    assert!(e.contains("exists"), "{e}");
+    w.finish();
+}
+
+#[test]
+fn features_is_json_and_claims_what_works() {
+    let o = std::process::Command::new(BERTH).arg("features").output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["ociVersionMax"], "1.2.0");
+    assert_eq!(v["linux"]["cgroup"]["systemd"], false);
+    assert_eq!(v["linux"]["mountExtensions"]["idmap"]["enabled"], false);
+    assert!(v["linux"]["namespaces"].as_array().unwrap().iter().any(|n| n == "user"));
+}
+
+#[test]
+fn log_format_json_writes_the_error_line_containerd_parses() {
+    if not_root() {
+        return;
+    }
+    let w = World::new("logjson");
+    let log = w.dir.join("log.json");
+    let o = w.cmd().args(["--log", log.to_str().unwrap(), "--log-format", "json", "delete", "nosuch"]).output().unwrap();
+    assert!(!o.status.success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(last["level"], "error");
+    assert!(last["msg"].as_str().unwrap().contains("does not exist"));
+    assert!(last["time"].as_str().unwrap().ends_with('Z'));
+    w.finish();
+}
+
+#[test]
+fn start_without_a_process_fails_but_create_succeeds() {
+    if not_root() {
+        return;
+    }
+    let mut w = World::new("noprocess");
+    w.config(&["true"], |c| {
+        c.as_object_mut().unwrap().remove("process");
+    });
+    let id = w.create();
+    let e = w.fails(&["start", &id]);
+    assert!(e.contains("no process"), "{e}");
+    w.finish();
+}
+
+#[test]
+fn hooks_run_with_the_state_on_stdin() {
+    if not_root() {
+        return;
+    }
+    let mut w = World::new("hooks");
+    let out = w.dir.join("hooks.out");
+    let script = w.dir.join("hook.sh");
+    std::fs::write(&script, format!("#!/bin/sh\nread -r s\necho \"$1 $s\" >> {}\n", out.display())).unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let h = |name: &str| serde_json::json!([{"path": script.to_str().unwrap(), "args": ["hook.sh", name]}]);
+    w.config(&["true"], |c| {
+        c["hooks"] = serde_json::json!({"createRuntime": h("createRuntime"), "poststart": h("poststart"), "poststop": h("poststop")});
+    });
+    w.run_ok();
+    let text = std::fs::read_to_string(&out).unwrap();
+    let names: Vec<&str> = text.lines().map(|l| l.split(' ').next().unwrap()).collect();
+    assert_eq!(names, vec!["createRuntime", "poststart", "poststop"]);
+    for l in text.lines() {
+        let json = l.split_once(' ').unwrap().1;
+        let v: serde_json::Value = serde_json::from_str(json).unwrap();
+        assert_eq!(v["bundle"], w.bundle.to_str().unwrap());
+    }
+    w.finish();
+}
+
+#[test]
+fn preserved_fds_reach_the_container() {
+    if not_root() {
+        return;
+    }
+    let mut w = World::new("preserve");
+    w.config(&["sh", "-c", "echo through-fd3 >&3"], |_| {});
+    let id = w.id();
+    let bundle = w.bundle.to_string_lossy().into_owned();
+    let f = w.dir.join("fd3.out");
+    // sh opens the file as fd 3, then execs berth with it.
+    let cmd = format!("exec 3>{} ; exec {} --root {} run --preserve-fds 1 --bundle {} {}", f.display(), BERTH, w.root.display(), bundle, id);
+    let st = std::process::Command::new("sh").arg("-c").arg(cmd).status().unwrap();
+    assert!(st.success());
+    assert_eq!(std::fs::read_to_string(&f).unwrap(), "through-fd3\n");
+    w.finish();
+}

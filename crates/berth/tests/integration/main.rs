@@ -1,0 +1,13 @@
+//! Integration tests: the berth binary on real containers (namespaces,
+//! mounts, cgroups, processes). They need root; each cleans up after itself
+//! and checks that nothing was left behind.
+
+mod common;
+
+mod bad_input;
+mod cgroups;
+mod console;
+mod lifecycle;
+mod namespaces;
+mod process;
+mod rootfs;

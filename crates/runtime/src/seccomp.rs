@@ -1,0 +1,145 @@
+//! linux.seccomp: an OCI profile compiled with libseccomp and loaded as late
+//! as possible, so the container's first exec is already filtered.
+
+use crate::{Error, Result};
+use berth_sys::seccomp::{self as sc, ArgCmp, Filter};
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Profile {
+    pub default_action: String,
+    #[serde(default)]
+    pub default_errno_ret: Option<u32>,
+    #[serde(default)]
+    pub architectures: Vec<String>,
+    #[serde(default)]
+    pub flags: Vec<String>,
+    #[serde(default)]
+    pub listener_path: Option<String>,
+    #[serde(default)]
+    pub listener_metadata: Option<String>,
+    #[serde(default)]
+    pub syscalls: Vec<Rule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rule {
+    #[serde(default)]
+    pub names: Vec<String>,
+    pub action: String,
+    #[serde(default)]
+    pub errno_ret: Option<u32>,
+    #[serde(default)]
+    pub args: Vec<Arg>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Arg {
+    pub index: u32,
+    pub value: u64,
+    #[serde(default)]
+    pub value_two: u64,
+    pub op: String,
+}
+
+fn action(name: &str, errno: Option<u32>) -> Result<u32> {
+    Ok(match name {
+        "SCMP_ACT_KILL" | "SCMP_ACT_KILL_THREAD" => 0x0000_0000,
+        "SCMP_ACT_KILL_PROCESS" => 0x8000_0000,
+        "SCMP_ACT_TRAP" => 0x0003_0000,
+        "SCMP_ACT_ERRNO" => 0x0005_0000 | (errno.unwrap_or(libc::EPERM as u32) & 0xffff),
+        "SCMP_ACT_TRACE" => 0x7ff0_0000 | (errno.unwrap_or(libc::EPERM as u32) & 0xffff),
+        "SCMP_ACT_LOG" => 0x7ffc_0000,
+        "SCMP_ACT_ALLOW" => 0x7fff_0000,
+        "SCMP_ACT_NOTIFY" => 0x7fc0_0000,
+        _ => return Err(Error::Config(format!("linux.seccomp: unknown action {name:?}"))),
+    })
+}
+
+fn op(name: &str) -> Result<u32> {
+    Ok(match name {
+        "SCMP_CMP_NE" => 1,
+        "SCMP_CMP_LT" => 2,
+        "SCMP_CMP_LE" => 3,
+        "SCMP_CMP_EQ" => 4,
+        "SCMP_CMP_GE" => 5,
+        "SCMP_CMP_GT" => 6,
+        "SCMP_CMP_MASKED_EQ" => 7,
+        _ => return Err(Error::Config(format!("linux.seccomp: unknown operator {name:?}"))),
+    })
+}
+
+impl Profile {
+    pub fn parse(v: &serde_json::Value) -> Result<Profile> {
+        serde_json::from_value(v.clone()).map_err(|e| Error::Config(format!("linux.seccomp: {e}")))
+    }
+
+    pub fn uses_notify(&self) -> bool {
+        self.default_action == "SCMP_ACT_NOTIFY" || self.syscalls.iter().any(|r| r.action == "SCMP_ACT_NOTIFY")
+    }
+
+    /// Checks everything that can be checked before the container exists.
+    pub fn validate(&self) -> Result<()> {
+        self.compile().map(drop)
+    }
+
+    /// Builds the libseccomp filter (not yet loaded).
+    pub fn compile(&self) -> Result<Filter> {
+        let def = action(&self.default_action, self.default_errno_ret)?;
+        if self.uses_notify() && self.listener_path.as_deref().unwrap_or("").is_empty() {
+            return Err(Error::Config("linux.seccomp: SCMP_ACT_NOTIFY needs listenerPath".into()));
+        }
+        let e = |what: &str, err: std::io::Error| Error::Config(format!("linux.seccomp: {what}: {err}"));
+        let mut f = Filter::new(def).map_err(|x| e("init", x))?;
+        // The runtime sets no_new_privs itself when the config asks for it.
+        f.set_attr(sc::ATTR_CTL_NNP, 0).map_err(|x| e("attribute", x))?;
+        for a in &self.architectures {
+            let name = a.strip_prefix("SCMP_ARCH_").unwrap_or(a).to_ascii_lowercase();
+            let t = sc::arch_token(&name).ok_or_else(|| Error::Config(format!("linux.seccomp: unknown architecture {a:?}")))?;
+            f.add_arch(t).map_err(|x| e(&format!("architecture {a}"), x))?;
+        }
+        for fl in &self.flags {
+            match fl.as_str() {
+                "SECCOMP_FILTER_FLAG_TSYNC" => f.set_attr(sc::ATTR_CTL_TSYNC, 1),
+                "SECCOMP_FILTER_FLAG_LOG" => f.set_attr(sc::ATTR_CTL_LOG, 1),
+                "SECCOMP_FILTER_FLAG_SPEC_ALLOW" => f.set_attr(sc::ATTR_CTL_SSB, 1),
+                other => return Err(Error::Config(format!("linux.seccomp: flag {other:?} is not supported by berth"))),
+            }
+            .map_err(|x| e(&format!("flag {fl}"), x))?;
+        }
+        for r in &self.syscalls {
+            let act = action(&r.action, r.errno_ret)?;
+            if act == def {
+                continue; // libseccomp refuses rules that repeat the default
+            }
+            let mut args = Vec::new();
+            for a in &r.args {
+                if a.index > 5 {
+                    return Err(Error::Config(format!("linux.seccomp: argument index {} is out of range", a.index)));
+                }
+                args.push(ArgCmp { arg: a.index, op: op(&a.op)?, datum_a: a.value, datum_b: a.value_two });
+            }
+            // Several conditions on one argument mean "any of them" (runc's
+            // reading): one rule each. Otherwise all conditions in one rule.
+            let mut idx: Vec<u32> = args.iter().map(|a| a.arg).collect();
+            idx.sort();
+            let repeated = idx.windows(2).any(|w| w[0] == w[1]);
+            for name in &r.names {
+                let Some(nr) = sc::syscall_number(name) else {
+                    crate::log::debug(&format!("linux.seccomp: unknown syscall {name:?} skipped"));
+                    continue;
+                };
+                let res = if repeated {
+                    args.iter().try_for_each(|a| f.add_rule(act, nr, std::slice::from_ref(a)))
+                } else {
+                    f.add_rule(act, nr, &args)
+                };
+                res.map_err(|x| e(&format!("rule for {name}"), x))?;
+            }
+        }
+        Ok(f)
+    }
+}
