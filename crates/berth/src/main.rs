@@ -123,10 +123,7 @@ fn real_main(argv: Vec<String>) -> Result<i32, Error> {
             let timeout = a.value(&["timeout"])?.map(|v| v.parse::<f64>()).transpose().map_err(|_| Error::Usage("--timeout takes seconds".into()))?.unwrap_or(10.0);
             let id = a.id()?;
             match lifecycle::delete(&root, &id, force, Duration::from_secs_f64(timeout)) {
-                Ok(t) => {
-                    log::info(&format!("delete {id}: {}", t.line()));
-                    Ok(0)
-                }
+                Ok(_) => Ok(0),
                 // `delete --force` of a container that does not exist succeeds.
                 Err(Error::NotExist(_)) if force => Ok(0),
                 Err(e) => Err(e),

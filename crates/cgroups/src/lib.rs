@@ -8,7 +8,10 @@
 //! process is placed in every hierarchy.
 #![forbid(unsafe_code)]
 
+mod devices;
 mod resources;
+
+pub use devices::program as device_program;
 
 pub use resources::{apply, default_device_rules, BlockIo, Cpu, DeviceRule, Hugepage, Memory, Pids, Resources, ThrottleDevice, WeightDevice};
 
@@ -175,7 +178,8 @@ fn join_rel(base: &Path, rel: &str) -> PathBuf {
 impl Cgroup {
     /// Resolves `path` (the OCI `cgroupsPath`) in every hierarchy of `layout`.
     /// An absolute path is relative to each hierarchy's root; a relative one
-    /// to the cgroup `own` (this process's `/proc/self/cgroup`) is in.
+    /// to the cgroup `own` (this process's `/proc/self/cgroup`) is in on v1,
+    /// and to its parent on v2.
     pub fn resolve(layout: &Layout, path: &str, own: &[(String, String)]) -> Cgroup {
         let mut dirs = Vec::new();
         for h in &layout.hierarchies {
@@ -190,7 +194,15 @@ impl Cgroup {
                         h.controllers.iter().all(|c| ks.contains(&c.as_str()))
                     }
                 };
-                own.iter().find(|(k, _)| key_matches(k)).map(|(_, p)| p.clone()).unwrap_or_default()
+                let mine = own.iter().find(|(k, _)| key_matches(k)).map(|(_, p)| p.clone()).unwrap_or_default();
+                if h.v2 {
+                    // v2 forbids processes in a cgroup whose children have
+                    // controllers: ours has us in it, so containers become
+                    // siblings of our cgroup (as runc does), not children.
+                    Path::new(&mine).parent().map(|p| p.to_string_lossy().into_owned()).unwrap_or(mine)
+                } else {
+                    mine
+                }
             };
             // The mount shows the hierarchy from `root`; strip it from paths.
             let mut inner = join_rel(Path::new("/"), &base_rel);
@@ -275,10 +287,24 @@ impl Cgroup {
         Ok(())
     }
 
-    /// Moves `pid` into every directory.
-    pub fn add_pid(&self, pid: i32) -> Result<()> {
-        for d in &self.dirs {
+    /// Moves `pid` into the v1 directories, the v2 one, or both.
+    ///
+    /// Each move of another process takes the kernel's global threadgroup
+    /// lock, whose first taker waits for an RCU grace period (several ms).
+    /// [`Cgroup::join_self_v1`] avoids that where it can.
+    pub fn add_pid(&self, pid: i32, v1: bool, v2: bool) -> Result<()> {
+        for d in self.dirs.iter().filter(|d| if d.v2 { v2 } else { v1 }) {
             write(&d.path.join("cgroup.procs"), &pid.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Moves the calling (single-threaded) process into every v1 directory
+    /// by writing "0" to `tasks`: moving oneself, one thread, skips the global
+    /// lock and its RCU grace period.
+    pub fn join_self_v1(&self) -> Result<()> {
+        for d in self.dirs.iter().filter(|d| !d.v2) {
+            write(&d.path.join("tasks"), "0")?;
         }
         Ok(())
     }
@@ -492,7 +518,7 @@ mod tests {
     #[test]
     fn mount_root_is_stripped() {
         let l = Layout::parse("1 1 0:1 /ctr /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n");
-        let cg = Cgroup::resolve(&l, "x", &parse_proc_cgroup("0::/ctr/sub\n"));
+        let cg = Cgroup::resolve(&l, "x", &parse_proc_cgroup("0::/ctr/sub/me\n"));
         assert_eq!(cg.v2_dir().unwrap().path, PathBuf::from("/sys/fs/cgroup/sub/x"));
     }
 

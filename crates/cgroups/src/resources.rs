@@ -489,8 +489,10 @@ fn apply_devices(t: &Target<'_>, rules: &[DeviceRule]) -> Result<()> {
         }
         return Ok(());
     }
-    if t.cg.v2_dir().is_some() {
-        return Err(unsupported("linux.resources.devices (cgroup v2 device eBPF programs are not implemented yet)"));
+    if let Some(d) = t.cg.v2_dir() {
+        let prog = crate::devices::program(rules);
+        let fd = berth_sys::openat(None, &d.path, libc::O_RDONLY | libc::O_DIRECTORY, 0).map_err(|e| err("open cgroup", &d.path, e))?;
+        return berth_sys::attach_device_program(std::os::fd::AsFd::as_fd(&fd), &prog).map_err(|e| err("attach the device eBPF program to", &d.path, e));
     }
     Err(unsupported("linux.resources.devices"))
 }

@@ -67,6 +67,8 @@ pub struct Init<'a> {
     pub cloned: i32,
     /// The parent joined the PID namespace given by path before the clone.
     pub pidns_joined: bool,
+    /// The child moves itself into the v1 cgroups (cheaper than being moved).
+    pub join_v1_cgroups: bool,
 }
 
 /// Entry of the cloned child: never returns.
@@ -102,6 +104,10 @@ fn run(init: &Init<'_>) -> Result<Never> {
     keep.extend(init.console_socket.as_ref().map(|f| f.as_raw_fd()));
     keep.extend(init.seccomp_listener.as_ref().map(|f| f.as_raw_fd()));
     sys::close_fds_from(3 + init.preserve_fds as i32, &keep);
+    if init.join_v1_cgroups {
+        init.cgroup.join_self_v1()?;
+        init.chan.send("joined")?;
+    }
     let go = init.chan.recv()?;
     let Some(state_for_hooks) = go.strip_prefix("go ") else {
         return Err(Error::Init(go.strip_prefix("error ").unwrap_or(&go).to_string()));

@@ -112,22 +112,11 @@ fn create_in(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record) ->
     rec.cgroup.create()?;
     c.save(rec)?;
     let res = l.resources.clone().unwrap_or_default();
-    let mut devices = berth_cgroups::default_device_rules();
-    if !res.devices.is_empty() {
-        devices = res.devices.clone();
+    // The config's device rules, then the devices every container may use
+    // (as runc does); no rules in the config: the cgroup's own default.
+    let mut devices = res.devices.clone();
+    if !devices.is_empty() {
         devices.extend(berth_cgroups::default_device_rules());
-    } else if rec.cgroup.v1_dir("devices").is_none() {
-        devices.clear();
-    } else {
-        devices.insert(0, berth_cgroups::DeviceRule { allow: false, access: Some("rwm".into()), ..Default::default() });
-    }
-    if rec.cgroup.v1_dir("devices").is_none() && res.devices.iter().all(|d| !d.allow && d.kind.is_none() && d.major.is_none()) {
-        // Pure v2 without a device program: deny-all (runc's default for
-        // every container) plus the defaults cannot be enforced yet.
-        if !res.devices.is_empty() {
-            log::warn("linux.resources.devices: cgroup v2 device filtering is not implemented; only the default device nodes are created");
-        }
-        devices.clear();
     }
     berth_cgroups::apply(&rec.cgroup, &res, &devices)?;
     for (k, v) in &l.time_offsets {
@@ -195,7 +184,19 @@ fn create_in(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record) ->
             }
         }
     }
-    let forked = sys::clone3(clone_flags as u64, None).ctx(|| "clone3".into())?;
+    // cgroups: v2 through CLONE_INTO_CGROUP (no migration at all); v1 by
+    // the child moving itself, unless it starts in a new user namespace
+    // (then it may not write the host's cgroup files and is moved).
+    let v2fd = rec.cgroup.v2_dir().and_then(|d| sys::openat(None, &d.path, libc::O_RDONLY | libc::O_DIRECTORY, 0).ok());
+    let child_joins_v1 = clone_flags & libc::CLONE_NEWUSER == 0;
+    let (forked, into_v2) = match sys::clone3(clone_flags as u64, v2fd.as_ref().map(|f| f.as_fd())) {
+        Ok(f) => (f, v2fd.is_some()),
+        // Kernels before 5.7 have no CLONE_INTO_CGROUP.
+        Err(e) if v2fd.is_some() && matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::E2BIG) | Some(libc::ENOSYS)) => {
+            (sys::clone3(clone_flags as u64, None).ctx(|| "clone3".into())?, false)
+        }
+        Err(e) => return Err(Error::io("clone3", e)),
+    };
     let (pid, pidfd) = match forked {
         sys::Forked::Child => {
             drop(parent_end);
@@ -214,6 +215,7 @@ fn create_in(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record) ->
                 no_new_keyring: o.no_new_keyring,
                 cloned: clone_flags,
                 pidns_joined: pid_path.is_some() && !slow,
+                join_v1_cgroups: child_joins_v1,
             })
         }
         sys::Forked::Parent { pid, pidfd } => (pid, pidfd),
@@ -226,7 +228,12 @@ fn create_in(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record) ->
     rec.pid = pid;
     rec.start_time = first.start_time;
     c.save(rec)?;
-    rec.cgroup.add_pid(pid)?;
+    if child_joins_v1 {
+        chan.expect("joined")?;
+        rec.cgroup.add_pid(pid, false, !into_v2)?;
+    } else {
+        rec.cgroup.add_pid(pid, true, !into_v2)?;
+    }
     if clone_flags & libc::CLONE_NEWUSER != 0 {
         write_maps(pid, spec)?;
     }

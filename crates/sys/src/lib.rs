@@ -781,3 +781,55 @@ pub fn close_fds_from(first: RawFd, keep: &[RawFd]) {
         }
     }
 }
+
+/// One eBPF instruction (`struct bpf_insn`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BpfInsn {
+    pub code: u8,
+    /// dst register in the low nibble, src in the high one.
+    pub regs: u8,
+    pub off: i16,
+    pub imm: i32,
+}
+
+/// Loads a BPF_PROG_TYPE_CGROUP_DEVICE program and attaches it to the cgroup
+/// directory `cgroup` (BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI). The program
+/// stays attached for the cgroup's life; the fds are closed on return.
+pub fn attach_device_program(cgroup: BorrowedFd<'_>, insns: &[BpfInsn]) -> io::Result<()> {
+    let license = b"Apache-2.0\0";
+    let load = |log: &mut [u8]| -> libc::c_long {
+        let mut attr = [0u8; 128];
+        attr[0..4].copy_from_slice(&15u32.to_ne_bytes()); // BPF_PROG_TYPE_CGROUP_DEVICE
+        attr[4..8].copy_from_slice(&(insns.len() as u32).to_ne_bytes());
+        attr[8..16].copy_from_slice(&(insns.as_ptr() as u64).to_ne_bytes());
+        attr[16..24].copy_from_slice(&(license.as_ptr() as u64).to_ne_bytes());
+        if !log.is_empty() {
+            attr[24..28].copy_from_slice(&1u32.to_ne_bytes()); // log_level
+            attr[28..32].copy_from_slice(&(log.len() as u32).to_ne_bytes());
+            attr[32..40].copy_from_slice(&(log.as_mut_ptr() as u64).to_ne_bytes());
+        }
+        // SAFETY: `attr` is a valid bpf_attr for BPF_PROG_LOAD (5) whose
+        // pointers (instructions, license, log buffer) outlive the call.
+        unsafe { libc::syscall(libc::SYS_bpf, 5, attr.as_ptr(), attr.len()) }
+    };
+    let prog = load(&mut []);
+    if prog < 0 {
+        let e = io::Error::last_os_error();
+        // Again with the verifier's log, to say why.
+        let mut log = vec![0u8; 1 << 20];
+        let _ = load(&mut log);
+        let msg = String::from_utf8_lossy(&log[..log.iter().position(|b| *b == 0).unwrap_or(0)]);
+        let last = msg.trim().lines().last().unwrap_or("").to_string();
+        return Err(io::Error::new(e.kind(), format!("{e}{}", if last.is_empty() { String::new() } else { format!(" (verifier: {last})") })));
+    }
+    // SAFETY: the kernel returned a new fd.
+    let prog = unsafe { OwnedFd::from_raw_fd(prog as RawFd) };
+    let mut at = [0u8; 128];
+    at[0..4].copy_from_slice(&(cgroup.as_raw_fd() as u32).to_ne_bytes());
+    at[4..8].copy_from_slice(&(prog.as_raw_fd() as u32).to_ne_bytes());
+    at[8..12].copy_from_slice(&6u32.to_ne_bytes()); // BPF_CGROUP_DEVICE
+    at[12..16].copy_from_slice(&2u32.to_ne_bytes()); // BPF_F_ALLOW_MULTI
+    // SAFETY: `at` is a valid bpf_attr for BPF_PROG_ATTACH (8).
+    check_l(unsafe { libc::syscall(libc::SYS_bpf, 8, at.as_ptr(), at.len()) }).map(drop)
+}

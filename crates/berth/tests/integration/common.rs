@@ -71,7 +71,7 @@ impl World {
 
     /// runc's default config, without a terminal, running `args`.
     pub fn default_config(&self, args: &[&str]) -> Value {
-        let mut v = json!({
+        let v = json!({
             "ociVersion": "1.2.0",
             "process": {
                 "terminal": false,
@@ -105,11 +105,6 @@ impl World {
                 "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
             }
         });
-        if !pure_v2() {
-            return v;
-        }
-        // Pure cgroup v2 has no device program in berth yet: no device rules.
-        v["linux"]["resources"] = json!({});
         v
     }
 
