@@ -299,13 +299,16 @@ fn run(init: &Init<'_>) -> Result<Never> {
     sys::reset_signals();
     init.chan.send("ready")?;
     READY.store(true, std::sync::atomic::Ordering::Relaxed);
+    // Blocks until `start` opens the fifo for reading. The write end stays
+    // open (close-on-exec) until the exec: `start` sees it close, and so
+    // returns only once the process runs.
+    let mut released = None;
     if let Some(f) = &fifo {
-        // Blocks until `start` opens the fifo for reading.
         let w = sys::openat(Some(host_proc.as_fd()), &PathBuf::from(format!("thread-self/fd/{}", f.as_raw_fd())), libc::O_WRONLY, 0)
             .ctx(|| "open the exec fifo".into())?;
-        std::fs::File::from(w).write_all_ok(b"0")?;
-    } else {
-        init.chan.expect("start")?;
+        let mut w = std::fs::File::from(w);
+        std::io::Write::write_all(&mut w, b"0").ctx(|| "write the exec fifo".into())?;
+        released = Some(w);
     }
     drop(fifo);
     drop(host_proc);
@@ -324,6 +327,7 @@ fn run(init: &Init<'_>) -> Result<Never> {
         return Err(Error::Config("the container has no process to run".into()));
     };
     let e = sys::execve(&exe, &argv, &envp);
+    drop(released);
     Err(Error::io(format!("exec {}", p.args[0]), e))
 }
 
@@ -343,17 +347,6 @@ fn load_seccomp(init: &Init<'_>, prof: &crate::seccomp::Profile, f: &sys::seccom
         sys::send_fd(sock.as_fd(), msg.to_string().as_bytes(), fd.as_fd()).ctx(|| "send the seccomp notify fd to listenerPath".into())?;
     }
     Ok(())
-}
-
-trait WriteAll {
-    fn write_all_ok(self, b: &[u8]) -> Result<()>;
-}
-
-impl WriteAll for std::fs::File {
-    fn write_all_ok(mut self, b: &[u8]) -> Result<()> {
-        use std::io::Write;
-        self.write_all(b).ctx(|| "write the exec fifo".into())
-    }
 }
 
 /// Gives pipes and sockets on stdio to the container's user, so that it can

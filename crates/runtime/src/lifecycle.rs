@@ -333,21 +333,30 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
 fn release(c: &Container, init: &Process) -> Result<()> {
     let fifo = c.fifo();
     let fd = sys::openat(None, &fifo, libc::O_RDONLY | libc::O_NONBLOCK, 0).ctx(|| format!("open {}", fifo.display()))?;
+    let mut file = std::fs::File::from(fd.try_clone().ctx(|| "dup".into())?);
+    let mut got = false;
     loop {
         let r = sys::poll_in(&[fd.as_fd(), init.pidfd.as_fd()], -1).ctx(|| "wait for the container to start".into())?;
         if r[0] & libc::POLLIN != 0 {
             let mut b = [0u8; 1];
-            let n = std::io::Read::read(&mut std::fs::File::from(fd.try_clone().ctx(|| "dup".into())?), &mut b).unwrap_or(0);
-            if n == 1 {
-                break;
+            if std::io::Read::read(&mut file, &mut b).unwrap_or(0) == 1 {
+                got = true;
+                continue;
             }
         }
-        if r[1] != 0 {
-            return Err(Error::State("the container process exited before it was started".into()));
-        }
         if r[0] & libc::POLLHUP != 0 {
-            // The writer opened and closed without writing: it failed.
-            return Err(Error::State("the container process failed to start".into()));
+            // The writer's end closes at the exec (close-on-exec), or when
+            // the process dies first.
+            if !got {
+                return Err(Error::State("the container process failed to start".into()));
+            }
+            break;
+        }
+        if r[1] != 0 {
+            if got {
+                break; // ran and already exited
+            }
+            return Err(Error::State("the container process exited before it was started".into()));
         }
     }
     let _ = std::fs::remove_file(&fifo);
