@@ -500,7 +500,7 @@ pub fn run(o: &CreateOptions, detach: bool, keep: bool) -> Result<i32> {
     // The init may be a grandchild (namespaces joined by path): as subreaper
     // this process still reaps it and learns its exit status.
     let _ = sys::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
-    let created = create(o)?;
+    let mut created = create(o)?;
     let c = &created.container;
     let result = (|| {
         if created.record.config.as_ref().is_some_and(|s| s.process.is_none()) {
@@ -523,10 +523,12 @@ pub fn run(o: &CreateOptions, detach: bool, keep: bool) -> Result<i32> {
     if detach {
         return Ok(0);
     }
+    created.container.unlock();
     let code = wait_forwarding(&created)?;
-    if !keep {
-        let t = teardown::destroy(c, Some(&rec), &teardown::Options::default())?;
-        log::debug(&format!("teardown: {}", t.line()));
+    if !keep && created.container.relock()? {
+        // Whatever another command changed meanwhile, tear down what is there.
+        let rec = created.container.load()?.unwrap_or(rec);
+        teardown::destroy(&created.container, Some(&rec), &teardown::Options::default())?;
     }
     Ok(code)
 }

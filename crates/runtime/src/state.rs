@@ -158,6 +158,24 @@ impl Container {
         Ok(Container { dir, id: id.into(), _lock: None })
     }
 
+    /// Lets other berth commands act on the container (a foreground `run`
+    /// must not keep `kill` or `delete` waiting for the container's life).
+    pub fn unlock(&mut self) {
+        self._lock = None;
+    }
+
+    /// Takes the lock again; `false` when the container was deleted meanwhile.
+    pub fn relock(&mut self) -> Result<bool> {
+        match lock_dir(&self.dir) {
+            Ok(l) => {
+                self._lock = Some(l);
+                Ok(self.dir.exists())
+            }
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     pub fn load(&self) -> Result<Option<Record>> {
         let p = self.dir.join(STATE_FILE);
         match fs::read(&p) {

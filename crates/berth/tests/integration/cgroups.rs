@@ -159,3 +159,43 @@ fn hugetlb_limits_and_the_unified_map_go_where_the_controller_is() {
     assert!(err.contains("nosuch.controller.file"), "{err}");
     w.finish();
 }
+
+/// A whole-disk block device of this machine, as (major, minor), if any.
+fn a_disk() -> Option<(u64, u64)> {
+    for e in std::fs::read_dir("/sys/dev/block").ok()?.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if e.path().join("partition").exists() || name.starts_with("7:") || name.starts_with("1:") {
+            continue; // partitions, loop and ram devices
+        }
+        let (ma, mi) = name.split_once(':')?;
+        return Some((ma.parse().ok()?, mi.parse().ok()?));
+    }
+    None
+}
+
+#[test]
+fn block_io_throttles_are_written() {
+    if not_root() {
+        return;
+    }
+    let Some((ma, mi)) = a_disk() else {
+        eprintln!("skipped: no block device");
+        return;
+    };
+    let mut w = World::new("blkio");
+    w.config(&["sleep", "1000"], |c| {
+        c["linux"]["resources"]["blockIO"] = json!({
+            "throttleReadBpsDevice": [{"major": ma, "minor": mi, "rate": 1048576}],
+            "throttleWriteIOPSDevice": [{"major": ma, "minor": mi, "rate": 300}]
+        });
+    });
+    let id = w.create();
+    if pure_v2() {
+        let max = w.cgroup_file(&id, "io", "", "io.max");
+        assert!(max.contains(&format!("{ma}:{mi} rbps=1048576")) && max.contains("wiops=300"), "{max}");
+    } else {
+        assert_eq!(w.cgroup_file(&id, "blkio", "blkio.throttle.read_bps_device", ""), format!("{ma}:{mi} 1048576"));
+        assert_eq!(w.cgroup_file(&id, "blkio", "blkio.throttle.write_iops_device", ""), format!("{ma}:{mi} 300"));
+    }
+    w.finish();
+}

@@ -355,3 +355,20 @@ fn preserved_fds_reach_the_container() {
     assert_eq!(std::fs::read_to_string(&f).unwrap(), "through-fd3\n");
     w.finish();
 }
+
+#[test]
+fn a_foreground_run_can_be_killed_and_inspected_from_elsewhere() {
+    if not_root() {
+        return;
+    }
+    let mut w = World::new("fgkill");
+    w.config(&["sleep", "1000"], |_| {});
+    let id = w.id();
+    let bundle = w.bundle.to_string_lossy().into_owned();
+    let mut run = w.cmd().args(["run", "--bundle", &bundle, &id]).spawn().unwrap();
+    assert!(eventually(|| w.berth(&["state", &id]).status.success() && w.status(&id) == "running"));
+    w.ok(&["kill", &id, "KILL"]);
+    let st = run.wait().unwrap();
+    assert_eq!(st.code(), Some(137));
+    w.finish();
+}
