@@ -27,6 +27,7 @@ COMMANDS:
    resume    thaw a paused container
    spec      write a default config.json
    features  show what berth supports (JSON)
+   why-busy  list every process holding a path (mount, fd, cwd, root, mmap)
 
 GLOBAL OPTIONS:
    --root value        state directory (default: \"/run/berth\")
@@ -48,7 +49,8 @@ fn main() {
                 log::error(&msg);
             }
             eprintln!("berth: {msg}");
-            1
+            // why-busy: 0 nothing holds it, 1 holders listed, 2 error.
+            if std::env::args().any(|a| a == "why-busy") { 2 } else { 1 }
         }
     });
 }
@@ -157,6 +159,22 @@ fn real_main(argv: Vec<String>) -> Result<i32, Error> {
             a.done()?;
             println!("{}", serde_json::to_string_pretty(&features::features()).unwrap_or_default());
             Ok(0)
+        }
+        "why-busy" => {
+            let format = a.value(&["format", "f"])?.unwrap_or_else(|| "table".into());
+            let path = a.next_positional().ok_or_else(|| Error::Usage("why-busy requires a PATH".into()))?;
+            a.done()?;
+            let path = std::fs::canonicalize(&path).map_err(|e| Error::io(format!("why-busy {path}"), e))?;
+            let mut holders = berth_runtime::busy::holders(&path);
+            berth_runtime::busy::attribute(&mut holders, &root);
+            if format == "json" {
+                println!("{}", serde_json::to_string_pretty(&holders).unwrap_or_default());
+            } else {
+                for h in &holders {
+                    println!("{}\t{}\t{}\t{}\t{}", h.pid, h.command, h.mount_namespace, h.how, h.container.as_deref().unwrap_or("-"));
+                }
+            }
+            Ok(if holders.is_empty() { 0 } else { 1 })
         }
         "help" => {
             print!("{USAGE}");

@@ -351,7 +351,10 @@ impl Cgroup {
             kill_one(pid);
         }
         if let Some(f) = freezer {
-            write(&f.path.join("freezer.state"), "THAWED")?;
+            // Sub-cgroups the container froze itself stay frozen when the
+            // parent thaws (v1 keeps "self-frozen"): thaw them all, or their
+            // killed processes could never exit.
+            thaw_tree(&f.path)?;
         }
         if let Some(d) = self.v2_dir().filter(|d| d.path.join("cgroup.kill").exists()) {
             // Hybrid: the v2 hierarchy sees the same processes.
@@ -426,6 +429,20 @@ impl Cgroup {
             }
         }
         Ok(())
+    }
+}
+
+fn thaw_tree(dir: &Path) -> Result<()> {
+    if let Ok(rd) = fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                thaw_tree(&e.path())?;
+            }
+        }
+    }
+    match fs::write(dir.join("freezer.state"), "THAWED") {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        r => r.map_err(|e| err("write", &dir.join("freezer.state"), e)),
     }
 }
 

@@ -12,6 +12,7 @@
 //! - [`lifecycle`]: the verbs
 #![forbid(unsafe_code)]
 
+pub mod busy;
 pub mod config;
 mod error;
 pub mod features;
@@ -27,3 +28,26 @@ pub mod state;
 pub mod teardown;
 
 pub use error::{Error, Result};
+
+/// Every fault-injection point, in the order a container's life meets them.
+pub const FAULT_POINTS: &[&str] = &[
+    "create:state-saved",
+    "create:cgroup-created",
+    "create:cloned",
+    "create:pid-saved",
+    "create:ready",
+    "start:released",
+    "kill:signaled",
+    "delete:signaled",
+    "delete:exited",
+    "delete:cgroup-empty",
+    "delete:cgroup-removed",
+];
+
+/// Fault injection for crash-safety tests: when BERTH_FAULT_INJECT names
+/// `point`, berth dies here at once (SIGKILL), as a crash would.
+pub fn fault(point: &str) {
+    if std::env::var_os("BERTH_FAULT_INJECT").is_some_and(|v| v == point) {
+        let _ = berth_sys::pidfd_open(berth_sys::getpid()).and_then(|fd| berth_sys::pidfd_send_signal(std::os::fd::AsFd::as_fd(&fd), libc::SIGKILL));
+    }
+}

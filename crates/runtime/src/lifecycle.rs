@@ -109,8 +109,10 @@ fn create_in(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record) ->
     }
     rec.cgroup.plan();
     c.save(rec)?;
+    crate::fault("create:state-saved");
     rec.cgroup.create()?;
     c.save(rec)?;
+    crate::fault("create:cgroup-created");
     let res = l.resources.clone().unwrap_or_default();
     // The config's device rules, then the devices every container may use
     // (as runc does); no rules in the config: the cgroup's own default.
@@ -224,10 +226,12 @@ fn create_in(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record) ->
     drop(console);
     drop(listener);
     let chan = Channel(parent_end);
+    crate::fault("create:cloned");
     let first = Process::open(pid, process::stat(pid).map(|s| s.0).unwrap_or(0)).ok_or_else(|| Error::Init("the container process died at once".into()))?;
     rec.pid = pid;
     rec.start_time = first.start_time;
     c.save(rec)?;
+    crate::fault("create:pid-saved");
     if child_joins_v1 {
         chan.expect("joined")?;
         rec.cgroup.add_pid(pid, false, !into_v2)?;
@@ -285,6 +289,7 @@ fn create_in(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record) ->
         Some(x) => x,
         None => (Process { pid, start_time: first.start_time, pidfd }, true),
     };
+    crate::fault("create:ready");
     rec.phase = Phase::Created;
     c.save(rec)?;
     if let Some(p) = &o.pid_file {
@@ -322,6 +327,7 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
     }
     let init = rec.init().ok_or_else(|| Error::State("container not running".into()))?;
     release(&c, &init)?;
+    crate::fault("start:released");
     rec.phase = Phase::Started;
     c.save(&rec)?;
     poststart(&rec)?;
@@ -460,7 +466,9 @@ pub fn kill(root: &Path, id: &str, sig: i32, all: bool) -> Result<()> {
         return Ok(());
     }
     let init = rec.init().ok_or_else(|| Error::State("container not running".into()))?;
-    init.signal(sig)
+    init.signal(sig)?;
+    crate::fault("kill:signaled");
+    Ok(())
 }
 
 /// `delete`: a stopped (or created) container is torn down; a running one

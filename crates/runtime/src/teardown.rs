@@ -64,14 +64,29 @@ pub fn destroy(c: &Container, rec: Option<&Record>, opts: &Options) -> Result<Ti
         }
         kill_cgroup(rec)?;
         t.mark("signal", &mut since);
+        crate::fault("delete:signaled");
         if let Some(p) = &init {
             wait_exit(&[p.pidfd.as_fd()], deadline).map_err(|_| stuck(rec, "the container's init did not exit"))?;
         }
         t.mark("exit", &mut since);
+        crate::fault("delete:exited");
         wait_cgroup_empty(rec, deadline)?;
         t.mark("cgroup_empty", &mut since);
+        crate::fault("delete:cgroup-empty");
         rec.cgroup.remove()?;
         t.mark("cgroup_removed", &mut since);
+        crate::fault("delete:cgroup-removed");
+        // Nothing of the container may survive in another mount namespace.
+        let leaks = crate::busy::leaked_mounts(&[&rec.rootfs, &rec.bundle]);
+        if !leaks.is_empty() {
+            let list: Vec<String> = leaks.iter().map(|h| format!("pid {} ({}) in {} holds {}", h.pid, h.command, h.mount_namespace, h.how)).collect();
+            return Err(Error::State(format!(
+                "container {}: its mounts survive in other mount namespaces: {}; unmount them there (or end those processes) and run delete again",
+                c.id,
+                list.join("; ")
+            )));
+        }
+        t.mark("mounts_verified", &mut since);
     }
     c.remove()?;
     t.mark("state_removed", &mut since);

@@ -216,6 +216,40 @@ impl World {
         fs::read_to_string(&p).unwrap_or_else(|e| panic!("read {}: {e}", p.display())).trim().to_string()
     }
 
+    /// What is left of container `id` (after it should be gone): its state
+    /// directory, cgroup directories, processes rooted in this bundle.
+    pub fn leftovers(&self, id: &str) -> Vec<String> {
+        let mut l = Vec::new();
+        if self.root.join(id).exists() {
+            l.push(format!("state {}", self.root.join(id).display()));
+        }
+        for d in self.cgroup_dirs(id) {
+            if d.path.exists() {
+                l.push(format!("cgroup {}", d.path.display()));
+            }
+        }
+        l.extend(self.rooted_processes());
+        l
+    }
+
+    /// Processes whose root is this test's rootfs (compared by device and
+    /// inode: a root in another mount namespace reads as "/").
+    pub fn rooted_processes(&self) -> Vec<String> {
+        use std::os::unix::fs::MetadataExt;
+        let mut l = Vec::new();
+        let Ok(m) = fs::metadata(self.bundle.join("rootfs")) else { return l };
+        if let Ok(rd) = fs::read_dir("/proc") {
+            for e in rd.flatten() {
+                if let Ok(r) = fs::metadata(e.path().join("root")) {
+                    if (r.dev(), r.ino()) == (m.dev(), m.ino()) {
+                        l.push(format!("process {} ({}) rooted in the rootfs", e.file_name().to_string_lossy(), fs::read_to_string(e.path().join("comm")).unwrap_or_default().trim()));
+                    }
+                }
+            }
+        }
+        l
+    }
+
     /// Deletes every container of the test and checks that nothing is left:
     /// no state, no cgroup, no mount under the bundle, no process rooted in it.
     pub fn finish(mut self) {
@@ -246,15 +280,7 @@ impl World {
                 leaks.push(format!("mount {l}"));
             }
         }
-        if let Ok(rd) = fs::read_dir("/proc") {
-            for e in rd.flatten() {
-                if let Ok(r) = fs::read_link(e.path().join("root")) {
-                    if r.starts_with(&self.dir) {
-                        leaks.push(format!("process {} rooted in {}", e.file_name().to_string_lossy(), r.display()));
-                    }
-                }
-            }
-        }
+        leaks.extend(self.rooted_processes());
         leaks
     }
 }

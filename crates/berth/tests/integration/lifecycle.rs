@@ -372,3 +372,32 @@ fn a_foreground_run_can_be_killed_and_inspected_from_elsewhere() {
     assert_eq!(st.code(), Some(137));
     w.finish();
 }
+
+#[test]
+fn delete_force_gets_through_a_sub_cgroup_the_container_froze_itself() {
+    if not_root() {
+        return;
+    }
+    let mut w = World::new("subfrozen");
+    w.config(&["sh", "-c", "sleep 1000 & wait"], |c| {
+        c["linux"]["namespaces"] = serde_json::json!([{"type": "mount"}, {"type": "pid"}]);
+        c.as_object_mut().unwrap().remove("hostname");
+    });
+    let id = w.create();
+    w.ok(&["start", &id]);
+    let pid = w.state(&id)["pid"].as_i64().unwrap();
+    // Freeze the init in a sub-cgroup of its own (v1 freezer or v2 cgroup.freeze).
+    let dirs = w.cgroup_dirs(&id);
+    let d = dirs.iter().find(|d| d.controllers.iter().any(|c| c == "freezer")).or_else(|| dirs.iter().find(|d| d.v2)).unwrap();
+    let sub = d.path.join("frozen");
+    std::fs::create_dir(&sub).unwrap();
+    std::fs::write(sub.join("cgroup.procs"), pid.to_string()).unwrap();
+    if d.v2 {
+        std::fs::write(sub.join("cgroup.freeze"), "1").unwrap();
+    } else {
+        std::fs::write(sub.join("freezer.state"), "FROZEN").unwrap();
+    }
+    let o = w.berth(&["delete", "--force", "--timeout", "5", &id]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    w.finish();
+}

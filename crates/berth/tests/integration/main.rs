@@ -7,6 +7,8 @@ mod common;
 mod bad_input;
 mod cgroups;
 mod console;
+mod crash;
+mod busy;
 mod lifecycle;
 mod namespaces;
 mod process;

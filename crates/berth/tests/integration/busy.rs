@@ -1,0 +1,65 @@
+//! `why-busy`, and teardown's check that no mount of a container survives in
+//! another mount namespace. Berth-only.
+use crate::common::*;
+
+/// Runs `script` in a new private mount namespace in the background; it
+/// signals readiness by creating `ready`.
+fn foreign_ns(w: &World, script: &str) -> std::process::Child {
+    let ready = w.dir.join("ready");
+    let _ = std::fs::remove_file(&ready);
+    let full = format!("{script}; touch {}; exec sleep 1000", ready.display());
+    let c = std::process::Command::new("unshare").args(["-m", "--propagation", "private", "sh", "-c", &full]).spawn().unwrap();
+    assert!(eventually(|| ready.exists()), "the foreign namespace did not come up");
+    c
+}
+
+#[test]
+fn why_busy_names_the_holder_of_a_mount_in_a_foreign_namespace_and_a_container() {
+    if not_root() {
+        return;
+    }
+    let mut w = World::new("whybusy");
+    let target = w.dir.join("target");
+    std::fs::create_dir_all(&target).unwrap();
+    let out = w.berth(&["why-busy", target.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "nothing holds it yet");
+    let mut holder = foreign_ns(&w, &format!("mount -t tmpfs berth-test {}", target.display()));
+    let out = w.berth(&["why-busy", target.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&holder.id().to_string()) && text.contains("mount") && text.contains("tmpfs"), "{text}");
+    let json: serde_json::Value = serde_json::from_slice(&w.berth(&["why-busy", "--format", "json", target.to_str().unwrap()]).stdout).unwrap();
+    assert!(json.as_array().unwrap().iter().any(|h| h["pid"] == holder.id() && h["mount_namespace"].as_str().unwrap().starts_with("mnt:")));
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    // A running container holds its rootfs as its root.
+    w.config(&["sleep", "1000"], |_| {});
+    let id = w.create();
+    let rootfs = w.bundle.join("rootfs");
+    let out = w.berth(&["why-busy", rootfs.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.lines().any(|l| l.contains("root") && l.ends_with(&id)), "{text}");
+    assert_eq!(w.berth(&["why-busy", "/nonexistent/path"]).status.code(), Some(2));
+    w.finish();
+}
+
+#[test]
+fn delete_names_a_mount_that_leaked_into_another_namespace() {
+    if not_root() {
+        return;
+    }
+    let mut w = World::new("leakmount");
+    w.config(&["sleep", "1000"], |_| {});
+    let id = w.create();
+    let leak = w.bundle.join("rootfs/leak");
+    std::fs::create_dir_all(&leak).unwrap();
+    let mut holder = foreign_ns(&w, &format!("mount -t tmpfs berth-leak {}", leak.display()));
+    let e = w.fails(&["delete", "--force", &id]);
+    assert!(e.contains(&format!("pid {}", holder.id())) && e.contains("leak"), "{e}");
+    // The state is kept: the same command finishes once the holder is gone.
+    assert!(w.root.join(&id).exists());
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    w.ok(&["delete", "--force", &id]);
+    w.finish();
+}

@@ -1,0 +1,253 @@
+//! Who holds a path: through a mount in some mount namespace (the mount point
+//! itself, an overlay whose upper/lower/work dir is there, a loop device
+//! backed by a file there), an open fd, a cwd or root, or a memory map.
+//! `berth why-busy` prints it; teardown uses the mount part to verify that
+//! nothing of a container survives in another mount namespace.
+//!
+//! Paths a process sees are translated to this process's view through
+//! /proc/PID/root, so holders inside containers are found too.
+
+use serde::Serialize;
+use std::collections::{BTreeMap, HashSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Holder {
+    pub pid: i32,
+    pub command: String,
+    /// The mount namespace, as `mnt:[inode]`.
+    pub mount_namespace: String,
+    /// How it holds the path: `mount /x (overlay upperdir)`, `fd 3`, `cwd`...
+    pub how: String,
+    /// Peer groups the mount propagates with (`shared:N`, `master:N`).
+    #[serde(skip)]
+    pub peers: Vec<String>,
+    /// The berth container the process belongs to, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+}
+
+fn under(p: &Path, base: &Path) -> bool {
+    p == base || p.starts_with(base)
+}
+
+fn pids() -> Vec<i32> {
+    let mut v: Vec<i32> = fs::read_dir("/proc").map(|rd| rd.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect()).unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn comm(pid: i32) -> String {
+    fs::read_to_string(format!("/proc/{pid}/comm")).map(|s| s.trim().to_string()).unwrap_or_default()
+}
+
+/// The process's root as seen from here ("/" for the host's; for a root in
+/// another mount namespace the kernel cannot name it and also says "/").
+fn root_of(pid: i32) -> PathBuf {
+    fs::read_link(format!("/proc/{pid}/root")).unwrap_or_else(|_| PathBuf::from("/"))
+}
+
+fn dev_ino(p: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(p).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// (device, inode) of `path` and of the directories up to two levels below
+/// it: a process whose root is one of them lives inside `path` even when its
+/// root cannot be named from here.
+fn identities(path: &Path) -> HashSet<(u64, u64)> {
+    let mut set = HashSet::new();
+    set.extend(dev_ino(path));
+    let mut level = vec![path.to_path_buf()];
+    for _ in 0..2 {
+        let mut next = Vec::new();
+        for d in &level {
+            if let Ok(rd) = fs::read_dir(d) {
+                for e in rd.flatten().take(1000) {
+                    if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                        set.extend(dev_ino(&e.path()));
+                        next.push(e.path());
+                    }
+                }
+            }
+        }
+        level = next;
+    }
+    set
+}
+
+fn host_view(root: &Path, p: &str) -> PathBuf {
+    let p = unescape(p);
+    if root == Path::new("/") {
+        PathBuf::from(p)
+    } else {
+        root.join(p.trim_start_matches('/'))
+    }
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+}
+
+/// Loop devices and their backing files.
+fn loop_backing() -> BTreeMap<String, PathBuf> {
+    let mut m = BTreeMap::new();
+    if let Ok(rd) = fs::read_dir("/sys/block") {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Ok(b) = fs::read_to_string(e.path().join("loop/backing_file")) {
+                m.insert(format!("/dev/{name}"), PathBuf::from(b.trim()));
+            }
+        }
+    }
+    m
+}
+
+/// Mounts that hold `path`, one entry per mount namespace and mount, found
+/// through the first process seen in each namespace. `skip_ns` excludes
+/// namespaces (e.g. this process's own).
+pub fn mount_holders(path: &Path, skip_ns: &[String]) -> Vec<Holder> {
+    let loops = loop_backing();
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut out = Vec::new();
+    let meta = fs::metadata(path).ok();
+    let is_dev = meta.as_ref().is_some_and(|m| std::os::unix::fs::FileTypeExt::is_block_device(&m.file_type()));
+    let dev = meta.as_ref().map_or(0, std::os::unix::fs::MetadataExt::rdev);
+    for pid in pids() {
+        let Ok(ns) = fs::read_link(format!("/proc/{pid}/ns/mnt")) else { continue };
+        let ns = ns.to_string_lossy().into_owned();
+        if skip_ns.contains(&ns) || !seen.insert(ns.clone()) {
+            continue;
+        }
+        let Ok(mi) = fs::read_to_string(format!("/proc/{pid}/mountinfo")) else { continue };
+        let root = root_of(pid);
+        for line in mi.lines() {
+            let Some((pre, post)) = line.split_once(" - ") else { continue };
+            let pre: Vec<&str> = pre.split(' ').collect();
+            let post: Vec<&str> = post.split(' ').collect();
+            if pre.len() < 5 || post.len() < 3 {
+                continue;
+            }
+            let mp = host_view(&root, pre[4]);
+            let (fstype, source, opts) = (post[0], post[1], post[2]);
+            let mut how = None;
+            if under(&mp, path) {
+                how = Some(format!("mount {} ({fstype})", mp.display()));
+            } else if fstype == "overlay" {
+                for o in opts.split(',') {
+                    if let Some((k, v)) = o.split_once('=') {
+                        if matches!(k, "upperdir" | "workdir" | "lowerdir") && v.split(':').any(|d| under(&host_view(&root, d), path)) {
+                            how = Some(format!("mount {} (overlay {k})", mp.display()));
+                        }
+                    }
+                }
+            } else if let Some(b) = loops.get(source) {
+                if under(b, path) {
+                    how = Some(format!("mount {} ({fstype} on {source} backed by {})", mp.display(), b.display()));
+                }
+            }
+            if how.is_none() && is_dev {
+                let mm: Vec<u64> = pre[2].split(':').filter_map(|x| x.parse().ok()).collect();
+                if mm.len() == 2 && berth_sys::makedev(mm[0], mm[1]) == dev {
+                    how = Some(format!("mount {} ({fstype} of the device)", mp.display()));
+                }
+            }
+            if let Some(how) = how {
+                let peers = pre[6..].iter().filter(|f| f.starts_with("shared:") || f.starts_with("master:")).map(|f| f.split(':').nth(1).unwrap_or("").to_string()).collect();
+                out.push(Holder { pid, command: comm(pid), mount_namespace: ns.clone(), how, peers, container: None });
+            }
+        }
+    }
+    out
+}
+
+/// Every holder of `path`: mounts in every mount namespace, then each
+/// process's fds, cwd, root and memory maps.
+pub fn holders(path: &Path) -> Vec<Holder> {
+    let mut out = mount_holders(path, &[]);
+    let inside = identities(path);
+    let host_root = dev_ino(Path::new("/"));
+    for pid in pids() {
+        if pid == berth_sys::getpid() {
+            continue;
+        }
+        let ns = fs::read_link(format!("/proc/{pid}/ns/mnt")).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+        let root = root_of(pid);
+        let mut hows = Vec::new();
+        let rid = dev_ino(Path::new(&format!("/proc/{pid}/root")));
+        if rid.is_some_and(|r| inside.contains(&r)) || (root != Path::new("/") && under(&root, path)) {
+            // Its root is in there: so is everything it has open.
+            out.push(Holder { pid, command: comm(pid), mount_namespace: ns.clone(), how: "root".into(), peers: vec![], container: None });
+            continue;
+        }
+        if rid != host_root && root == Path::new("/") {
+            continue; // a root elsewhere that cannot be named: paths unknown
+        }
+        if let Ok(cwd) = fs::read_link(format!("/proc/{pid}/cwd")) {
+            if under(&host_view(&root, &cwd.to_string_lossy()), path) {
+                hows.push("cwd".to_string());
+            }
+        }
+        if let Ok(rd) = fs::read_dir(format!("/proc/{pid}/fd")) {
+            for e in rd.flatten() {
+                if let Ok(t) = fs::read_link(e.path()) {
+                    let t = t.to_string_lossy();
+                    if t.starts_with('/') && under(&host_view(&root, t.trim_end_matches(" (deleted)")), path) {
+                        hows.push(format!("fd {}", e.file_name().to_string_lossy()));
+                    }
+                }
+            }
+        }
+        if let Ok(maps) = fs::read_to_string(format!("/proc/{pid}/maps")) {
+            let mut mapped = HashSet::new();
+            for l in maps.lines() {
+                if let Some(i) = l.find(" /") {
+                    let f = l[i + 1..].trim_end_matches(" (deleted)");
+                    if under(&host_view(&root, f), path) && mapped.insert(f.to_string()) {
+                        hows.push(format!("mmap {f}"));
+                    }
+                }
+            }
+        }
+        for how in hows {
+            out.push(Holder { pid, command: comm(pid), mount_namespace: ns.clone(), how, peers: vec![], container: None });
+        }
+    }
+    out
+}
+
+/// Mounts under `paths` that live on in other mount namespaces as private
+/// copies: those that share no peer group with a mount here, so that no
+/// unmount here will ever reach them (the "device or resource busy" of a
+/// later `rm -rf`). Copies that are slaves or peers of ours are not leaks.
+pub fn leaked_mounts(paths: &[&Path]) -> Vec<Holder> {
+    let own = fs::read_link("/proc/self/ns/mnt").map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut out = Vec::new();
+    for p in paths {
+        let ours: HashSet<String> = mount_holders(p, &[]).into_iter().filter(|h| h.mount_namespace == own).flat_map(|h| h.peers).collect();
+        for h in mount_holders(p, &[own.clone()]) {
+            if !h.peers.iter().any(|g| ours.contains(g)) {
+                out.push(h);
+            }
+        }
+    }
+    out
+}
+
+/// Fills in `container` from the containers under `root`.
+pub fn attribute(holders: &mut [Holder], root: &Path) {
+    let Ok(list) = crate::lifecycle::list(root) else { return };
+    let mut by_pid = BTreeMap::new();
+    for c in list {
+        for p in c.record.cgroup.pids() {
+            by_pid.insert(p, c.record.id.clone());
+        }
+        if c.record.pid > 0 {
+            by_pid.insert(c.record.pid, c.record.id.clone());
+        }
+    }
+    for h in holders {
+        h.container = by_pid.get(&h.pid).cloned();
+    }
+}
