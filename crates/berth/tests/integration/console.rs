@@ -56,3 +56,27 @@ fn terminal_without_console_socket_is_an_error() {
     assert!(e.contains("console"), "{e}");
     w.finish();
 }
+
+#[test]
+fn pidfd_socket_receives_a_pidfd_of_the_init() {
+    if not_root() {
+        return;
+    }
+    let mut w = World::new("pidfdsock");
+    w.config(&["sleep", "1000"], |_| {});
+    let sock_path = w.dir.join("pidfd.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock_path).unwrap();
+    let id = w.id();
+    let bundle = w.bundle.to_string_lossy().into_owned();
+    w.ok(&["create", "--bundle", &bundle, "--pidfd-socket", sock_path.to_str().unwrap(), &id]);
+    let (conn, _) = listener.accept().unwrap();
+    let mut buf = [0u8; 64];
+    let (_, fd) = berth_sys::recv_fd(conn.as_fd(), &mut buf).unwrap();
+    let pidfd = fd.expect("a pidfd");
+    // Signal 0 through it checks that it is a live process's pidfd.
+    berth_sys::pidfd_send_signal(pidfd.as_fd(), 0).unwrap();
+    let fdinfo = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", std::os::fd::AsRawFd::as_raw_fd(&pidfd))).unwrap();
+    let pid = w.state(&id)["pid"].to_string();
+    assert!(fdinfo.lines().any(|l| l.starts_with("Pid:") && l.split_whitespace().nth(1) == Some(pid.as_str())), "{fdinfo}");
+    w.finish();
+}

@@ -1,4 +1,5 @@
 use crate::common::*;
+use serde_json::json;
 
 #[test]
 fn run_returns_the_exit_code() {
@@ -399,5 +400,25 @@ fn delete_force_gets_through_a_sub_cgroup_the_container_froze_itself() {
     }
     let o = w.berth(&["delete", "--force", "--timeout", "5", &id]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    w.finish();
+}
+
+#[test]
+fn delete_force_of_a_container_with_hundreds_of_processes() {
+    if not_root() {
+        return;
+    }
+    let mut w = World::new("forkbomb");
+    // 300 sleepers, and a loop that keeps forking while it is being killed.
+    w.config(&["sh", "-c", "i=0; while [ $i -lt 300 ]; do sleep 1000 & i=$((i+1)); done; echo up > /dev/shm/up; while true; do sleep 1000 & sleep 0.01; done"], |c| {
+        c["linux"]["resources"]["pids"] = json!({"limit": 2000});
+    });
+    let id = w.create();
+    w.ok(&["start", &id]);
+    let pid = w.state(&id)["pid"].as_i64().unwrap();
+    assert!(eventually(|| std::path::Path::new(&format!("/proc/{pid}/root/dev/shm/up")).exists()));
+    let n = w.cgroup_file(&id, "pids", "cgroup.procs", "cgroup.procs").lines().count();
+    assert!(n > 300, "only {n} processes");
+    w.ok(&["delete", "--force", &id]);
     w.finish();
 }
