@@ -338,8 +338,9 @@ impl Cgroup {
 
     /// Kills every process in the cgroup, including those forking while
     /// being killed: `cgroup.kill` on v2; on v1 freeze, SIGKILL each task,
-    /// thaw. `kill_one` sends the signal (the caller knows processes by pidfd).
-    pub fn kill_all(&self, kill_one: &mut dyn FnMut(i32)) -> Result<()> {
+    /// thaw. `kill` signals the listed PIDs (the caller knows processes by
+    /// pidfd); on v1 it runs while the cgroup is frozen.
+    pub fn kill_all(&self, kill: &mut dyn FnMut(&[i32])) -> Result<()> {
         if let Some(d) = self.v2_dir().filter(|d| d.path.join("cgroup.kill").exists() && !self.dirs.iter().any(|x| !x.v2)) {
             return write(&d.path.join("cgroup.kill"), "1");
         }
@@ -347,9 +348,7 @@ impl Cgroup {
         if let Some(f) = freezer {
             let _ = self.freeze_v1(&f.path);
         }
-        for pid in self.pids() {
-            kill_one(pid);
-        }
+        kill(&self.pids());
         if let Some(f) = freezer {
             // Sub-cgroups the container froze itself stay frozen when the
             // parent thaws (v1 keeps "self-frozen"): thaw them all, or their

@@ -456,11 +456,13 @@ pub fn kill(root: &Path, id: &str, sig: i32, all: bool) -> Result<()> {
         if sig == libc::SIGKILL {
             return teardown::kill_cgroup(&rec);
         }
-        for pid in rec.cgroup.pids() {
-            if let Ok(fd) = sys::pidfd_open(pid) {
-                if rec.cgroup.pids().contains(&pid) {
-                    let _ = sys::pidfd_send_signal(fd.as_fd(), sig);
-                }
+        // pidfds first, then the list again: a PID still listed is the
+        // process whose pidfd we hold.
+        let fds: Vec<(i32, OwnedFd)> = rec.cgroup.pids().into_iter().filter_map(|p| sys::pidfd_open(p).ok().map(|fd| (p, fd))).collect();
+        let listed = rec.cgroup.pids();
+        for (pid, fd) in &fds {
+            if listed.contains(pid) {
+                let _ = sys::pidfd_send_signal(fd.as_fd(), sig);
             }
         }
         return Ok(());

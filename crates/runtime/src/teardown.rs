@@ -62,6 +62,9 @@ pub fn destroy(c: &Container, rec: Option<&Record>, opts: &Options) -> Result<Ti
         if let Some(p) = &init {
             let _ = p.signal(libc::SIGKILL);
         }
+        // Every process of the cgroup too: a host PID namespace leaves the
+        // init's children alive, and sub-cgroups the container froze itself
+        // must be thawed for the kill to land.
         kill_cgroup(rec)?;
         t.mark("signal", &mut since);
         crate::fault("delete:signaled");
@@ -108,15 +111,22 @@ pub fn destroy(c: &Container, rec: Option<&Record>, opts: &Options) -> Result<Ti
 
 /// SIGKILL for every process of the cgroup: cgroup.kill on v2, freeze-kill-thaw on v1.
 pub fn kill_cgroup(rec: &Record) -> Result<()> {
-    let mut kill_one = |pid: i32| {
-        // Only through a pidfd: open it, then check the PID is still in the cgroup.
-        if let Ok(fd) = berth_sys::pidfd_open(pid) {
-            if rec.cgroup.pids().contains(&pid) {
+    // Only through pidfds: opened for the listed PIDs, then the list read
+    // again; a PID still listed after its pidfd was opened is that process.
+    // (Under the v1 freezer nothing can exit or fork meanwhile anyway.)
+    let mut kill = |pids: &[i32]| {
+        let fds: Vec<(i32, OwnedFd)> = pids.iter().filter_map(|p| berth_sys::pidfd_open(*p).ok().map(|fd| (*p, fd))).collect();
+        if fds.is_empty() {
+            return;
+        }
+        let listed = rec.cgroup.pids();
+        for (pid, fd) in &fds {
+            if listed.contains(pid) {
                 let _ = berth_sys::pidfd_send_signal(fd.as_fd(), libc::SIGKILL);
             }
         }
     };
-    rec.cgroup.kill_all(&mut kill_one)?;
+    rec.cgroup.kill_all(&mut kill)?;
     Ok(())
 }
 
@@ -162,10 +172,13 @@ fn wait_cgroup_empty(rec: &Record, deadline: Instant) -> Result<()> {
             std::thread::yield_now();
             continue;
         }
+        // Until every one of them has exited (one round, not one per exit).
         let b: Vec<_> = fds.iter().map(|f| f.as_fd()).collect();
-        let _ = berth_sys::poll_in(&b, ms_left(deadline).min(1000));
+        let _ = wait_exit(&b, Instant::now() + Duration::from_millis(ms_left(deadline).min(1000) as u64));
         // Killed again in case one was created after the first kill.
-        kill_cgroup(rec)?;
+        if !rec.cgroup.pids().is_empty() {
+            kill_cgroup(rec)?;
+        }
     }
 }
 
