@@ -15,7 +15,7 @@ fn foreign_ns(w: &World, script: &str) -> std::process::Child {
 
 #[test]
 fn why_busy_names_the_holder_of_a_mount_in_a_foreign_namespace_and_a_container() {
-    if not_root() {
+    if not_root() || berth_only() {
         return;
     }
     let mut w = World::new("whybusy");
@@ -45,7 +45,7 @@ fn why_busy_names_the_holder_of_a_mount_in_a_foreign_namespace_and_a_container()
 
 #[test]
 fn delete_names_a_mount_that_leaked_into_another_namespace() {
-    if not_root() {
+    if not_root() || berth_only() {
         return;
     }
     let mut w = World::new("leakmount");

@@ -156,7 +156,7 @@ fn hugetlb_limits_and_the_unified_map_go_where_the_controller_is() {
     });
     let (code, _, err) = w.run();
     assert_ne!(code, 0);
-    assert!(err.contains("nosuch.controller.file"), "{err}");
+    says(&err, "nosuch.controller.file");
     w.finish();
 }
 
@@ -196,6 +196,36 @@ fn block_io_throttles_are_written() {
     } else {
         assert_eq!(w.cgroup_file(&id, "blkio", "blkio.throttle.read_bps_device", ""), format!("{ma}:{mi} 1048576"));
         assert_eq!(w.cgroup_file(&id, "blkio", "blkio.throttle.write_iops_device", ""), format!("{ma}:{mi} 300"));
+    }
+    w.finish();
+}
+
+#[test]
+fn without_cgroups_path_the_default_is_berth_id_next_to_berths_own_cgroup() {
+    if not_root() || berth_only() {
+        return;
+    }
+    let mut w = World::new("cgdefault");
+    w.config(&["sleep", "1000"], |_| {});
+    let id = w.id();
+    // Undo the harness's explicit path: this test is about the default.
+    let p = w.bundle.join("config.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+    v["linux"].as_object_mut().unwrap().remove("cgroupsPath");
+    std::fs::write(&p, serde_json::to_vec(&v).unwrap()).unwrap();
+    let bundle = w.bundle.to_string_lossy().into_owned();
+    w.ok(&["create", "--bundle", &bundle, &id]);
+    let layout = berth_cgroups::Layout::host().unwrap();
+    let own = berth_cgroups::parse_proc_cgroup(&std::fs::read_to_string("/proc/self/cgroup").unwrap());
+    let dirs = berth_cgroups::Cgroup::resolve(&layout, &format!("berth/{id}"), &own).dirs;
+    let pid = w.state(&id)["pid"].to_string();
+    for d in &dirs {
+        let procs = std::fs::read_to_string(d.path.join("cgroup.procs")).unwrap();
+        assert!(procs.lines().any(|l| l == pid), "{} lacks the init", d.path.display());
+    }
+    w.ok(&["delete", "--force", &id]);
+    for d in &dirs {
+        assert!(!d.path.exists(), "{} left", d.path.display());
     }
     w.finish();
 }

@@ -9,7 +9,33 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-pub const BERTH: &str = env!("CARGO_BIN_EXE_berth");
+/// The runtime under test: berth, or any runc-compatible binary named by
+/// BERTH_TEST_RUNTIME (the runtime-neutral tests also run against runc, to
+/// prove the tests themselves).
+pub fn runtime() -> String {
+    std::env::var("BERTH_TEST_RUNTIME").unwrap_or_else(|_| env!("CARGO_BIN_EXE_berth").to_string())
+}
+
+/// True when testing another runtime than berth.
+pub fn other_runtime() -> bool {
+    std::env::var_os("BERTH_TEST_RUNTIME").is_some()
+}
+
+/// For tests of what only berth does: skipped (true) for other runtimes.
+pub fn berth_only() -> bool {
+    if other_runtime() {
+        eprintln!("skipped: berth-only");
+        return true;
+    }
+    false
+}
+
+/// Asserts that an error message says `needle`; berth's wording only.
+pub fn says(msg: &str, needle: &str) {
+    if !other_runtime() {
+        assert!(msg.contains(needle), "expected {needle:?} in: {msg}");
+    }
+}
 
 static SEQ: AtomicUsize = AtomicUsize::new(0);
 
@@ -44,6 +70,8 @@ pub struct World {
     pub root: PathBuf,
     pub bundle: PathBuf,
     pub ids: Vec<String>,
+    /// The config has no cgroupsPath of the test's own: each container gets one.
+    auto_cgroup: std::cell::Cell<bool>,
 }
 
 impl World {
@@ -64,7 +92,7 @@ impl World {
         fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n").unwrap();
         fs::write(rootfs.join("etc/group"), "root:x:0:\n").unwrap();
         let root = dir.join("state");
-        let w = World { name: name.to_string(), dir, root, bundle, ids: vec![] };
+        let w = World { name: name.to_string(), dir, root, bundle, ids: vec![], auto_cgroup: std::cell::Cell::new(true) };
         w.write_config(&w.default_config(&["true"]));
         w
     }
@@ -109,6 +137,7 @@ impl World {
     }
 
     pub fn write_config(&self, v: &Value) {
+        self.auto_cgroup.set(v.get("linux").is_some_and(|l| l.get("cgroupsPath").is_none()));
         fs::write(self.bundle.join("config.json"), serde_json::to_vec_pretty(v).unwrap()).unwrap();
     }
 
@@ -123,11 +152,12 @@ impl World {
     pub fn id(&mut self) -> String {
         let id = format!("t{}-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::SeqCst), self.name.chars().take(20).collect::<String>());
         self.ids.push(id.clone());
+        self.set_cgroup(&id);
         id
     }
 
     pub fn cmd(&self) -> Command {
-        let mut c = Command::new(BERTH);
+        let mut c = Command::new(runtime());
         c.arg("--root").arg(&self.root);
         c.stdin(Stdio::null());
         c
@@ -167,6 +197,17 @@ impl World {
         String::from_utf8_lossy(&o.stderr).into_owned()
     }
 
+    /// Points the config's cgroupsPath at `/berth-tests/ID` (absolute: every
+    /// runtime reads it the same way), so the tests know where to look.
+    pub fn set_cgroup(&self, id: &str) {
+        let p = self.bundle.join("config.json");
+        let Ok(mut v) = serde_json::from_slice::<Value>(&fs::read(&p).unwrap()) else { return };
+        if self.auto_cgroup.get() && v.get("linux").is_some() {
+            v["linux"]["cgroupsPath"] = json!(format!("/berth-tests/{id}"));
+            fs::write(&p, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+        }
+    }
+
     /// `run` in the foreground: (exit code, stdout, stderr).
     pub fn run(&mut self) -> (i32, String, String) {
         let id = self.id();
@@ -202,7 +243,7 @@ impl World {
     pub fn cgroup_dirs(&self, id: &str) -> Vec<berth_cgroups::Dir> {
         let layout = berth_cgroups::Layout::host().unwrap();
         let own = berth_cgroups::parse_proc_cgroup(&fs::read_to_string("/proc/self/cgroup").unwrap());
-        berth_cgroups::Cgroup::resolve(&layout, &format!("berth/{id}"), &own).dirs
+        berth_cgroups::Cgroup::resolve(&layout, &format!("/berth-tests/{id}"), &own).dirs
     }
 
     /// Reads a cgroup file of container `id`: the v1 `controller` hierarchy

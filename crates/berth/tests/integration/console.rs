@@ -21,7 +21,7 @@ fn console_socket_receives_the_pty_master() {
     let mut buf = [0u8; 256];
     let (n, fd) = berth_sys::recv_fd(conn.as_fd(), &mut buf).unwrap();
     let name = String::from_utf8_lossy(&buf[..n]).into_owned();
-    assert!(name.starts_with("/dev/pts/"), "{name}");
+    says(&name, "/dev/pts/");
     let master = fd.expect("a pty master fd");
     w.ok(&["start", &id]);
     let mut f = std::fs::File::from(master);
@@ -53,7 +53,7 @@ fn terminal_without_console_socket_is_an_error() {
     let id = w.id();
     let bundle = w.bundle.to_string_lossy().into_owned();
     let e = w.fails(&["create", "--bundle", &bundle, &id]);
-    assert!(e.contains("console"), "{e}");
+    says(&e, "console");
     w.finish();
 }
 

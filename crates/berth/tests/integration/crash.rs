@@ -7,7 +7,7 @@ use std::os::unix::process::ExitStatusExt;
 
 #[test]
 fn killed_at_every_fault_point_then_delete_force_leaves_nothing() {
-    if not_root() {
+    if not_root() || berth_only() {
         return;
     }
     let mut w = World::new("faults");
@@ -100,7 +100,7 @@ kill -0 $S || exit 14
 kill $S
 $B delete {id}
 echo ok"#,
-        berth = BERTH,
+        berth = runtime(),
         root = w.root.display(),
         bundle = w.bundle.display(),
         id = id
