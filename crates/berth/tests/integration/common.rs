@@ -97,42 +97,16 @@ impl World {
         w
     }
 
-    /// runc's default config, without a terminal, running `args`.
+    /// runc's default config (as `berth spec` writes it), without a
+    /// terminal or ambient capabilities, with a writable root, running `args`.
     pub fn default_config(&self, args: &[&str]) -> Value {
-        let v = json!({
-            "ociVersion": "1.2.0",
-            "process": {
-                "terminal": false,
-                "user": {"uid": 0, "gid": 0},
-                "args": args,
-                "env": ["PATH=/bin", "TERM=xterm"],
-                "cwd": "/",
-                "capabilities": {
-                    "bounding": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"],
-                    "effective": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"],
-                    "permitted": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
-                },
-                "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
-                "noNewPrivileges": true
-            },
-            "root": {"path": "rootfs", "readonly": false},
-            "hostname": "berth-test",
-            "mounts": [
-                {"destination": "/proc", "type": "proc", "source": "proc"},
-                {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
-                {"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
-                {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
-                {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
-                {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
-                {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}
-            ],
-            "linux": {
-                "resources": {"devices": [{"allow": false, "access": "rwm"}]},
-                "namespaces": [{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}],
-                "maskedPaths": ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/sys/firmware", "/proc/scsi"],
-                "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
-            }
-        });
+        let mut v = berth_runtime::config::default_spec_json(false);
+        v["process"]["terminal"] = json!(false);
+        v["process"]["args"] = json!(args);
+        v["process"]["env"] = json!(["PATH=/bin", "TERM=xterm"]);
+        v["process"]["capabilities"].as_object_mut().unwrap().remove("ambient");
+        v["root"]["readonly"] = json!(false);
+        v["hostname"] = json!("berth-test");
         v
     }
 
