@@ -249,6 +249,9 @@ pub fn apply(cg: &Cgroup, r: &Resources, device_rules: &[DeviceRule]) -> Result<
             if m.swappiness.is_some() {
                 return Err(unsupported("linux.resources.memory.swappiness (cgroup v2)"));
             }
+            if m.kernel.is_some() || m.kernel_tcp.is_some() {
+                return Err(unsupported("linux.resources.memory.kernel/kernelTCP (cgroup v2)"));
+            }
             if m.disable_oom_killer == Some(true) {
                 return Err(unsupported("linux.resources.memory.disableOOMKiller (cgroup v2)"));
             }
@@ -273,6 +276,14 @@ pub fn apply(cg: &Cgroup, r: &Resources, device_rules: &[DeviceRule]) -> Result<
             }
             if let Some(v) = m.reservation {
                 set(p, "memory.soft_limit_in_bytes", max_or_v1(v))?;
+            }
+            if let Some(v) = m.kernel {
+                // Deprecated, and recent kernels accept and ignore it; where
+                // the file is gone it cannot be honoured at all.
+                if !p.join("memory.kmem.limit_in_bytes").exists() {
+                    return Err(unsupported("linux.resources.memory.kernel (no kernel memory limit on this kernel)"));
+                }
+                set(p, "memory.kmem.limit_in_bytes", max_or_v1(v))?;
             }
             if let Some(v) = m.kernel_tcp {
                 set(p, "memory.kmem.tcp.limit_in_bytes", max_or_v1(v))?;
