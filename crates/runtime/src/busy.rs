@@ -166,6 +166,7 @@ pub fn mount_holders(path: &Path, skip_ns: &[String]) -> Vec<Holder> {
 /// process's fds, cwd, root and memory maps.
 pub fn holders(path: &Path) -> Vec<Holder> {
     let mut out = mount_holders(path, &[]);
+    out.extend(pinned_mount_holders(path));
     let inside = identities(path);
     let host_root = dev_ino(Path::new("/"));
     for pid in pids() {
@@ -222,6 +223,69 @@ pub fn holders(path: &Path) -> Vec<Holder> {
 /// unmount here will ever reach them (the "device or resource busy" of a
 /// later `rm -rf`). Copies that are slaves or peers of ours are not leaks.
 pub fn leaked_mounts(paths: &[&Path]) -> Vec<Holder> {
+    // Every namespace the kernel has (listmount, 6.12+), else the namespaces
+    // of the processes that /proc shows.
+    leaked_mounts_listmount(paths).unwrap_or_else(|_| leaked_mounts_procfs(paths))
+}
+
+fn leaked_mounts_listmount(paths: &[&Path]) -> std::io::Result<Vec<Holder>> {
+    use std::os::unix::fs::MetadataExt;
+    let nss = berth_sys::mount_namespaces()?;
+    let own_ino = fs::metadata("/proc/self/ns/mnt")?.ino();
+    let own = nss.iter().find(|n| n.1 == own_ino).ok_or_else(|| std::io::Error::from_raw_os_error(libc::ENOENT))?;
+    let own_mounts = berth_sys::list_mounts(own.0)?;
+    let hit = |mp: &str| paths.iter().any(|p| under(Path::new(mp), p));
+    let ours: HashSet<u64> = own_mounts.iter().filter(|m| hit(&m.mount_point)).flat_map(|m| [m.peer_group, m.master]).filter(|g| *g != 0).collect();
+    // A process in each namespace, to name it.
+    let mut by_ino: BTreeMap<u64, i32> = BTreeMap::new();
+    for pid in pids() {
+        if let Ok(m) = fs::metadata(format!("/proc/{pid}/ns/mnt")) {
+            by_ino.entry(m.ino()).or_insert(pid);
+        }
+    }
+    let mut out = Vec::new();
+    for (id, ino, _) in &nss {
+        if *ino == own_ino {
+            continue;
+        }
+        let Ok(mounts) = berth_sys::list_mounts(*id) else { continue };
+        for m in mounts.iter().filter(|m| hit(&m.mount_point)) {
+            if ours.contains(&m.peer_group) || ours.contains(&m.master) {
+                continue; // a peer or slave of ours: our unmount reaches it
+            }
+            let (pid, command) = match by_ino.get(ino) {
+                Some(p) => (*p, comm(*p)),
+                None => (0, "no process: kept by an nsfs bind mount or open fd".to_string()),
+            };
+            out.push(Holder { pid, command, mount_namespace: format!("mnt:[{ino}]"), how: format!("mount {} ({})", m.mount_point, m.fs_type), peers: vec![], container: None });
+        }
+    }
+    Ok(out)
+}
+
+/// Mounts under `path` in namespaces that no process is in (kept by an nsfs
+/// bind mount or an open fd): only the kernel's namespace list shows them.
+fn pinned_mount_holders(path: &Path) -> Vec<Holder> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(nss) = berth_sys::mount_namespaces() else { return vec![] };
+    let with_process: HashSet<u64> = pids().into_iter().filter_map(|p| fs::metadata(format!("/proc/{p}/ns/mnt")).ok().map(|m| m.ino())).collect();
+    let mut out = Vec::new();
+    for (id, ino, _) in nss.iter().filter(|n| !with_process.contains(&n.1)) {
+        for m in berth_sys::list_mounts(*id).unwrap_or_default().iter().filter(|m| under(Path::new(&m.mount_point), path)) {
+            out.push(Holder {
+                pid: 0,
+                command: "no process: kept by an nsfs bind mount or open fd".into(),
+                mount_namespace: format!("mnt:[{ino}]"),
+                how: format!("mount {} ({})", m.mount_point, m.fs_type),
+                peers: vec![],
+                container: None,
+            });
+        }
+    }
+    out
+}
+
+fn leaked_mounts_procfs(paths: &[&Path]) -> Vec<Holder> {
     let own = fs::read_link("/proc/self/ns/mnt").map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
     let mut out = Vec::new();
     for p in paths {

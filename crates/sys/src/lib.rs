@@ -833,3 +833,106 @@ pub fn attach_device_program(cgroup: BorrowedFd<'_>, insns: &[BpfInsn]) -> io::R
     // SAFETY: `at` is a valid bpf_attr for BPF_PROG_ATTACH (8).
     check_l(unsafe { libc::syscall(libc::SYS_bpf, 8, at.as_ptr(), at.len()) }).map(drop)
 }
+
+/// One mount as statmount(2) reports it.
+#[derive(Debug, Clone)]
+pub struct MountEntry {
+    pub fs_type: String,
+    /// Where it is mounted, as seen from its namespace's root.
+    pub mount_point: String,
+    /// Peer group (shared) and master (slave) group ids, 0 when none.
+    pub peer_group: u64,
+    pub master: u64,
+}
+
+/// Every mount namespace on the system (Linux 6.12+): the kernel's list,
+/// walked with NS_MNT_GET_NEXT from this process's own, as (namespace id,
+/// inode, fd). Namespaces without any process (kept by an nsfs bind mount
+/// or an open fd) are in it too. Fails (ENOTTY, EINVAL...) on older kernels.
+pub fn mount_namespaces() -> io::Result<Vec<(u64, u64, OwnedFd)>> {
+    const NS_MNT_GET_INFO: libc::c_ulong = 0x8010_b70a;
+    const NS_MNT_GET_NEXT: libc::c_ulong = 0x8010_b70b;
+    let first = openat(None, Path::new("/proc/self/ns/mnt"), libc::O_RDONLY, 0)?;
+    let info = |fd: &OwnedFd, req: libc::c_ulong| -> io::Result<(libc::c_long, u64)> {
+        let mut buf = [0u8; 16];
+        buf[0..4].copy_from_slice(&16u32.to_ne_bytes());
+        // SAFETY: the ioctl writes a 16-byte mnt_ns_info into `buf`.
+        let r = unsafe { libc::ioctl(fd.as_raw_fd(), req, buf.as_mut_ptr()) };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok((r as libc::c_long, u64::from_ne_bytes(buf[8..16].try_into().unwrap_or_default())))
+    };
+    let ino = |fd: &OwnedFd| fstat(std::os::fd::AsFd::as_fd(fd)).map(|s| s.st_ino).unwrap_or(0);
+    info(&first, NS_MNT_GET_INFO)?;
+    // Back to the start of the list, then forward through all of it.
+    let mut start = first;
+    loop {
+        const NS_MNT_GET_PREV: libc::c_ulong = 0x8010_b70c;
+        match info(&start, NS_MNT_GET_PREV) {
+            // SAFETY: the ioctl returned a new fd.
+            Ok((fd, _)) => start = unsafe { OwnedFd::from_raw_fd(fd as RawFd) },
+            Err(_) => break,
+        }
+    }
+    let (_, sid) = info(&start, NS_MNT_GET_INFO)?;
+    let mut out = vec![(sid, ino(&start), start)];
+    loop {
+        let last = &out[out.len() - 1].2;
+        match info(last, NS_MNT_GET_NEXT) {
+            Ok((fd, id)) => {
+                // SAFETY: the ioctl returned a new fd.
+                let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+                let i = ino(&fd);
+                out.push((id, i, fd));
+            }
+            Err(_) => break,
+        }
+    }
+    Ok(out)
+}
+
+/// The mounts of mount namespace `ns_id` (listmount(2) + statmount(2), Linux 6.11+).
+pub fn list_mounts(ns_id: u64) -> io::Result<Vec<MountEntry>> {
+    let req = |mnt_id: u64, param: u64| -> [u8; 32] {
+        let mut r = [0u8; 32];
+        r[0..4].copy_from_slice(&32u32.to_ne_bytes());
+        r[8..16].copy_from_slice(&mnt_id.to_ne_bytes());
+        r[16..24].copy_from_slice(&param.to_ne_bytes());
+        r[24..32].copy_from_slice(&ns_id.to_ne_bytes());
+        r
+    };
+    let mut ids: Vec<u64> = Vec::new();
+    let mut last = 0u64;
+    loop {
+        let mut buf = vec![0u64; 512];
+        let r = req(u64::MAX, last);
+        // SAFETY: valid mnt_id_req of 32 bytes and an output array of 512 ids.
+        let n = unsafe { libc::syscall(458, r.as_ptr(), buf.as_mut_ptr(), buf.len(), 0) };
+        let n = check_l(n)? as usize;
+        ids.extend_from_slice(&buf[..n]);
+        if n < buf.len() {
+            break;
+        }
+        last = buf[n - 1];
+    }
+    let mut out = Vec::with_capacity(ids.len());
+    let mut buf = vec![0u8; 64 * 1024];
+    for id in ids {
+        let r = req(id, 0x2 | 0x10 | 0x20); // MNT_BASIC | MNT_POINT | FS_TYPE
+        // SAFETY: valid request; `buf` is writable for its whole length.
+        let rc = unsafe { libc::syscall(457, r.as_ptr(), buf.as_mut_ptr(), buf.len(), 0) };
+        if rc < 0 {
+            continue; // unmounted meanwhile
+        }
+        let u32at = |o: usize| u32::from_ne_bytes(buf[o..o + 4].try_into().unwrap_or_default()) as usize;
+        let u64at = |o: usize| u64::from_ne_bytes(buf[o..o + 8].try_into().unwrap_or_default());
+        let s = |off: usize| {
+            let start = 512 + off;
+            let end = buf[start..].iter().position(|b| *b == 0).map_or(buf.len(), |e| start + e);
+            String::from_utf8_lossy(&buf[start..end]).into_owned()
+        };
+        out.push(MountEntry { fs_type: s(u32at(36)), mount_point: s(u32at(108)), peer_group: u64at(80), master: u64at(88) });
+    }
+    Ok(out)
+}

@@ -63,3 +63,35 @@ fn delete_names_a_mount_that_leaked_into_another_namespace() {
     w.ok(&["delete", "--force", &id]);
     w.finish();
 }
+
+#[test]
+fn delete_finds_a_leaked_mount_in_a_namespace_no_process_holds() {
+    if not_root() || berth_only() {
+        return;
+    }
+    if berth_sys::mount_namespaces().is_err() {
+        eprintln!("skipped: this kernel cannot list every mount namespace (listmount/NS_MNT_GET_NEXT, 6.12+)");
+        return;
+    }
+    let mut w = World::new("pinnedns");
+    w.config(&["sleep", "1000"], |_| {});
+    let id = w.create();
+    let leak = w.bundle.join("rootfs/leak");
+    std::fs::create_dir_all(&leak).unwrap();
+    // A mount namespace kept alive only by a bind mount of its nsfs file.
+    let pin = w.dir.join("pin");
+    std::fs::create_dir_all(&pin).unwrap();
+    std::fs::write(pin.join("ns"), "").unwrap();
+    let sh = |c: &str| assert!(std::process::Command::new("sh").arg("-c").arg(c).status().unwrap().success(), "{c}");
+    sh(&format!("mount --bind {p} {p} && mount --make-private {p}", p = pin.display()));
+    sh(&format!("unshare --mount={}/ns --propagation private mount -t tmpfs berth-pinned {}", pin.display(), leak.display()));
+    let e = w.fails(&["delete", "--force", &id]);
+    let why = w.berth(&["why-busy", leak.to_str().unwrap()]);
+    sh(&format!("umount {p}/ns; umount {p}", p = pin.display()));
+    assert_eq!(why.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&why.stdout).contains("kept by an nsfs"), "{}", String::from_utf8_lossy(&why.stdout));
+    assert!(e.contains("kept by an nsfs") && e.contains("leak"), "{e}");
+    // With the namespace gone, the same command finishes.
+    w.ok(&["delete", "--force", &id]);
+    w.finish();
+}
