@@ -425,3 +425,39 @@ fn delete_force_of_a_container_with_hundreds_of_processes() {
     w.ok(&["delete", "--force", &id]);
     w.finish();
 }
+
+#[test]
+fn delete_past_its_deadline_names_what_is_stuck_and_can_be_retried() {
+    if not_root() || berth_only() {
+        return;
+    }
+    // A v1 freezer outside the container holds its init frozen: SIGKILL
+    // stays pending, so the init cannot exit until that freezer thaws.
+    let layout = berth_cgroups::Layout::host().unwrap();
+    let Some(freezer) = layout.hierarchies.iter().find(|h| h.controllers.iter().any(|c| c == "freezer")) else {
+        eprintln!("skipped: needs a cgroup v1 freezer");
+        return;
+    };
+    let mut w = World::new("deadline");
+    w.config(&["sleep", "1000"], |_| {});
+    let id = w.create();
+    w.ok(&["start", &id]);
+    let pid = w.state(&id)["pid"].as_i64().unwrap();
+    let jail = freezer.mount.join(format!("berth-test-jail-{}", std::process::id()));
+    std::fs::create_dir(&jail).unwrap();
+    std::fs::write(jail.join("cgroup.procs"), pid.to_string()).unwrap();
+    std::fs::write(jail.join("freezer.state"), "FROZEN").unwrap();
+    let t0 = std::time::Instant::now();
+    let o = w.berth(&["delete", "--force", "--timeout", "0.5", &id]);
+    let took = t0.elapsed();
+    std::fs::write(jail.join("freezer.state"), "THAWED").unwrap();
+    let e = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!o.status.success(), "delete should have failed");
+    assert!(took < std::time::Duration::from_secs(5), "took {took:?}");
+    assert!(e.contains(&format!("pid {pid}")) && e.contains("sleep") && e.contains("state D"), "{e}");
+    // The state is kept and the same command now finishes.
+    assert!(w.root.join(&id).exists());
+    w.ok(&["delete", "--force", &id]);
+    assert!(eventually(|| std::fs::remove_dir(&jail).is_ok()));
+    w.finish();
+}
