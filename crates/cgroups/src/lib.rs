@@ -362,6 +362,15 @@ impl Cgroup {
         Ok(())
     }
 
+    /// Thaws the v1 freezer directory and every sub-cgroup of it (a no-op
+    /// elsewhere: v2's freezer lets SIGKILL through).
+    pub fn thaw_all(&self) -> Result<()> {
+        match self.v1_dir("freezer").filter(|d| d.path.is_dir()) {
+            Some(f) => thaw_tree(&f.path),
+            None => Ok(()),
+        }
+    }
+
     fn freeze_v1(&self, dir: &Path) -> Result<()> {
         write(&dir.join("freezer.state"), "FROZEN")?;
         // FREEZING means some task is still on its way; a bounded wait.

@@ -62,10 +62,17 @@ pub fn destroy(c: &Container, rec: Option<&Record>, opts: &Options) -> Result<Ti
         if let Some(p) = &init {
             let _ = p.signal(libc::SIGKILL);
         }
-        // Every process of the cgroup too: a host PID namespace leaves the
-        // init's children alive, and sub-cgroups the container froze itself
-        // must be thawed for the kill to land.
-        kill_cgroup(rec)?;
+        if rec.own_pidns && init.is_some() {
+            // The init's death makes the kernel kill every other process of
+            // its PID namespace, and nothing can fork into a dying one: no
+            // cgroup-wide kill is needed, only a thaw of sub-cgroups the
+            // container froze itself (v1), so that the kill can land. The
+            // wait below kills the cgroup if anything is left after all.
+            rec.cgroup.thaw_all()?;
+        } else {
+            // A host PID namespace leaves the init's children alive.
+            kill_cgroup(rec)?;
+        }
         t.mark("signal", &mut since);
         crate::fault("delete:signaled");
         if let Some(p) = &init {
