@@ -95,3 +95,48 @@ fn delete_finds_a_leaked_mount_in_a_namespace_no_process_holds() {
     w.ok(&["delete", "--force", &id]);
     w.finish();
 }
+
+#[test]
+fn why_busy_sees_overlay_dirs_and_loop_backing_files() {
+    if not_root() || berth_only() {
+        return;
+    }
+    if !std::fs::read_to_string("/proc/filesystems").unwrap_or_default().contains("overlay") {
+        eprintln!("skipped: no overlay filesystem in this kernel");
+        return;
+    }
+    let w = World::new("busyoverlay");
+    let d = |n: &str| {
+        let p = w.dir.join(n);
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    };
+    let (lower, upper, work, merged, mnt) = (d("lower"), d("upper"), d("work"), d("merged"), d("mnt"));
+    let sh = |c: &str| std::process::Command::new("sh").arg("-c").arg(c).status().unwrap().success();
+    // An overlay whose upper dir is ours, in a foreign namespace.
+    let ready = w.dir.join("ready");
+    let script = format!(
+        "mount -t overlay overlay -o lowerdir={},upperdir={},workdir={} {} && touch {} && exec sleep 1000",
+        lower.display(), upper.display(), work.display(), merged.display(), ready.display()
+    );
+    let mut holder = std::process::Command::new("unshare").args(["-m", "--propagation", "private", "sh", "-c", &script]).spawn().unwrap();
+    assert!(eventually(|| ready.exists()), "overlay not mounted");
+    let out = w.berth(&["why-busy", upper.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("overlay upperdir") && text.contains(&holder.id().to_string()), "{text}");
+    // A filesystem image mounted through a loop device.
+    let img = w.dir.join("disk.img");
+    if !sh(&format!("truncate -s 8M {i} && mkfs.ext4 -q {i}", i = img.display())) {
+        eprintln!("skipped the loop part: no mkfs.ext4");
+        return;
+    }
+    assert!(sh(&format!("mount -o loop {} {}", img.display(), mnt.display())));
+    let out = w.berth(&["why-busy", img.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(sh(&format!("umount {}", mnt.display())));
+    assert!(text.contains("backed by") && text.contains("disk.img"), "{text}");
+    w.finish();
+}
