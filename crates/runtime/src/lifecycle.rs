@@ -149,6 +149,12 @@ fn create_in(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record) ->
     let pid_path = spec.namespace("pid").and_then(|n| n.path.clone()).filter(|p| !p.is_empty());
     let has_joins = l.namespaces.iter().any(|n| n.path.as_deref().is_some_and(|p| !p.is_empty()) && n.kind != "pid" && n.kind != "time");
     let slow = has_joins;
+    // What this process' later children (hooks) must get back: the PID and
+    // time namespaces changed below are for the container's init only.
+    let restore: Vec<(OwnedFd, i32)> = [("pid_for_children", libc::CLONE_NEWPID), ("time_for_children", 0x80)]
+        .iter()
+        .filter_map(|(n, f)| sys::openat(None, Path::new(&format!("/proc/self/ns/{n}")), libc::O_RDONLY, 0).ok().map(|fd| (fd, *f)))
+        .collect();
     if let Some(p) = &pid_path {
         if !slow {
             let fd = sys::openat(None, Path::new(p), libc::O_RDONLY, 0).ctx(|| format!("open pid namespace {p}"))?;
@@ -223,6 +229,10 @@ fn create_in(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record) ->
         sys::Forked::Parent { pid, pidfd } => (pid, pidfd),
     };
     drop(child_end);
+    for (fd, flag) in &restore {
+        // Only needed where they were changed; harmless elsewhere.
+        let _ = sys::setns(fd.as_fd(), *flag);
+    }
     drop(console);
     drop(listener);
     let chan = Channel(parent_end);

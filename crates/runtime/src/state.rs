@@ -123,8 +123,12 @@ impl Container {
     /// Creates the container's directory, failing if it exists, and locks it.
     pub fn create(root: &Path, id: &str) -> Result<Container> {
         let dir = Container::path(root, id)?;
-        fs::create_dir_all(root).ctx(|| format!("create state root {}", root.display()))?;
-        match fs::create_dir(&dir) {
+        // Private: a state file holds the whole config, environment included.
+        use std::os::unix::fs::DirBuilderExt;
+        if !root.is_dir() {
+            fs::DirBuilder::new().recursive(true).mode(0o700).create(root).ctx(|| format!("create state root {}", root.display()))?;
+        }
+        match fs::DirBuilder::new().mode(0o700).create(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(Error::Exists(id.into())),
             Err(e) => return Err(Error::io(format!("create {}", dir.display()), e)),

@@ -42,6 +42,11 @@ fn create_start_state_kill_delete() {
     let id = w.create();
     let st = w.state(&id);
     assert_eq!(st["status"], "created");
+    // The state holds the config (environment included): root only.
+    use std::os::unix::fs::PermissionsExt;
+    if !other_runtime() {
+        assert_eq!(std::fs::metadata(w.root.join(&id)).unwrap().permissions().mode() & 0o077, 0);
+    }
     assert_eq!(st["id"], id.as_str());
     assert_eq!(st["bundle"], w.bundle.to_str().unwrap());
     assert!(st["pid"].as_i64().unwrap() > 0);

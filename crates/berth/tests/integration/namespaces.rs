@@ -109,11 +109,16 @@ fn time_namespace_applies_offsets() {
         return;
     }
     let mut w = World::new("timens");
+    // A runtime hook runs in the runtime's namespaces, not the container's.
+    let hook_out = w.dir.join("hook-uptime");
     w.config(&["cat", "/proc/uptime"], |c| {
         c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "time"}));
         c["linux"]["timeOffsets"] = json!({"boottime": {"secs": 86400 * 365, "nanosecs": 0}});
+        c["hooks"] = json!({"poststart": [{"path": "/bin/sh", "args": ["sh", "-c", format!("cat /proc/uptime > {}", hook_out.display())]}]});
     });
     let out = w.run_ok();
+    let hook_up: f64 = std::fs::read_to_string(&hook_out).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    assert!(hook_up < 86400.0 * 364.0, "the hook ran in the container's time namespace: {hook_up}");
     let up: f64 = out.split_whitespace().next().unwrap().parse().unwrap();
     let host: f64 = std::fs::read_to_string("/proc/uptime").unwrap().split_whitespace().next().unwrap().parse().unwrap();
     assert!(up > host + 86400.0 * 364.0, "uptime {up} vs host {host}");
