@@ -148,6 +148,11 @@ impl Args {
         Ok(self.rest.remove(0))
     }
 
+    /// Everything left, in order (for `exec`, whose command follows the ID).
+    pub fn rest(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.rest)
+    }
+
     /// Fails on anything left that was not understood.
     pub fn done(&self) -> Result<(), Error> {
         self.reject_options()?;

@@ -18,6 +18,7 @@ USAGE: berth [global options] command [command options] [arguments...]
 COMMANDS:
    create    create a container
    start     start a created container
+   exec      run a new process in a running container
    run       create and run a container
    state     output the state of a container
    kill      send a signal to the container's init (or all its processes with --all)
@@ -160,6 +161,10 @@ fn real_main(argv: Vec<String>) -> Result<i32, Error> {
             println!("{}", serde_json::to_string_pretty(&features::features()).unwrap_or_default());
             Ok(0)
         }
+        "exec" => {
+            let (o, _) = exec_options(root, a.rest())?;
+            berth_runtime::exec::exec(&o)
+        }
         "why-busy" => {
             let format = a.value(&["format", "f"])?.unwrap_or_else(|| "table".into());
             let path = a.next_positional().ok_or_else(|| Error::Usage("why-busy requires a PATH".into()))?;
@@ -182,6 +187,56 @@ fn real_main(argv: Vec<String>) -> Result<i32, Error> {
         }
         other => Err(Error::Usage(format!("unknown command {other:?}; see berth --help"))),
     }
+}
+
+/// runc's `exec` options: all before the container ID; the command after it.
+fn exec_options(root: PathBuf, toks: Vec<String>) -> Result<(berth_runtime::exec::ExecOptions, ()), Error> {
+    let mut o = berth_runtime::exec::ExecOptions { root, ..Default::default() };
+    let mut it = toks.into_iter().peekable();
+    let usage = |m: &str| Error::Usage(m.to_string());
+    while let Some(t) = it.peek().cloned() {
+        let Some(body) = t.strip_prefix("--").or_else(|| t.strip_prefix('-')).filter(|b| !b.is_empty()) else { break };
+        it.next();
+        let (name, inline) = match body.split_once('=') {
+            Some((n, v)) => (n.to_string(), Some(v.to_string())),
+            None => (body.to_string(), None),
+        };
+        let mut val = || inline.clone().or_else(|| it.next()).ok_or_else(|| usage(&format!("flag needs an argument: -{name}")));
+        match name.as_str() {
+            "process" | "p" => {
+                let f = val()?;
+                let text = std::fs::read_to_string(&f).map_err(|e| Error::io(format!("read {f}"), e))?;
+                o.process = Some(serde_json::from_str(&text).map_err(|e| Error::Config(format!("{f}: {e}")))?);
+            }
+            "tty" | "t" => o.tty = inline.as_deref() != Some("false"),
+            "console-socket" => o.console_socket = Some(PathBuf::from(val()?)),
+            "detach" | "d" => o.detach = inline.as_deref() != Some("false"),
+            "pid-file" => o.pid_file = Some(absolute(Path::new(&val()?))),
+            "cwd" => o.cwd = Some(val()?),
+            "env" | "e" => o.env.push(val()?),
+            "user" | "u" => {
+                let v = val()?;
+                let (u, g) = match v.split_once(':') {
+                    Some((u, g)) => (u.to_string(), Some(g.to_string())),
+                    None => (v, None),
+                };
+                let num = |s: &str| s.parse::<u32>().map_err(|_| usage(&format!("--user takes uid[:gid] as numbers, not {s:?}")));
+                o.user = Some((num(&u)?, g.as_deref().map(num).transpose()?));
+            }
+            "additional-gids" | "g" => o.additional_gids.push(val()?.parse().map_err(|_| usage("--additional-gids takes a number"))?),
+            "cap" | "c" => o.caps.push(val()?),
+            "no-new-privs" => o.no_new_privs = inline.as_deref() != Some("false"),
+            "preserve-fds" => o.preserve_fds = val()?.parse().map_err(|_| usage("--preserve-fds takes a number"))?,
+            "ignore-paused" => o.ignore_paused = inline.as_deref() != Some("false"),
+            "pidfd-socket" | "cgroup" | "apparmor" | "process-label" => {
+                return Err(Error::Usage(format!("exec --{name} is not supported by berth yet")));
+            }
+            other => return Err(usage(&format!("flag provided but not defined: -{other}"))),
+        }
+    }
+    o.id = it.next().ok_or_else(|| usage("exec requires the container id as its argument"))?;
+    o.args = it.collect();
+    Ok((o, ()))
 }
 
 fn absolute(p: &Path) -> PathBuf {

@@ -352,7 +352,7 @@ fn load_seccomp(init: &Init<'_>, prof: &crate::seccomp::Profile, f: &sys::seccom
 /// Gives pipes and sockets on stdio to the container's user, so that it can
 /// reopen them (/dev/stdout). Devices and files are left alone: chowning the
 /// host's /dev/null would change a host file.
-fn fix_stdio_owner(uid: u32, gid: u32) {
+pub(crate) fn fix_stdio_owner(uid: u32, gid: u32) {
     if uid == 0 && gid == 0 {
         return;
     }
@@ -368,7 +368,7 @@ fn fix_stdio_owner(uid: u32, gid: u32) {
 
 /// Finds the binary as execvp would, with the container's PATH, so that a
 /// missing binary fails `create` with a clear error.
-fn find_executable(arg0: &str, env: &[String], cwd: &str) -> Result<CString> {
+pub(crate) fn find_executable(arg0: &str, env: &[String], cwd: &str) -> Result<CString> {
     let is_exec = |p: &Path| {
         std::fs::metadata(p).map(|m| {
             use std::os::unix::fs::PermissionsExt;

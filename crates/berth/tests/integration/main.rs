@@ -8,6 +8,7 @@ mod bad_input;
 mod cgroups;
 mod console;
 mod crash;
+mod exec;
 mod busy;
 mod lifecycle;
 mod namespaces;

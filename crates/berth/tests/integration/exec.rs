@@ -1,0 +1,84 @@
+use crate::common::*;
+use std::io::Read;
+use std::os::fd::AsFd;
+
+fn ns(pid: &str, n: &str) -> String {
+    std::fs::read_link(format!("/proc/{pid}/ns/{n}")).unwrap().to_string_lossy().into_owned()
+}
+
+#[test]
+fn exec_runs_in_the_containers_namespaces_and_cgroup() {
+    if not_root() {
+        return;
+    }
+    let mut w = World::new("execns");
+    w.config(&["sleep", "1000"], |_| {});
+    let id = w.create();
+    w.ok(&["start", &id]);
+    let init = w.state(&id)["pid"].to_string();
+    let pf = w.dir.join("exec.pid");
+    w.ok(&["exec", "--detach", "--pid-file", pf.to_str().unwrap(), &id, "sleep", "1000"]);
+    let pid = std::fs::read_to_string(&pf).unwrap().trim().to_string();
+    for n in ["pid", "mnt", "net", "ipc", "uts", "cgroup"] {
+        assert_eq!(ns(&init, n), ns(&pid, n), "{n} namespace not joined");
+    }
+    let procs = w.cgroup_file(&id, "pids", "cgroup.procs", "cgroup.procs");
+    assert!(procs.lines().any(|l| l == pid), "exec'd process not in the container's cgroup: {procs}");
+    // delete --force takes the exec'd process too.
+    w.ok(&["delete", "--force", &id]);
+    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists() || std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z"));
+    w.finish();
+}
+
+#[test]
+fn exec_returns_the_exit_code_and_applies_user_env_cwd() {
+    if not_root() {
+        return;
+    }
+    let mut w = World::new("execflags");
+    w.config(&["sleep", "1000"], |_| {});
+    let id = w.create();
+    w.ok(&["start", &id]);
+    let o = w.berth(&["exec", &id, "sh", "-c", "echo $$; exit 7"]);
+    assert_eq!(o.status.code(), Some(7));
+    let pid1: i64 = String::from_utf8_lossy(&o.stdout).trim().parse().unwrap();
+    assert!(pid1 > 1, "exec'd process must not be the container's PID 1");
+    let out = w.ok(&["exec", "--user", "1000:1001", "--env", "FOO=bar", "--cwd", "/bin", &id, "sh", "-c", "id -u; id -g; echo $FOO; pwd"]);
+    assert_eq!(out, "1000\n1001\nbar\n/bin\n");
+    let e = w.fails(&["exec", &id, "no-such-binary"]);
+    says(&e, "no-such-binary");
+    w.ok(&["kill", &id, "KILL"]);
+    assert!(eventually(|| w.status(&id) == "stopped"));
+    let e = w.fails(&["exec", &id, "true"]);
+    says(&e, "stopped");
+    w.finish();
+}
+
+#[test]
+fn exec_with_a_tty_through_the_console_socket() {
+    if not_root() {
+        return;
+    }
+    let mut w = World::new("exectty");
+    w.config(&["sleep", "1000"], |_| {});
+    let id = w.create();
+    w.ok(&["start", &id]);
+    let sock_path = w.dir.join("exec-console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock_path).unwrap();
+    let mut child = w.cmd().args(["exec", "--tty", "--console-socket", sock_path.to_str().unwrap(), &id, "sh", "-c", "tty; echo done"]).spawn().unwrap();
+    let (conn, _) = listener.accept().unwrap();
+    let mut buf = [0u8; 64];
+    let (_, fd) = berth_sys::recv_fd(conn.as_fd(), &mut buf).unwrap();
+    let mut f = std::fs::File::from(fd.expect("pty master"));
+    let mut out = String::new();
+    let mut chunk = [0u8; 256];
+    while !out.contains("done") {
+        match f.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.push_str(&String::from_utf8_lossy(&chunk[..n])),
+        }
+    }
+    assert!(out.contains("/dev/pts/"), "{out}");
+    assert!(child.wait().unwrap().success());
+    w.finish();
+}

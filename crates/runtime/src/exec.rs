@@ -1,0 +1,245 @@
+//! `exec`: a new process in a running container. It joins every namespace
+//! of the container's init through the init's confirmed pidfd (setns on a
+//! pidfd), its cgroup (CLONE_INTO_CGROUP on v2, moving itself on v1), and
+//! gets the process settings (user, capabilities, no_new_privs, seccomp).
+
+use crate::config::Process;
+use crate::error::Context;
+use crate::init::Channel;
+use crate::state::{Container, Status};
+use crate::{rootfs, security, Error, Result};
+use berth_sys as sys;
+use std::ffi::CString;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Default, Clone)]
+pub struct ExecOptions {
+    pub root: PathBuf,
+    pub id: String,
+    /// The process to run (from --process, or the config's process with
+    /// the command line's arguments and flags applied).
+    pub process: Option<Process>,
+    pub args: Vec<String>,
+    pub tty: bool,
+    pub console_socket: Option<PathBuf>,
+    pub detach: bool,
+    pub pid_file: Option<PathBuf>,
+    pub cwd: Option<String>,
+    pub env: Vec<String>,
+    pub user: Option<(u32, Option<u32>)>,
+    pub additional_gids: Vec<u32>,
+    pub caps: Vec<String>,
+    pub no_new_privs: bool,
+    pub preserve_fds: u32,
+    pub ignore_paused: bool,
+}
+
+/// Runs the process; returns its exit code (0 with `detach`).
+pub fn exec(o: &ExecOptions) -> Result<i32> {
+    let c = Container::open(&o.root, &o.id)?;
+    let rec = c.load()?.ok_or_else(|| Error::NotExist(o.id.clone()))?;
+    match rec.status(&c) {
+        Status::Running | Status::Created => {}
+        Status::Paused if o.ignore_paused => {}
+        Status::Paused => return Err(Error::State("cannot exec in a paused container (pause it no more, or pass --ignore-paused)".into())),
+        s => return Err(Error::State(format!("cannot exec in a container that is {}", s.as_str()))),
+    }
+    let init = rec.init().ok_or_else(|| Error::State("container not running".into()))?;
+    let spec = rec.config.clone().unwrap_or_default();
+    let mut p = match &o.process {
+        Some(p) => p.clone(),
+        None => {
+            let mut p = spec.process.clone().unwrap_or_default();
+            if o.args.is_empty() {
+                return Err(Error::Usage("exec needs a command (or --process)".into()));
+            }
+            p.args = o.args.clone();
+            p.terminal = o.tty;
+            p.env.extend(o.env.iter().cloned());
+            if let Some(cwd) = &o.cwd {
+                p.cwd = cwd.clone();
+            }
+            if let Some((uid, gid)) = o.user {
+                p.user.uid = uid;
+                p.user.gid = gid.unwrap_or(p.user.gid);
+            }
+            if !o.additional_gids.is_empty() {
+                p.user.additional_gids = o.additional_gids.clone();
+            }
+            if let Some(caps) = p.capabilities.as_mut() {
+                for cap in &o.caps {
+                    for set in [&mut caps.bounding, &mut caps.effective, &mut caps.permitted, &mut caps.inheritable, &mut caps.ambient] {
+                        if !set.contains(cap) {
+                            set.push(cap.clone());
+                        }
+                    }
+                }
+            }
+            p.no_new_privileges |= o.no_new_privs;
+            p
+        }
+    };
+    if p.cwd.is_empty() {
+        p.cwd = "/".into();
+    }
+    for cap in p.capabilities.iter().flat_map(|c| c.bounding.iter().chain(&c.effective).chain(&c.permitted).chain(&c.inheritable).chain(&c.ambient)) {
+        if security::cap_number(cap).is_none() {
+            return Err(Error::Config(format!("unknown capability {cap:?}")));
+        }
+    }
+    if p.args.is_empty() {
+        return Err(Error::Config("the process to exec has no args".into()));
+    }
+
+    // Which namespaces differ from ours: those are joined.
+    let mut ns_flags = 0;
+    for (_, flag, name) in crate::config::NAMESPACES {
+        let ours = std::fs::metadata(format!("/proc/self/ns/{name}")).map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+        let theirs = std::fs::metadata(format!("/proc/{}/ns/{name}", init.pid)).map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+        if let (Ok(a), Ok(b)) = (ours, theirs) {
+            if a != b {
+                ns_flags |= *flag;
+            }
+        }
+    }
+    let console = match (&o.console_socket, p.terminal) {
+        (Some(s), true) => Some(sys::unix_connect(s).ctx(|| format!("connect to console socket {}", s.display()))?),
+        (None, true) => return Err(Error::Config("--tty needs --console-socket".into())),
+        _ => None,
+    };
+    let seccomp = spec.linux.as_ref().and_then(|l| l.seccomp.as_ref()).map(crate::seccomp::Profile::parse).transpose()?;
+    let (parent_end, child_end) = sys::seqpacket_pair().ctx(|| "socketpair".into())?;
+    // The exec'd process may be a grandchild (a PID namespace is entered by
+    // the children of who joins it): as subreaper this process still reaps it.
+    let _ = sys::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    let v2fd = rec.cgroup.v2_dir().and_then(|d| sys::openat(None, &d.path, libc::O_RDONLY | libc::O_DIRECTORY, 0).ok());
+    let forked = match sys::clone3(0, v2fd.as_ref().map(|f| f.as_fd())) {
+        Ok(f) => f,
+        Err(_) => sys::clone3(0, None).ctx(|| "clone3".into())?,
+    };
+    if let sys::Forked::Child = forked {
+        drop(parent_end);
+        let chan = Channel(child_end);
+        let r = child(&chan, &rec.cgroup, &init.pidfd, ns_flags, &p, console.as_ref(), seccomp.as_ref(), o.preserve_fds);
+        if let Err(e) = r {
+            let _ = chan.send(&format!("error {e}"));
+        }
+        sys::exit_now(1);
+    }
+    drop(child_end);
+    drop(console);
+    let chan = Channel(parent_end);
+    // "pid N", then the channel closes at the exec (close-on-exec), or an error.
+    let m = chan.recv()?;
+    let pid: i32 = match m.strip_prefix("pid ") {
+        Some(n) => n.trim().parse().map_err(|_| Error::Init(format!("bad message {m:?}")))?,
+        None => return Err(Error::Init(m.strip_prefix("error ").unwrap_or(&m).to_string())),
+    };
+    let pidfd = sys::pidfd_open(pid).ctx(|| format!("pidfd of {pid}"))?;
+    match chan.recv() {
+        Err(_) => {} // closed: exec'd
+        Ok(m) => {
+            let _ = sys::waitid_pidfd(pidfd.as_fd(), false);
+            return Err(Error::Init(m.strip_prefix("error ").unwrap_or(&m).to_string()));
+        }
+    }
+    if let Some(f) = &o.pid_file {
+        std::fs::write(f, pid.to_string()).ctx(|| format!("write {}", f.display()))?;
+    }
+    if o.detach {
+        return Ok(0);
+    }
+    let sigs = [libc::SIGHUP, libc::SIGINT, libc::SIGQUIT, libc::SIGTERM, libc::SIGUSR1, libc::SIGUSR2, libc::SIGWINCH];
+    let sfd = sys::signalfd(&sigs).ctx(|| "signalfd".into())?;
+    loop {
+        let r = sys::poll_in(&[pidfd.as_fd(), sfd.as_fd()], -1).ctx(|| "wait for the process".into())?;
+        if r[1] != 0 {
+            if let Ok(s) = sys::read_signal(sfd.as_fd()) {
+                let _ = sys::pidfd_send_signal(pidfd.as_fd(), s);
+            }
+        }
+        if r[0] != 0 {
+            break;
+        }
+    }
+    match sys::waitid_pidfd(pidfd.as_fd(), false).ctx(|| "wait for the process".into())? {
+        Some(st) => Ok(st.code()),
+        None => Err(Error::State("the process' exit status was lost".into())),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn child(
+    chan: &Channel,
+    cg: &berth_cgroups::Cgroup,
+    init_pidfd: &OwnedFd,
+    ns_flags: i32,
+    p: &Process,
+    console: Option<&OwnedFd>,
+    seccomp: Option<&crate::seccomp::Profile>,
+    preserve_fds: u32,
+) -> Result<()> {
+    let mut keep = vec![chan.0.as_raw_fd(), init_pidfd.as_raw_fd()];
+    keep.extend(console.map(|f| f.as_raw_fd()));
+    sys::close_fds_from(3 + preserve_fds as i32, &keep);
+    cg.join_self_v1()?;
+    if ns_flags != 0 {
+        sys::setns(init_pidfd.as_fd(), ns_flags).ctx(|| "join the container's namespaces".into())?;
+    }
+    // The PID namespace applies to children: the process is a child of this one.
+    if let Some(pid) = sys::fork().ctx(|| "fork".into())? {
+        chan.send(&format!("pid {pid}"))?;
+        sys::exit_now(0);
+    }
+    security::set_rlimits(p)?;
+    let pty = if p.terminal {
+        let root = rootfs::Root::open(Path::new("/"))?;
+        let ptmx = root.open_in(Path::new("dev/ptmx"), libc::O_RDWR | libc::O_NOCTTY).ctx(|| "open /dev/ptmx in the container".into())?;
+        let (master, slave) = sys::open_pty(ptmx).ctx(|| "open pty".into())?;
+        if let Some(sz) = p.console_size {
+            sys::set_winsize(master.as_fd(), sz.height, sz.width).ctx(|| "set console size".into())?;
+        }
+        let sock = console.ok_or_else(|| Error::Config("no console socket".into()))?;
+        let n = sys::pty_number(master.as_fd()).ctx(|| "pty number".into())?;
+        sys::send_fd(sock.as_fd(), format!("/dev/pts/{n}").as_bytes(), master.as_fd()).ctx(|| "send the pty master".into())?;
+        for fd in 0..3 {
+            sys::dup2(slave.as_fd(), fd).ctx(|| "dup the pty".into())?;
+        }
+        sys::setsid_ctty(slave.as_fd()).ctx(|| "make the pty the controlling terminal".into())?;
+        Some((master, slave))
+    } else {
+        crate::init::fix_stdio_owner(p.user.uid, p.user.gid);
+        None
+    };
+    drop(pty);
+    let exe = crate::init::find_executable(&p.args[0], &p.env, &p.cwd)?;
+    let _ = std::env::set_current_dir(&p.cwd);
+    security::drop_bounding(p.capabilities.as_ref())?;
+    if p.no_new_privileges {
+        security::no_new_privs()?;
+    }
+    sys::umask(p.user.umask.unwrap_or(0o022));
+    let filter = seccomp.map(|s| s.compile()).transpose()?;
+    if !p.no_new_privileges {
+        if let Some(f) = &filter {
+            f.load().ctx(|| "load the seccomp filter".into())?;
+        }
+    }
+    security::switch_user_and_caps(p)?;
+    std::env::set_current_dir(&p.cwd).ctx(|| format!("chdir to cwd ({:?})", p.cwd))?;
+    for fd in 3..3 + preserve_fds {
+        sys::clear_cloexec(fd as i32).ctx(|| format!("preserve fd {fd}"))?;
+    }
+    let _ = sys::cloexec_from(3 + preserve_fds);
+    sys::reset_signals();
+    if p.no_new_privileges {
+        if let Some(f) = &filter {
+            f.load().ctx(|| "load the seccomp filter".into())?;
+        }
+    }
+    let argv: Vec<CString> = p.args.iter().map(|a| CString::new(a.as_str()).unwrap_or_default()).collect();
+    let envp: Vec<CString> = p.env.iter().map(|a| CString::new(a.as_str()).unwrap_or_default()).collect();
+    let e = sys::execve(&exe, &argv, &envp);
+    Err(Error::io(format!("exec {}", p.args[0]), e))
+}
