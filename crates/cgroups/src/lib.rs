@@ -309,26 +309,19 @@ impl Cgroup {
         Ok(())
     }
 
-    /// Every PID in the container's cgroup and its sub-cgroups, read from
-    /// the first hierarchy that exists (v2 preferred; on v1 the freezer or
-    /// pids hierarchy, which every process joins).
+    /// Every PID in the container's cgroup and its sub-cgroups, in any of
+    /// its hierarchies.
     pub fn pids(&self) -> Vec<i32> {
+        // Every hierarchy, not one: a process moving itself in (or dying)
+        // is in some hierarchies before or after the others, and any
+        // hierarchy with a process in it refuses rmdir.
         let mut out = Vec::new();
-        if let Some(d) = self.tracking_dir() {
+        for d in &self.dirs {
             collect_pids(&d.path, &mut out);
         }
+        out.sort_unstable();
+        out.dedup();
         out
-    }
-
-    /// The directory used to see the container's processes.
-    fn tracking_dir(&self) -> Option<&Dir> {
-        let pick = |c: &str| self.v1_dir(c).filter(|d| d.path.is_dir());
-        self.v2_dir()
-            .filter(|d| d.path.is_dir() && !self.dirs.iter().any(|x| !x.v2))
-            .or_else(|| pick("freezer"))
-            .or_else(|| pick("pids"))
-            .or_else(|| pick("memory"))
-            .or_else(|| self.dirs.iter().find(|d| d.path.is_dir()))
     }
 
     /// True when no process is left in the cgroup (or it is gone).

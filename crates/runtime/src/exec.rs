@@ -118,6 +118,10 @@ pub fn exec(o: &ExecOptions) -> Result<i32> {
         Ok(f) => f,
         Err(_) => sys::clone3(0, None).ctx(|| "clone3".into())?,
     };
+    let middle = match &forked {
+        sys::Forked::Parent { pidfd, .. } => pidfd.try_clone().ctx(|| "dup pidfd".into())?,
+        sys::Forked::Child => sys::pidfd_open(sys::getpid()).ctx(|| "pidfd".into())?,
+    };
     if let sys::Forked::Child = forked {
         drop(parent_end);
         let chan = Channel(child_end);
@@ -137,6 +141,9 @@ pub fn exec(o: &ExecOptions) -> Result<i32> {
         None => return Err(Error::Init(m.strip_prefix("error ").unwrap_or(&m).to_string())),
     };
     let pidfd = sys::pidfd_open(pid).ctx(|| format!("pidfd of {pid}"))?;
+    // Once the middle process is gone, the process is this one's child (we
+    // are its subreaper) and can be waited for.
+    let _ = sys::waitid_pidfd(middle.as_fd(), false);
     match chan.recv() {
         Err(_) => {} // closed: exec'd
         Ok(m) => {
