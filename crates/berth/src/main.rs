@@ -24,6 +24,7 @@ COMMANDS:
    kill      send a signal to the container's init (or all its processes with --all)
    delete    delete a container and everything it holds
    list      list containers
+   ps        list the processes of a container
    pause     freeze every process of a container
    resume    thaw a paused container
    spec      write a default config.json
@@ -159,6 +160,32 @@ fn real_main(argv: Vec<String>) -> Result<i32, Error> {
         "features" => {
             a.done()?;
             println!("{}", serde_json::to_string_pretty(&features::features()).unwrap_or_default());
+            Ok(0)
+        }
+        "ps" => {
+            let format = a.value(&["format", "f"])?.unwrap_or_else(|| "table".into());
+            let id = a.id()?;
+            let ps_args = a.rest();
+            let pids = lifecycle::pids(&root, &id)?;
+            match format.as_str() {
+                "json" => println!("{}", serde_json::to_string(&pids).unwrap_or_default()),
+                "table" => {
+                    // runc's way: the host's ps, its lines kept for our PIDs.
+                    let args = if ps_args.is_empty() { vec!["-ef".to_string()] } else { ps_args };
+                    let out = std::process::Command::new("ps").args(&args).output().map_err(|e| Error::io("run ps", e))?;
+                    let text = String::from_utf8_lossy(&out.stdout);
+                    let mut lines = text.lines();
+                    let header = lines.next().unwrap_or("");
+                    let col = header.split_whitespace().position(|c| c == "PID").ok_or_else(|| Error::Usage("ps output has no PID column".into()))?;
+                    println!("{header}");
+                    for l in lines {
+                        if l.split_whitespace().nth(col).and_then(|p| p.parse::<i32>().ok()).is_some_and(|p| pids.contains(&p)) {
+                            println!("{l}");
+                        }
+                    }
+                }
+                f => return Err(Error::Usage(format!("invalid format option {f:?}"))),
+            }
             Ok(0)
         }
         "exec" => {

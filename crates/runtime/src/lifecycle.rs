@@ -502,6 +502,13 @@ pub fn delete(root: &Path, id: &str, force: bool, deadline: Duration) -> Result<
     teardown::destroy(&c, rec.as_ref(), &teardown::Options { deadline, poststop: true })
 }
 
+/// `ps`: the host PIDs of every process of the container.
+pub fn pids(root: &Path, id: &str) -> Result<Vec<i32>> {
+    let c = Container::open(root, id)?;
+    let rec = c.load()?.ok_or_else(|| Error::NotExist(id.into()))?;
+    Ok(rec.cgroup.pids())
+}
+
 /// `pause` / `resume` through the freezer.
 pub fn set_paused(root: &Path, id: &str, paused: bool) -> Result<()> {
     let c = Container::open_locked(root, id)?;

@@ -82,3 +82,22 @@ fn exec_with_a_tty_through_the_console_socket() {
     assert!(child.wait().unwrap().success());
     w.finish();
 }
+
+#[test]
+fn ps_lists_the_containers_processes() {
+    if not_root() {
+        return;
+    }
+    let mut w = World::new("ps");
+    w.config(&["sh", "-c", "sleep 1000 & sleep 1000 & wait"], |_| {});
+    let id = w.create();
+    w.ok(&["start", &id]);
+    let init = w.state(&id)["pid"].as_i64().unwrap();
+    assert!(eventually(|| serde_json::from_str::<Vec<i64>>(&w.ok(&["ps", "--format", "json", &id])).unwrap().len() == 3));
+    let pids: Vec<i64> = serde_json::from_str(&w.ok(&["ps", "--format", "json", &id])).unwrap();
+    assert!(pids.contains(&init), "{pids:?}");
+    let table = w.ok(&["ps", &id]);
+    assert!(table.lines().next().unwrap().contains("PID"));
+    assert_eq!(table.lines().filter(|l| l.ends_with("sleep 1000")).count(), 2, "{table}");
+    w.finish();
+}
