@@ -25,6 +25,7 @@ COMMANDS:
    delete    delete a container and everything it holds
    list      list containers
    ps        list the processes of a container
+   update    change a container's resource limits
    pause     freeze every process of a container
    resume    thaw a paused container
    spec      write a default config.json
@@ -160,6 +161,54 @@ fn real_main(argv: Vec<String>) -> Result<i32, Error> {
         "features" => {
             a.done()?;
             println!("{}", serde_json::to_string_pretty(&features::features()).unwrap_or_default());
+            Ok(0)
+        }
+        "update" => {
+            let mut r: serde_json::Value = match a.value(&["resources", "r"])? {
+                Some(f) => {
+                    let text = if f == "-" {
+                        std::io::read_to_string(std::io::stdin()).map_err(|e| Error::io("read resources from stdin", e))?
+                    } else {
+                        std::fs::read_to_string(&f).map_err(|e| Error::io(format!("read {f}"), e))?
+                    };
+                    serde_json::from_str(&text).map_err(|e| Error::Config(format!("resources: {e}")))?
+                }
+                None => serde_json::json!({}),
+            };
+            // runc's individual flags, each onto its place in the resources.
+            let num = |v: String, flag: &str| v.parse::<i64>().map_err(|_| Error::Usage(format!("--{flag} takes a number")));
+            let flags: &[(&str, &str, &str)] = &[
+                ("memory", "memory", "limit"),
+                ("memory-reservation", "memory", "reservation"),
+                ("memory-swap", "memory", "swap"),
+                ("kernel-memory", "memory", "kernel"),
+                ("kernel-memory-tcp", "memory", "kernelTCP"),
+                ("cpu-shares", "cpu", "shares"),
+                ("cpu-quota", "cpu", "quota"),
+                ("cpu-period", "cpu", "period"),
+                ("cpu-rt-runtime", "cpu", "realtimeRuntime"),
+                ("cpu-rt-period", "cpu", "realtimePeriod"),
+                ("pids-limit", "pids", "limit"),
+                ("blkio-weight", "blockIO", "weight"),
+            ];
+            for (flag, group, key) in flags {
+                if let Some(v) = a.value(&[flag])? {
+                    r[*group][*key] = serde_json::json!(num(v, flag)?);
+                }
+            }
+            for (flag, key) in [("cpuset-cpus", "cpus"), ("cpuset-mems", "mems")] {
+                if let Some(v) = a.value(&[flag])? {
+                    r["cpu"][key] = serde_json::json!(v);
+                }
+            }
+            for flag in ["l3-cache-schema", "mem-bw-schema"] {
+                if a.value(&[flag])?.is_some() {
+                    return Err(Error::Usage(format!("--{flag}: linux.intelRdt is not supported by berth")));
+                }
+            }
+            let id = a.id()?;
+            let res: berth_runtime::config::Resources = serde_json::from_value(r).map_err(|e| Error::Config(format!("resources: {e}")))?;
+            lifecycle::update(&root, &id, &res)?;
             Ok(0)
         }
         "ps" => {

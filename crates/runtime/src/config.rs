@@ -5,7 +5,8 @@
 //! berth cannot honour is rejected by [`Spec::validate`] with its name.
 
 use crate::{log, Error, Result};
-use berth_cgroups::Resources;
+/// linux.resources (also what `update` takes).
+pub use berth_cgroups::Resources;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;

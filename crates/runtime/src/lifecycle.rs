@@ -502,6 +502,32 @@ pub fn delete(root: &Path, id: &str, force: bool, deadline: Duration) -> Result<
     teardown::destroy(&c, rec.as_ref(), &teardown::Options { deadline, poststop: true })
 }
 
+/// `update`: new resource limits for a created, running or paused container,
+/// written to its cgroup and kept in its state.
+pub fn update(root: &Path, id: &str, r: &berth_cgroups::Resources) -> Result<()> {
+    let c = Container::open_locked(root, id)?;
+    let mut rec = c.load()?.ok_or_else(|| Error::NotExist(id.into()))?;
+    if rec.status(&c) == Status::Stopped {
+        return Err(Error::State(format!("cannot update container {id}: it is stopped")));
+    }
+    if !r.devices.is_empty() && rec.cgroup.v1_dir("devices").is_none() {
+        return Err(Error::Config("update of linux.resources.devices on cgroup v2 is not supported by berth yet".into()));
+    }
+    berth_cgroups::apply(&rec.cgroup, r, &r.devices)?;
+    if let Some(spec) = rec.config.as_mut() {
+        let linux = spec.linux.get_or_insert_with(Default::default);
+        let cur = linux.resources.get_or_insert_with(Default::default);
+        let mut merged = serde_json::to_value(&*cur).unwrap_or_default();
+        if let (Some(m), serde_json::Value::Object(new)) = (merged.as_object_mut(), serde_json::to_value(r).unwrap_or_default()) {
+            for (k, v) in new {
+                m.insert(k, v);
+            }
+        }
+        *cur = serde_json::from_value(merged).map_err(|e| Error::State(format!("merge resources: {e}")))?;
+    }
+    c.save(&rec)
+}
+
 /// `ps`: the host PIDs of every process of the container.
 pub fn pids(root: &Path, id: &str) -> Result<Vec<i32>> {
     let c = Container::open(root, id)?;

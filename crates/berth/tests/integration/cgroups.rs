@@ -229,3 +229,29 @@ fn without_cgroups_path_the_default_is_berth_id_next_to_berths_own_cgroup() {
     }
     w.finish();
 }
+
+#[test]
+fn update_changes_limits_from_flags_and_from_a_resources_file() {
+    if not_root() {
+        return;
+    }
+    let mut w = World::new("update");
+    w.config(&["sleep", "1000"], |c| {
+        c["linux"]["resources"]["pids"] = json!({"limit": 10});
+    });
+    let id = w.create();
+    w.ok(&["start", &id]);
+    w.ok(&["update", "--pids-limit", "20", "--memory", "33554432", &id]);
+    assert_eq!(w.cgroup_file(&id, "pids", "pids.max", "pids.max"), "20");
+    assert_eq!(w.cgroup_file(&id, "memory", "memory.limit_in_bytes", "memory.max"), "33554432");
+    let f = w.dir.join("res.json");
+    std::fs::write(&f, r#"{"pids": {"limit": 30}}"#).unwrap();
+    w.ok(&["update", "--resources", f.to_str().unwrap(), &id]);
+    assert_eq!(w.cgroup_file(&id, "pids", "pids.max", "pids.max"), "30");
+    let e = w.fails(&["update", "--l3-cache-schema", "L3:0=f", &id]);
+    says(&e, "intelRdt");
+    w.ok(&["kill", &id, "KILL"]);
+    assert!(eventually(|| w.status(&id) == "stopped"));
+    w.fails(&["update", "--pids-limit", "5", &id]);
+    w.finish();
+}
