@@ -26,6 +26,7 @@ COMMANDS:
    list      list containers
    ps        list the processes of a container
    update    change a container's resource limits
+   events    cgroup statistics (--stats once, else every --interval) and OOM events
    pause     freeze every process of a container
    resume    thaw a paused container
    spec      write a default config.json
@@ -161,6 +162,19 @@ fn real_main(argv: Vec<String>) -> Result<i32, Error> {
         "features" => {
             a.done()?;
             println!("{}", serde_json::to_string_pretty(&features::features()).unwrap_or_default());
+            Ok(0)
+        }
+        "events" => {
+            let once = a.flag(&["stats"]);
+            let interval = a.value(&["interval"])?.unwrap_or_else(|| "5s".into());
+            let id = a.id()?;
+            let secs: f64 = interval
+                .strip_suffix("ms")
+                .map(|v| v.parse::<f64>().map(|x| x / 1000.0))
+                .or_else(|| interval.strip_suffix('s').map(|v| v.parse::<f64>()))
+                .unwrap_or_else(|| interval.parse::<f64>())
+                .map_err(|_| Error::Usage(format!("invalid --interval {interval:?} (e.g. 5s, 500ms)")))?;
+            berth_runtime::events::events(&root, &id, once, Duration::from_secs_f64(secs.max(0.001)), &mut std::io::stdout())?;
             Ok(0)
         }
         "update" => {

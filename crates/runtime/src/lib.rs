@@ -14,6 +14,7 @@
 
 pub mod busy;
 pub mod config;
+pub mod events;
 pub mod exec;
 mod error;
 pub mod features;

@@ -255,3 +255,38 @@ fn update_changes_limits_from_flags_and_from_a_resources_file() {
     w.fails(&["update", "--pids-limit", "5", &id]);
     w.finish();
 }
+
+#[test]
+fn events_stats_report_the_cgroup_and_the_stream_ends_with_the_container() {
+    if not_root() {
+        return;
+    }
+    let mut w = World::new("events");
+    w.config(&["sh", "-c", "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; sleep 1000"], |c| {
+        c["linux"]["resources"]["pids"] = json!({"limit": 50});
+        c["linux"]["resources"]["memory"] = json!({"limit": 67108864});
+    });
+    let id = w.create();
+    w.ok(&["start", &id]);
+    let v: serde_json::Value = serde_json::from_str(w.ok(&["events", "--stats", &id]).trim()).unwrap();
+    assert_eq!(v["type"], "stats");
+    assert_eq!(v["id"], id.as_str());
+    let d = &v["data"];
+    assert!(d["pids"]["current"].as_u64().unwrap() >= 1, "{d}");
+    assert_eq!(d["pids"]["limit"], 50);
+    assert_eq!(d["memory"]["usage"]["limit"], 67108864);
+    assert!(d["memory"]["usage"]["usage"].as_u64().unwrap() > 0, "{d}");
+    assert!(eventually(|| {
+        let v: serde_json::Value = serde_json::from_str(w.ok(&["events", "--stats", &id]).trim()).unwrap();
+        v["data"]["cpu"]["usage"]["total"].as_u64().unwrap_or(0) > 0
+    }));
+    // The stream prints stats every interval and ends when the container does.
+    let mut stream = w.cmd().args(["events", "--interval", "50ms", &id]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    w.ok(&["kill", &id, "KILL"]);
+    let out = stream.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let n = String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.contains("\"stats\"")).count();
+    assert!(n >= 2, "{n} stats lines");
+    w.finish();
+}

@@ -1,0 +1,129 @@
+//! `events`: the container's cgroup statistics in runc's JSON shape
+//! (`{"type":"stats","id":...,"data":{...}}`), once or every interval, and
+//! `{"type":"oom"}` when the kernel's OOM killer hits the container.
+
+use crate::state::{Container, Status};
+use crate::{Error, Result};
+use serde_json::{json, Map, Value};
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+fn read(p: &Path) -> Option<String> {
+    fs::read_to_string(p).ok().map(|s| s.trim().to_string())
+}
+
+fn num(p: &Path) -> u64 {
+    read(p).and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+/// `key value` lines (cpu.stat, memory.stat, memory.events...).
+fn kv(p: &Path) -> Map<String, Value> {
+    let mut m = Map::new();
+    for l in read(p).unwrap_or_default().lines() {
+        if let Some((k, v)) = l.split_once(' ') {
+            if let Ok(n) = v.trim().parse::<u64>() {
+                m.insert(k.to_string(), json!(n));
+            }
+        }
+    }
+    m
+}
+
+fn get(m: &Map<String, Value>, k: &str) -> u64 {
+    m.get(k).and_then(Value::as_u64).unwrap_or(0)
+}
+
+/// The statistics of the container's cgroup.
+pub fn stats(cg: &berth_cgroups::Cgroup) -> Value {
+    let mut data = json!({"cpu": {"usage": {}, "throttling": {}}, "memory": {"usage": {}}, "pids": {}, "blkio": {}, "hugetlb": {}});
+    if let Some(d) = cg.v1_dir("cpuacct") {
+        let percpu: Vec<u64> = read(&d.path.join("cpuacct.usage_percpu")).unwrap_or_default().split_whitespace().filter_map(|x| x.parse().ok()).collect();
+        let st = kv(&d.path.join("cpuacct.stat"));
+        // cpuacct.stat counts USER_HZ ticks (100 per second).
+        data["cpu"]["usage"] = json!({"total": num(&d.path.join("cpuacct.usage")), "percpu": percpu, "kernel": get(&st, "system") * 10_000_000, "user": get(&st, "user") * 10_000_000});
+    }
+    if let Some(d) = cg.v1_dir("cpu") {
+        let st = kv(&d.path.join("cpu.stat"));
+        data["cpu"]["throttling"] = json!({"periods": get(&st, "nr_periods"), "throttled_periods": get(&st, "nr_throttled"), "throttled_time": get(&st, "throttled_time")});
+    }
+    if let Some(d) = cg.v1_dir("memory") {
+        let p = &d.path;
+        let raw = kv(&p.join("memory.stat"));
+        data["memory"] = json!({
+            "cache": get(&raw, "cache"),
+            "usage": {"usage": num(&p.join("memory.usage_in_bytes")), "max": num(&p.join("memory.max_usage_in_bytes")), "limit": num(&p.join("memory.limit_in_bytes")), "failcnt": num(&p.join("memory.failcnt"))},
+            "swap": {"usage": num(&p.join("memory.memsw.usage_in_bytes")), "max": num(&p.join("memory.memsw.max_usage_in_bytes")), "limit": num(&p.join("memory.memsw.limit_in_bytes")), "failcnt": num(&p.join("memory.memsw.failcnt"))},
+            "raw": raw,
+        });
+    }
+    if let Some(d) = cg.v1_dir("pids") {
+        data["pids"] = json!({"current": num(&d.path.join("pids.current")), "limit": read(&d.path.join("pids.max")).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)});
+    }
+    if let Some(d) = cg.v2_dir() {
+        let p = &d.path;
+        if p.join("cpu.stat").exists() && cg.v1_dir("cpuacct").is_none() {
+            let st = kv(&p.join("cpu.stat"));
+            data["cpu"] = json!({
+                "usage": {"total": get(&st, "usage_usec") * 1000, "kernel": get(&st, "system_usec") * 1000, "user": get(&st, "user_usec") * 1000},
+                "throttling": {"periods": get(&st, "nr_periods"), "throttled_periods": get(&st, "nr_throttled"), "throttled_time": get(&st, "throttled_usec") * 1000},
+            });
+        }
+        if p.join("memory.current").exists() && cg.v1_dir("memory").is_none() {
+            let raw = kv(&p.join("memory.stat"));
+            let limit = read(&p.join("memory.max")).and_then(|s| s.parse::<u64>().ok()).unwrap_or(u64::MAX);
+            data["memory"] = json!({
+                "cache": get(&raw, "file"),
+                "usage": {"usage": num(&p.join("memory.current")), "max": num(&p.join("memory.peak")), "limit": limit, "failcnt": get(&kv(&p.join("memory.events")), "max")},
+                "swap": {"usage": num(&p.join("memory.swap.current")), "limit": read(&p.join("memory.swap.max")).and_then(|s| s.parse::<u64>().ok()).unwrap_or(u64::MAX)},
+                "raw": raw,
+            });
+        }
+        if p.join("pids.current").exists() && cg.v1_dir("pids").is_none() {
+            data["pids"] = json!({"current": num(&p.join("pids.current")), "limit": read(&p.join("pids.max")).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)});
+        }
+    }
+    data
+}
+
+/// How many times the OOM killer has killed in the container's cgroup.
+fn oom_kills(cg: &berth_cgroups::Cgroup) -> u64 {
+    if let Some(d) = cg.v1_dir("memory") {
+        return get(&kv(&d.path.join("memory.oom_control")), "oom_kill");
+    }
+    cg.v2_dir().map(|d| get(&kv(&d.path.join("memory.events")), "oom_kill")).unwrap_or(0)
+}
+
+/// Prints stats once, or every `interval` (with OOM events between) until
+/// the container stops.
+pub fn events(root: &Path, id: &str, once: bool, interval: Duration, out: &mut dyn std::io::Write) -> Result<()> {
+    let c = Container::open(root, id)?;
+    let rec = c.load()?.ok_or_else(|| Error::NotExist(id.into()))?;
+    if rec.status(&c) == Status::Stopped {
+        return Err(Error::State(format!("container {id} is not running")));
+    }
+    let line = |v: Value, out: &mut dyn std::io::Write| {
+        let _ = writeln!(out, "{v}");
+        let _ = out.flush();
+    };
+    if once {
+        line(json!({"type": "stats", "id": id, "data": stats(&rec.cgroup)}), out);
+        return Ok(());
+    }
+    let init = rec.init().ok_or_else(|| Error::State("container not running".into()))?;
+    let mut ooms = oom_kills(&rec.cgroup);
+    loop {
+        line(json!({"type": "stats", "id": id, "data": stats(&rec.cgroup)}), out);
+        // Wait for the interval, or for the container's end.
+        let ms = interval.as_millis().min(i32::MAX as u128) as i32;
+        let done = berth_sys::poll_in(&[std::os::fd::AsFd::as_fd(&init.pidfd)], ms).map(|r| r[0] != 0).unwrap_or(true);
+        let now = oom_kills(&rec.cgroup);
+        if now > ooms {
+            line(json!({"type": "oom", "id": id}), out);
+            ooms = now;
+        }
+        if done {
+            return Ok(());
+        }
+    }
+}
