@@ -157,23 +157,7 @@ pub fn exec(o: &ExecOptions) -> Result<i32> {
     if o.detach {
         return Ok(0);
     }
-    let sigs = [libc::SIGHUP, libc::SIGINT, libc::SIGQUIT, libc::SIGTERM, libc::SIGUSR1, libc::SIGUSR2, libc::SIGWINCH];
-    let sfd = sys::signalfd(&sigs).ctx(|| "signalfd".into())?;
-    loop {
-        let r = sys::poll_in(&[pidfd.as_fd(), sfd.as_fd()], -1).ctx(|| "wait for the process".into())?;
-        if r[1] != 0 {
-            if let Ok(s) = sys::read_signal(sfd.as_fd()) {
-                let _ = sys::pidfd_send_signal(pidfd.as_fd(), s);
-            }
-        }
-        if r[0] != 0 {
-            break;
-        }
-    }
-    match sys::waitid_pidfd(pidfd.as_fd(), false).ctx(|| "wait for the process".into())? {
-        Some(st) => Ok(st.code()),
-        None => Err(Error::State("the process' exit status was lost".into())),
-    }
+    crate::process::wait_forwarding(&pidfd)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -208,12 +192,7 @@ fn child(
             sys::set_winsize(master.as_fd(), sz.height, sz.width).ctx(|| "set console size".into())?;
         }
         let sock = console.ok_or_else(|| Error::Config("no console socket".into()))?;
-        let n = sys::pty_number(master.as_fd()).ctx(|| "pty number".into())?;
-        sys::send_fd(sock.as_fd(), format!("/dev/pts/{n}").as_bytes(), master.as_fd()).ctx(|| "send the pty master".into())?;
-        for fd in 0..3 {
-            sys::dup2(slave.as_fd(), fd).ctx(|| "dup the pty".into())?;
-        }
-        sys::setsid_ctty(slave.as_fd()).ctx(|| "make the pty the controlling terminal".into())?;
+        crate::init::use_terminal(&master, &slave, sock)?;
         Some((master, slave))
     } else {
         crate::init::fix_stdio_owner(p.user.uid, p.user.gid);

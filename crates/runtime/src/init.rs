@@ -247,12 +247,7 @@ fn run(init: &Init<'_>) -> Result<Never> {
     // The process' stdio: a terminal, or what `create` was given.
     if let Some((master, slave)) = &pty {
         let sock = init.console_socket.as_ref().ok_or_else(|| Error::Config("process.terminal is true but no --console-socket was given".into()))?;
-        let n = sys::pty_number(master.as_fd()).ctx(|| "pty number".into())?;
-        sys::send_fd(sock.as_fd(), format!("/dev/pts/{n}").as_bytes(), master.as_fd()).ctx(|| "send the pty master to the console socket".into())?;
-        for fd in 0..3 {
-            sys::dup2(slave.as_fd(), fd).ctx(|| "dup the pty".into())?;
-        }
-        sys::setsid_ctty(slave.as_fd()).ctx(|| "make the pty the controlling terminal".into())?;
+        use_terminal(master, slave, sock)?;
     } else {
         fix_stdio_owner(p.user.uid, p.user.gid);
     }
@@ -347,6 +342,17 @@ fn load_seccomp(init: &Init<'_>, prof: &crate::seccomp::Profile, f: &sys::seccom
         sys::send_fd(sock.as_fd(), msg.to_string().as_bytes(), fd.as_fd()).ctx(|| "send the seccomp notify fd to listenerPath".into())?;
     }
     Ok(())
+}
+
+/// Sends the pty master over the console socket (with the slave's name, as
+/// runc does) and makes the slave this process' stdio and controlling tty.
+pub(crate) fn use_terminal(master: &OwnedFd, slave: &OwnedFd, sock: &OwnedFd) -> Result<()> {
+    let n = sys::pty_number(master.as_fd()).ctx(|| "pty number".into())?;
+    sys::send_fd(sock.as_fd(), format!("/dev/pts/{n}").as_bytes(), master.as_fd()).ctx(|| "send the pty master to the console socket".into())?;
+    for fd in 0..3 {
+        sys::dup2(slave.as_fd(), fd).ctx(|| "dup the pty".into())?;
+    }
+    sys::setsid_ctty(slave.as_fd()).ctx(|| "make the pty the controlling terminal".into())
 }
 
 /// Gives pipes and sockets on stdio to the container's user, so that it can

@@ -577,7 +577,7 @@ pub fn run(o: &CreateOptions, detach: bool, keep: bool) -> Result<i32> {
         return Ok(0);
     }
     created.container.unlock();
-    let code = wait_forwarding(&created)?;
+    let code = crate::process::wait_forwarding(&created.init.pidfd)?;
     if !keep && created.container.relock()? {
         // Whatever another command changed meanwhile, tear down what is there.
         let rec = created.container.load()?.unwrap_or(rec);
@@ -586,25 +586,3 @@ pub fn run(o: &CreateOptions, detach: bool, keep: bool) -> Result<i32> {
     Ok(code)
 }
 
-/// Waits for the init, forwarding the signals a terminal or supervisor
-/// sends to `run` (as runc does).
-fn wait_forwarding(created: &Created) -> Result<i32> {
-    let sigs = [libc::SIGHUP, libc::SIGINT, libc::SIGQUIT, libc::SIGTERM, libc::SIGUSR1, libc::SIGUSR2, libc::SIGWINCH, libc::SIGCONT, libc::SIGTSTP];
-    let sfd: OwnedFd = sys::signalfd(&sigs).ctx(|| "signalfd".into())?;
-    let init = &created.init;
-    loop {
-        let r = sys::poll_in(&[init.pidfd.as_fd(), sfd.as_fd()], -1).ctx(|| "wait for the container".into())?;
-        if r[1] != 0 {
-            if let Ok(s) = sys::read_signal(sfd.as_fd()) {
-                let _ = init.signal(s);
-            }
-        }
-        if r[0] != 0 {
-            break;
-        }
-    }
-    match sys::waitid_pidfd(init.pidfd.as_fd(), false).ctx(|| "wait for the container".into())? {
-        Some(st) => Ok(st.code()),
-        None => Err(Error::State("the container's exit status was lost".into())),
-    }
-}

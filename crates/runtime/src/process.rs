@@ -70,3 +70,26 @@ pub fn describe(pid: i32) -> String {
     let state = stat(pid).map(|(_, s)| s).unwrap_or('?');
     format!("pid {pid} ({}) state {state} wchan {}", comm.trim(), if wchan.is_empty() || wchan == "0" { "-" } else { wchan.trim() })
 }
+
+/// Waits for a child known by `pidfd`, forwarding the signals a terminal or
+/// supervisor sends to this process (as runc does); returns its exit code,
+/// 128 + the signal if a signal ended it. Used by foreground `run` and `exec`.
+pub fn wait_forwarding(pidfd: &OwnedFd) -> Result<i32> {
+    let sigs = [libc::SIGHUP, libc::SIGINT, libc::SIGQUIT, libc::SIGTERM, libc::SIGUSR1, libc::SIGUSR2, libc::SIGWINCH, libc::SIGCONT, libc::SIGTSTP];
+    let sfd = berth_sys::signalfd(&sigs).map_err(|e| Error::io("signalfd", e))?;
+    loop {
+        let r = berth_sys::poll_in(&[pidfd.as_fd(), sfd.as_fd()], -1).map_err(|e| Error::io("wait for the process", e))?;
+        if r[1] != 0 {
+            if let Ok(s) = berth_sys::read_signal(sfd.as_fd()) {
+                let _ = berth_sys::pidfd_send_signal(pidfd.as_fd(), s);
+            }
+        }
+        if r[0] != 0 {
+            break;
+        }
+    }
+    match berth_sys::waitid_pidfd(pidfd.as_fd(), false).map_err(|e| Error::io("wait for the process", e))? {
+        Some(st) => Ok(st.code()),
+        None => Err(Error::State("the process' exit status was lost".into())),
+    }
+}
