@@ -77,7 +77,12 @@ pub struct World {
 impl World {
     pub fn new(name: &str) -> World {
         let n = SEQ.fetch_add(1, Ordering::SeqCst);
-        let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("worlds");
+        // Under the system's temp dir, not the build tree: containers with a
+        // user namespace run as a mapped uid that must be able to traverse
+        // every parent of the rootfs, and a clone may sit in a 0700 dir.
+        let base = std::env::temp_dir().join("berth-tests");
+        fs::create_dir_all(&base).unwrap();
+        std::fs::set_permissions(&base, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
         let dir = base.join(format!("{name}-{}-{n}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         let bundle = dir.join("bundle");
