@@ -414,6 +414,23 @@ impl Cgroup {
 
     /// Removes the directories berth created, sub-cgroups first. Directories
     /// already gone count as removed. Fails (EBUSY) while processes remain.
+    /// Removes the cgroup's directories if the kernel accepts that at once:
+    /// true when every one is gone, which also proves no process is left in
+    /// any of them (rmdir of a populated cgroup fails with EBUSY). false (and
+    /// nothing is waited for) when one still has a process or a sub-cgroup;
+    /// `remove` then does the whole job. Parents are left to `remove`.
+    pub fn try_remove_leaves(&self) -> Result<bool> {
+        for d in self.dirs.iter().filter(|d| d.created) {
+            match fs::remove_dir(&d.path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EBUSY) | Some(libc::ENOTEMPTY)) => return Ok(false),
+                Err(e) => return Err(err("remove cgroup", &d.path, e)),
+            }
+        }
+        Ok(true)
+    }
+
     pub fn remove(&self) -> Result<()> {
         for d in self.dirs.iter().filter(|d| d.created) {
             remove_tree(&d.path)?;
@@ -461,6 +478,12 @@ fn collect_pids(dir: &Path, out: &mut Vec<i32>) {
 }
 
 fn remove_tree(dir: &Path) -> Result<()> {
+    // Most cgroups have no sub-cgroup: one rmdir, no listing.
+    match fs::remove_dir(dir) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(_) => {}
+    }
     let rd = match fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
