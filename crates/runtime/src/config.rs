@@ -64,11 +64,103 @@ pub struct Process {
     #[serde(default)]
     pub selinux_label: Option<String>,
     #[serde(default)]
-    pub io_priority: Option<Value>,
+    pub io_priority: Option<IoPriority>,
     #[serde(default)]
-    pub scheduler: Option<Value>,
+    pub scheduler: Option<Scheduler>,
     #[serde(default, rename = "execCPUAffinity")]
     pub exec_cpu_affinity: Option<Value>,
+}
+
+/// process.ioPriority.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct IoPriority {
+    pub class: String,
+    #[serde(default)]
+    pub priority: i64,
+}
+
+impl IoPriority {
+    /// The kernel's (class, level), or an error naming what is wrong.
+    pub fn kernel(&self) -> Result<(u32, u32)> {
+        let class = match self.class.as_str() {
+            "IOPRIO_CLASS_RT" => 1,
+            "IOPRIO_CLASS_BE" => 2,
+            "IOPRIO_CLASS_IDLE" => 3,
+            c => return Err(Error::Config(format!("process.ioPriority: unknown class {c:?}"))),
+        };
+        if !(0..=7).contains(&self.priority) {
+            return Err(Error::Config(format!("process.ioPriority: priority {} is not in 0..7", self.priority)));
+        }
+        Ok((class, self.priority as u32))
+    }
+}
+
+/// process.scheduler.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Scheduler {
+    pub policy: String,
+    #[serde(default)]
+    pub nice: i32,
+    #[serde(default)]
+    pub priority: i32,
+    #[serde(default)]
+    pub flags: Vec<String>,
+    #[serde(default)]
+    pub runtime: u64,
+    #[serde(default)]
+    pub deadline: u64,
+    #[serde(default)]
+    pub period: u64,
+}
+
+impl Scheduler {
+    /// The kernel's sched_attr, or an error naming what is wrong.
+    pub fn kernel(&self) -> Result<berth_sys::SchedAttr> {
+        let policy = match self.policy.as_str() {
+            "SCHED_OTHER" => 0,
+            "SCHED_FIFO" => 1,
+            "SCHED_RR" => 2,
+            "SCHED_BATCH" => 3,
+            "SCHED_IDLE" => 5,
+            "SCHED_DEADLINE" => 6,
+            "SCHED_ISO" => return Err(Error::Config("process.scheduler: SCHED_ISO is not implemented by Linux".into())),
+            p => return Err(Error::Config(format!("process.scheduler: unknown policy {p:?}"))),
+        };
+        let mut flags = 0u64;
+        for f in &self.flags {
+            flags |= match f.as_str() {
+                "SCHED_FLAG_RESET_ON_FORK" => 0x01,
+                "SCHED_FLAG_RECLAIM" => 0x02,
+                "SCHED_FLAG_DL_OVERRUN" => 0x04,
+                "SCHED_FLAG_KEEP_POLICY" => 0x08,
+                "SCHED_FLAG_KEEP_PARAMS" => 0x10,
+                "SCHED_FLAG_UTIL_CLAMP_MIN" => 0x20,
+                "SCHED_FLAG_UTIL_CLAMP_MAX" => 0x40,
+                f => return Err(Error::Config(format!("process.scheduler: unknown flag {f:?}"))),
+            };
+        }
+        if !(-20..=19).contains(&self.nice) {
+            return Err(Error::Config(format!("process.scheduler: nice {} is not in -20..19", self.nice)));
+        }
+        let rt = policy == 1 || policy == 2;
+        if rt && !(1..=99).contains(&self.priority) || !rt && self.priority != 0 {
+            return Err(Error::Config(format!("process.scheduler: priority {} is not valid for {}", self.priority, self.policy)));
+        }
+        if policy == 6 && (self.runtime == 0 || self.deadline == 0) {
+            return Err(Error::Config("process.scheduler: SCHED_DEADLINE needs runtime and deadline".into()));
+        }
+        Ok(berth_sys::SchedAttr {
+            policy,
+            flags,
+            nice: self.nice,
+            priority: self.priority as u32,
+            runtime: self.runtime,
+            deadline: self.deadline,
+            period: self.period,
+            ..Default::default()
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
@@ -327,11 +419,11 @@ impl Spec {
         if p.selinux_label.as_deref().is_some_and(|s| !s.is_empty()) {
             return Err(Error::Config("process.selinuxLabel is set but SELinux is not supported by berth on this host".into()));
         }
-        if p.io_priority.is_some() {
-            return unsupported("process.ioPriority");
+        if let Some(io) = &p.io_priority {
+            io.kernel()?;
         }
-        if p.scheduler.is_some() {
-            return unsupported("process.scheduler");
+        if let Some(s) = &p.scheduler {
+            s.kernel()?;
         }
         if p.exec_cpu_affinity.is_some() {
             return unsupported("process.execCPUAffinity");

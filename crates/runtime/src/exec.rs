@@ -184,6 +184,7 @@ fn child(
         sys::exit_now(0);
     }
     security::set_rlimits(p)?;
+    security::set_scheduling(p)?;
     let pty = if p.terminal {
         let root = rootfs::Root::open(Path::new("/"))?;
         let ptmx = root.open_in(Path::new("dev/ptmx"), libc::O_RDWR | libc::O_NOCTTY).ctx(|| "open /dev/ptmx in the container".into())?;

@@ -212,6 +212,7 @@ fn run(init: &Init<'_>) -> Result<Never> {
         }
     }
     security::set_rlimits(p)?;
+    security::set_scheduling(p)?;
 
     // Runtime hooks run in the parent now that the namespaces exist.
     init.chan.send("hooks")?;

@@ -53,6 +53,28 @@ pub fn set_rlimits(p: &Process) -> Result<()> {
     Ok(())
 }
 
+/// Applies process.scheduler and process.ioPriority to this process (before
+/// capabilities go: a real-time policy needs CAP_SYS_NICE). Both are
+/// inherited by the exec'd program.
+pub fn set_scheduling(p: &Process) -> Result<()> {
+    if let Some(s) = &p.scheduler {
+        let attr = s.kernel()?;
+        if let Err(e) = berth_sys::sched_setattr(&attr) {
+            let hint = if e.raw_os_error() == Some(libc::EPERM) && matches!(attr.policy, 1 | 2) {
+                " (a real-time policy also needs realtime runtime in the container's cpu cgroup: linux.resources.cpu.realtimeRuntime)"
+            } else {
+                ""
+            };
+            return Err(crate::Error::Config(format!("process.scheduler: sched_setattr {}: {e}{hint}", s.policy)));
+        }
+    }
+    if let Some(io) = &p.io_priority {
+        let (class, level) = io.kernel()?;
+        berth_sys::ioprio_set(class, level).ctx(|| format!("process.ioPriority: ioprio_set {} {}", io.class, io.priority))?;
+    }
+    Ok(())
+}
+
 /// Drops the bounding set to `caps.bounding` (needs CAP_SETPCAP, so before
 /// switching user).
 pub fn drop_bounding(caps: Option<&Capabilities>) -> Result<()> {

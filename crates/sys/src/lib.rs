@@ -936,3 +936,33 @@ pub fn list_mounts(ns_id: u64) -> io::Result<Vec<MountEntry>> {
     }
     Ok(out)
 }
+
+/// The kernel's `struct sched_attr` (SCHED_ATTR_SIZE_VER1).
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SchedAttr {
+    pub size: u32,
+    pub policy: u32,
+    pub flags: u64,
+    pub nice: i32,
+    pub priority: u32,
+    pub runtime: u64,
+    pub deadline: u64,
+    pub period: u64,
+    pub util_min: u32,
+    pub util_max: u32,
+}
+
+/// sched_setattr(2) for this thread.
+pub fn sched_setattr(attr: &SchedAttr) -> io::Result<()> {
+    let mut a = *attr;
+    a.size = std::mem::size_of::<SchedAttr>() as u32;
+    // SAFETY: `a` is a valid sched_attr of the size it declares.
+    check_l(unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &a as *const SchedAttr, 0) }).map(drop)
+}
+
+/// ioprio_set(IOPRIO_WHO_PROCESS, self, class << 13 | level).
+pub fn ioprio_set(class: u32, level: u32) -> io::Result<()> {
+    // SAFETY: plain syscall.
+    check_l(unsafe { libc::syscall(libc::SYS_ioprio_set, 1, 0, ((class << 13) | level) as libc::c_long) }).map(drop)
+}
