@@ -526,9 +526,6 @@ impl Spec {
             if !m.destination.starts_with('/') {
                 return Err(Error::Config(format!("mount destination {:?} must be absolute", m.destination)));
             }
-            if !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty() {
-                return unsupported(&format!("idmapped mount {:?} (mounts[].uidMappings)", m.destination));
-            }
             for o in &m.options {
                 if !crate::rootfs::known_mount_option(o) {
                     log::debug(&format!("mount {}: option {o:?} passed to the filesystem as data", m.destination));

@@ -69,6 +69,8 @@ pub struct Init<'a> {
     pub pidns_joined: bool,
     /// The child moves itself into the v1 cgroups (cheaper than being moved).
     pub join_v1_cgroups: bool,
+    /// Detached idmapped mounts prepared by the parent, by mount index.
+    pub idmapped: Vec<(usize, OwnedFd)>,
 }
 
 /// Entry of the cloned child: never returns.
@@ -103,6 +105,7 @@ fn run(init: &Init<'_>) -> Result<Never> {
     let mut keep = vec![init.chan.0.as_raw_fd()];
     keep.extend(init.console_socket.as_ref().map(|f| f.as_raw_fd()));
     keep.extend(init.seccomp_listener.as_ref().map(|f| f.as_raw_fd()));
+    keep.extend(init.idmapped.iter().map(|(_, f)| f.as_raw_fd()));
     sys::close_fds_from(3 + init.preserve_fds as i32, &keep);
     if init.join_v1_cgroups {
         init.cgroup.join_self_v1()?;
@@ -228,6 +231,7 @@ fn run(init: &Init<'_>) -> Result<Never> {
             userns,
             new_cgroupns: want_new("cgroup"),
             no_pivot: init.no_pivot,
+            idmapped: &init.idmapped,
         };
         if let Some(h) = spec.hooks.as_ref() {
             hooks::run_all("createContainer", &h.create_container, state_for_hooks)?;

@@ -149,6 +149,9 @@ fn create_in(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record) ->
     let pid_path = spec.namespace("pid").and_then(|n| n.path.clone()).filter(|p| !p.is_empty());
     let has_joins = l.namespaces.iter().any(|n| n.path.as_deref().is_some_and(|p| !p.is_empty()) && n.kind != "pid" && n.kind != "time");
     let slow = has_joins;
+    // Before any namespace of this process changes: the helper that holds
+    // an idmap's user namespace must be this process' plain child.
+    let idmapped = crate::rootfs::prepare_idmapped(spec)?;
     // What this process' later children (hooks) must get back: the PID and
     // time namespaces changed below are for the container's init only.
     let restore: Vec<(OwnedFd, i32)> = [("pid_for_children", libc::CLONE_NEWPID), ("time_for_children", 0x80)]
@@ -224,6 +227,7 @@ fn create_in(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record) ->
                 cloned: clone_flags,
                 pidns_joined: pid_path.is_some() && !slow,
                 join_v1_cgroups: child_joins_v1,
+                idmapped,
             })
         }
         sys::Forked::Parent { pid, pidfd } => (pid, pidfd),

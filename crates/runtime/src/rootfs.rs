@@ -12,7 +12,7 @@ use crate::config::{Mount, Spec};
 use crate::error::Context;
 use crate::{Error, Result};
 use berth_sys as sys;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
 const MS_NOSYMFOLLOW: libc::c_ulong = 256;
@@ -71,19 +71,39 @@ fn flag_option(o: &str) -> Option<(libc::c_ulong, libc::c_ulong)> {
     })
 }
 
-/// Recursive mount attributes (mount_setattr) and idmaps: defined by
-/// runtime-spec, not yet applied by berth.
+/// Options berth does not implement (crun's tmpfs copy-up).
 fn unsupported_option(o: &str) -> bool {
-    matches!(
-        o,
-        "rro" | "rrw" | "rnosuid" | "rsuid" | "rnodev" | "rdev" | "rnoexec" | "rexec" | "rnodiratime" | "rdiratime" | "rrelatime"
-            | "rnorelatime" | "rnoatime" | "ratime" | "rstrictatime" | "rnostrictatime" | "rnosymfollow" | "rsymfollow" | "idmap"
-            | "ridmap" | "tmpcopyup"
-    )
+    o == "tmpcopyup"
+}
+
+/// Recursive mount attributes, applied with mount_setattr(AT_RECURSIVE):
+/// (attributes to set, attributes to clear).
+fn recursive_option(o: &str) -> Option<(u64, u64)> {
+    use sys::*;
+    let atime = |mode: u64| (mode, MOUNT_ATTR_ATIME_MASK);
+    Some(match o {
+        "rro" => (MOUNT_ATTR_RDONLY, 0),
+        "rrw" => (0, MOUNT_ATTR_RDONLY),
+        "rnosuid" => (MOUNT_ATTR_NOSUID, 0),
+        "rsuid" => (0, MOUNT_ATTR_NOSUID),
+        "rnodev" => (MOUNT_ATTR_NODEV, 0),
+        "rdev" => (0, MOUNT_ATTR_NODEV),
+        "rnoexec" => (MOUNT_ATTR_NOEXEC, 0),
+        "rexec" => (0, MOUNT_ATTR_NOEXEC),
+        "rnodiratime" => (MOUNT_ATTR_NODIRATIME, 0),
+        "rdiratime" => (0, MOUNT_ATTR_NODIRATIME),
+        "rnosymfollow" => (MOUNT_ATTR_NOSYMFOLLOW, 0),
+        "rsymfollow" => (0, MOUNT_ATTR_NOSYMFOLLOW),
+        // The atime modes are one field: setting one means clearing the field.
+        "rrelatime" | "ratime" | "rnostrictatime" => atime(MOUNT_ATTR_RELATIME),
+        "rnoatime" => atime(MOUNT_ATTR_NOATIME),
+        "rstrictatime" | "rnorelatime" => atime(MOUNT_ATTR_STRICTATIME),
+        _ => return None,
+    })
 }
 
 pub fn known_mount_option(o: &str) -> bool {
-    flag_option(o).is_some() || propagation_flag(o).is_some() || unsupported_option(o)
+    flag_option(o).is_some() || propagation_flag(o).is_some() || recursive_option(o).is_some() || matches!(o, "idmap" | "ridmap") || unsupported_option(o)
 }
 
 /// A mount's options split into flags, clear-flags, propagation and data.
@@ -93,6 +113,17 @@ pub struct Options {
     pub clear: libc::c_ulong,
     pub propagation: Vec<libc::c_ulong>,
     pub data: Vec<String>,
+    /// Recursive attributes (rro, rnosuid, ...): set and clear.
+    pub rec_set: u64,
+    pub rec_clr: u64,
+    /// `idmap` (false) or `ridmap` (true).
+    pub idmap: Option<bool>,
+}
+
+impl Options {
+    pub fn recursive_attrs(&self) -> bool {
+        self.rec_set != 0 || self.rec_clr != 0
+    }
 }
 
 pub fn parse_options(opts: &[String]) -> Result<Options> {
@@ -101,7 +132,12 @@ pub fn parse_options(opts: &[String]) -> Result<Options> {
         if unsupported_option(s) {
             return Err(Error::Config(format!("mount option {s:?} is not supported by berth")));
         }
-        if let Some((set, clear)) = flag_option(s) {
+        if let Some((set, clear)) = recursive_option(s) {
+            o.rec_set = (o.rec_set & !clear) | set;
+            o.rec_clr = (o.rec_clr & !set) | clear;
+        } else if s == "idmap" || s == "ridmap" {
+            o.idmap = Some(s == "ridmap" || o.idmap == Some(true));
+        } else if let Some((set, clear)) = flag_option(s) {
             o.flags = (o.flags & !clear) | set;
             o.clear = (o.clear & !set) | clear;
         } else if let Some(p) = propagation_flag(s) {
@@ -122,6 +158,8 @@ pub struct Plan<'a> {
     pub userns: bool,
     pub new_cgroupns: bool,
     pub no_pivot: bool,
+    /// Detached idmapped mounts made by the parent, by index in `mounts`.
+    pub idmapped: &'a [(usize, OwnedFd)],
 }
 
 /// The rootfs, opened once; paths inside it resolve with RESOLVE_IN_ROOT.
@@ -290,8 +328,9 @@ pub fn setup(plan: &Plan<'_>) -> Result<Option<(OwnedFd, OwnedFd)>> {
     let root = Root::open(plan.rootfs)?;
 
     let dev_is_bind = spec.mounts.iter().any(|m| m.destination == "/dev" && m.options.iter().any(|o| o == "bind" || o == "rbind"));
-    for m in &spec.mounts {
-        mount_one(plan, &root, m)?;
+    for (i, m) in spec.mounts.iter().enumerate() {
+        let idmapped = plan.idmapped.iter().find(|(j, _)| *j == i).map(|(_, fd)| fd.as_fd());
+        mount_one(plan, &root, m, idmapped)?;
     }
     if !dev_is_bind {
         setup_dev(plan, &root)?;
@@ -377,7 +416,7 @@ fn make_parent_private(rootfs: &Path, always: bool) -> Result<()> {
     Ok(())
 }
 
-fn mount_one(plan: &Plan<'_>, root: &Root, m: &Mount) -> Result<()> {
+fn mount_one(plan: &Plan<'_>, root: &Root, m: &Mount, idmapped: Option<BorrowedFd<'_>>) -> Result<()> {
     let dest = rel(&m.destination);
     let kind = m.kind.as_deref().unwrap_or("");
     let o = parse_options(&m.options)?;
@@ -391,7 +430,10 @@ fn mount_one(plan: &Plan<'_>, root: &Root, m: &Mount) -> Result<()> {
         let sp = Path::new(src);
         let meta = std::fs::metadata(sp).ctx(|| format!("bind mount source {src}"))?;
         let target = if meta.is_dir() { root.mkdir_all(&dest, 0o755)? } else { root.mkfile(&dest)? };
-        mount_at(Some(sp), target.as_fd(), None, libc::MS_BIND | (o.flags & libc::MS_REC), None).ctx(|| format!("bind {src} on {}", m.destination))?;
+        match idmapped {
+            Some(tree) => sys::move_mount_fd(tree, target.as_fd()).ctx(|| format!("move the idmapped mount of {src} onto {}", m.destination))?,
+            None => mount_at(Some(sp), target.as_fd(), None, libc::MS_BIND | (o.flags & libc::MS_REC), None).ctx(|| format!("bind {src} on {}", m.destination))?,
+        }
         let extra = o.flags & !(libc::MS_BIND | libc::MS_REC | libc::MS_REMOUNT);
         if extra != 0 {
             // Reopen: the fd above names the directory under the new mount.
@@ -421,8 +463,55 @@ fn mount_one(plan: &Plan<'_>, root: &Root, m: &Mount) -> Result<()> {
         let t = root.open_in(&dest, libc::O_PATH).ctx(|| format!("open {}", m.destination))?;
         mount_at(None, t.as_fd(), None, *p, None).ctx(|| format!("set propagation of {}", m.destination))?;
     }
+    if o.recursive_attrs() {
+        let t = root.open_in(&dest, libc::O_PATH).ctx(|| format!("open {}", m.destination))?;
+        let attr = sys::MountAttr { attr_set: o.rec_set, attr_clr: o.rec_clr, ..Default::default() };
+        sys::mount_setattr(t.as_fd(), true, &attr).ctx(|| format!("set recursive mount attributes of {} ({:?})", m.destination, m.options))?;
+    }
     drop(target);
     Ok(())
+}
+
+/// The `/proc/PID/uid_map` text of a list of mappings.
+fn map_text(maps: &[crate::config::IdMapping]) -> String {
+    maps.iter().map(|m| format!("{} {} {}\n", m.container_id, m.host_id, m.size)).collect()
+}
+
+/// Idmapped bind mounts, made on the host side before the container's
+/// process exists (setting an idmap needs privilege over the filesystem's
+/// user namespace, which a process in the container's may not have):
+/// a detached copy of each source with the mount's mappings (or, for a
+/// bare `idmap` option, the container's), moved into place by the init.
+pub fn prepare_idmapped(spec: &Spec) -> Result<Vec<(usize, OwnedFd)>> {
+    let mut out = Vec::new();
+    let l = spec.linux();
+    for (i, m) in spec.mounts.iter().enumerate() {
+        let o = parse_options(&m.options)?;
+        let has_maps = !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty();
+        if o.idmap.is_none() && !has_maps {
+            continue;
+        }
+        let (uids, gids) = if has_maps { (&m.uid_mappings, &m.gid_mappings) } else { (&l.uid_mappings, &l.gid_mappings) };
+        if uids.is_empty() || gids.is_empty() {
+            return Err(Error::Config(format!(
+                "idmapped mount {}: needs both uidMappings and gidMappings (on the mount, or the container's user namespace mappings)",
+                m.destination
+            )));
+        }
+        let is_bind = o.flags & libc::MS_BIND != 0 || m.kind.as_deref() == Some("bind");
+        if !is_bind {
+            return Err(Error::Config(format!("idmapped mount {}: only bind mounts can be idmapped", m.destination)));
+        }
+        let src = m.source.as_deref().ok_or_else(|| Error::Config(format!("bind mount {} has no source", m.destination)))?;
+        let recursive_tree = o.flags & libc::MS_REC != 0;
+        let tree = sys::open_tree_clone(Path::new(src), recursive_tree).ctx(|| format!("open_tree {src} for idmapped mount {}", m.destination))?;
+        let ns = sys::new_userns(&map_text(uids), &map_text(gids)).ctx(|| format!("user namespace for idmapped mount {}", m.destination))?;
+        let attr = sys::MountAttr { attr_set: sys::MOUNT_ATTR_IDMAP, userns_fd: ns.as_raw_fd() as u64, ..Default::default() };
+        sys::mount_setattr(tree.as_fd(), o.idmap == Some(true), &attr)
+            .ctx(|| format!("idmap the mount of {src} for {} (the filesystem must support idmapped mounts)", m.destination))?;
+        out.push((i, tree));
+    }
+    Ok(out)
 }
 
 /// A `cgroup` mount: cgroup2 itself in a new cgroup namespace on a v2 host;

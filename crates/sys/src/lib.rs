@@ -966,3 +966,87 @@ pub fn ioprio_set(class: u32, level: u32) -> io::Result<()> {
     // SAFETY: plain syscall.
     check_l(unsafe { libc::syscall(libc::SYS_ioprio_set, 1, 0, ((class << 13) | level) as libc::c_long) }).map(drop)
 }
+
+/// `struct mount_attr` for mount_setattr(2).
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct MountAttr {
+    pub attr_set: u64,
+    pub attr_clr: u64,
+    pub propagation: u64,
+    pub userns_fd: u64,
+}
+
+pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
+pub const MOUNT_ATTR_NOSUID: u64 = 0x2;
+pub const MOUNT_ATTR_NODEV: u64 = 0x4;
+pub const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+pub const MOUNT_ATTR_ATIME_MASK: u64 = 0x70;
+pub const MOUNT_ATTR_RELATIME: u64 = 0x0;
+pub const MOUNT_ATTR_NOATIME: u64 = 0x10;
+pub const MOUNT_ATTR_STRICTATIME: u64 = 0x20;
+pub const MOUNT_ATTR_NODIRATIME: u64 = 0x80;
+pub const MOUNT_ATTR_IDMAP: u64 = 0x100000;
+pub const MOUNT_ATTR_NOSYMFOLLOW: u64 = 0x200000;
+
+/// mount_setattr(2) on the mount `fd` refers to (AT_EMPTY_PATH), over its
+/// whole subtree when `recursive`.
+pub fn mount_setattr(fd: BorrowedFd<'_>, recursive: bool, attr: &MountAttr) -> io::Result<()> {
+    let flags = libc::AT_EMPTY_PATH | if recursive { libc::AT_RECURSIVE } else { 0 };
+    // SAFETY: valid fd, empty C string, attr of the size passed.
+    check_l(unsafe {
+        libc::syscall(libc::SYS_mount_setattr, fd.as_raw_fd(), c"".as_ptr(), flags, attr as *const MountAttr, std::mem::size_of::<MountAttr>())
+    })
+    .map(drop)
+}
+
+/// open_tree(2) with OPEN_TREE_CLONE: a detached copy of the mount at
+/// `path` (and of its submounts when `recursive`).
+pub fn open_tree_clone(path: &Path, recursive: bool) -> io::Result<OwnedFd> {
+    let c = cstr(path)?;
+    let flags = 1 /* OPEN_TREE_CLONE */ | libc::O_CLOEXEC as u32 | if recursive { libc::AT_RECURSIVE as u32 } else { 0 };
+    // SAFETY: valid C string; the returned fd is ours.
+    let fd = check_l(unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c.as_ptr(), flags) })?;
+    // SAFETY: a new fd owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// move_mount(2) of the detached mount `from` onto the place `to` refers to.
+pub fn move_mount_fd(from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> io::Result<()> {
+    const F_EMPTY_PATH: u32 = 0x4;
+    const T_EMPTY_PATH: u32 = 0x40;
+    // SAFETY: valid fds and empty C strings.
+    check_l(unsafe { libc::syscall(libc::SYS_move_mount, from.as_raw_fd(), c"".as_ptr(), to.as_raw_fd(), c"".as_ptr(), F_EMPTY_PATH | T_EMPTY_PATH) })
+        .map(drop)
+}
+
+/// A user namespace with the given uid_map and gid_map contents (lines
+/// "inside outside count"), held by the returned nsfs fd. A child is made
+/// in it only for as long as the maps are written and the fd opened.
+pub fn new_userns(uid_map: &str, gid_map: &str) -> io::Result<OwnedFd> {
+    let mut fds = [0; 2];
+    // SAFETY: fds is a valid array of two ints.
+    check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    // SAFETY: new fds owned by nobody else.
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let pidfd = match clone3(libc::CLONE_NEWUSER as u64, None)? {
+        Forked::Child => {
+            drop(w);
+            let mut b = [0u8; 1];
+            // SAFETY: reads into a local buffer; returns at EOF (parent done).
+            unsafe { libc::read(r.as_raw_fd(), b.as_mut_ptr().cast(), 1) };
+            exit_now(0);
+        }
+        Forked::Parent { pidfd, pid } => (pidfd, pid),
+    };
+    drop(r);
+    let (pidfd, pid) = pidfd;
+    let res = (|| {
+        std::fs::write(format!("/proc/{pid}/uid_map"), uid_map)?;
+        std::fs::write(format!("/proc/{pid}/gid_map"), gid_map)?;
+        openat(None, Path::new(&format!("/proc/{pid}/ns/user")), libc::O_RDONLY | libc::O_CLOEXEC, 0)
+    })();
+    drop(w);
+    let _ = waitid_pidfd(std::os::fd::AsFd::as_fd(&pidfd), false);
+    res
+}

@@ -285,7 +285,14 @@ fn features_is_json_and_claims_what_works() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["ociVersionMax"], "1.2.0");
     assert_eq!(v["linux"]["cgroup"]["systemd"], false);
-    assert_eq!(v["linux"]["mountExtensions"]["idmap"]["enabled"], false);
+    // containerd decides from these whether it may ask for idmapped mounts,
+    // user namespaces and rro; each is exercised by a test of its own.
+    assert_eq!(v["linux"]["mountExtensions"]["idmap"]["enabled"], true);
+    let opts = v["mountOptions"].as_array().unwrap();
+    for o in ["rro", "rnosuid", "idmap", "ridmap"] {
+        assert!(opts.iter().any(|x| x == o), "mountOptions lacks {o}");
+    }
+    assert!(!opts.iter().any(|x| x == "tmpcopyup"), "tmpcopyup is not implemented");
     assert!(v["linux"]["namespaces"].as_array().unwrap().iter().any(|n| n == "user"));
 }
 

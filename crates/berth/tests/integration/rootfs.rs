@@ -153,3 +153,93 @@ fn cgroup_mount_shows_the_containers_own_cgroup() {
     }
     w.finish();
 }
+
+/// Unmounts a test's host-side mount when dropped (also when the test fails).
+struct HostMount(std::path::PathBuf);
+impl Drop for HostMount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn recursive_mount_attributes_reach_submounts() {
+    if not_root() {
+        return;
+    }
+    let mut w = World::new("rro");
+    let vol = w.dir.join("vol");
+    std::fs::create_dir_all(vol.join("sub")).unwrap();
+    assert!(std::process::Command::new("mount").args(["-t", "tmpfs", "rro-test", vol.join("sub").to_str().unwrap()]).status().unwrap().success());
+    let guard = HostMount(vol.join("sub"));
+    let probe = "for d in /a /a/sub /b /b/sub; do touch $d/x 2>/dev/null && echo $d rw || echo $d ro; done; \
+                 awk '$5 == \"/b/sub\" { print $6 }' /proc/self/mountinfo";
+    w.config(&["sh", "-c", probe], |c| {
+        let m = c["mounts"].as_array_mut().unwrap();
+        m.push(json!({"destination": "/a", "type": "bind", "source": vol.to_str().unwrap(), "options": ["rbind", "ro"]}));
+        m.push(json!({"destination": "/b", "type": "bind", "source": vol.to_str().unwrap(), "options": ["rbind", "rro", "rnosuid", "rnoatime"]}));
+    });
+    let out = w.run_ok();
+    let l: Vec<&str> = out.lines().collect();
+    // Plain ro leaves the submount writable; rro reaches it.
+    assert_eq!(&l[..4], &["/a ro", "/a/sub rw", "/b ro", "/b/sub ro"], "{out}");
+    let opts: Vec<&str> = l[4].split(',').collect();
+    for want in ["ro", "nosuid", "noatime"] {
+        assert!(opts.contains(&want), "/b/sub lacks {want}: {out}");
+    }
+    let _ = std::fs::remove_file(vol.join("sub/x"));
+    drop(guard);
+    w.finish();
+}
+
+#[test]
+fn idmapped_bind_mounts_with_their_own_or_the_containers_mappings() {
+    if not_root() {
+        return;
+    }
+    let mut w = World::new("idmap");
+    let src = w.dir.join("owned");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), "x").unwrap(); // owned by 0:0
+    w.config(&["stat", "-c", "%u %g", "/idm/f", "/plain/f"], |c| {
+        let m = c["mounts"].as_array_mut().unwrap();
+        m.push(json!({"destination": "/idm", "type": "bind", "source": src.to_str().unwrap(), "options": ["bind"],
+            "uidMappings": [{"containerID": 0, "hostID": 1234, "size": 1}],
+            "gidMappings": [{"containerID": 0, "hostID": 4321, "size": 1}]}));
+        m.push(json!({"destination": "/plain", "type": "bind", "source": src.to_str().unwrap(), "options": ["bind"]}));
+    });
+    let (code, out, err) = w.run();
+    let fs = String::from_utf8_lossy(&std::process::Command::new("stat").args(["-fc", "%T"]).arg(&src).output().unwrap().stdout).trim().to_string();
+    if code != 0 && fs == "tmpfs" && !other_runtime() {
+        // tmpfs supports idmapped mounts from Linux 6.3 on: the error must say so.
+        says(&err, "the filesystem must support idmapped mounts");
+        eprintln!("idmapped mounts: {fs} on this kernel refuses them ({err}); only the error path was checked");
+        w.finish();
+        return;
+    }
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "1234 4321\n0 0\n");
+
+    // A bare `idmap` option takes the container's user namespace mappings:
+    // files owned by host root then belong to the container's root.
+    w.config(&["stat", "-c", "%u %g", "/idm/f", "/plain/f"], |c| {
+        c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}));
+        c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        let m = c["mounts"].as_array_mut().unwrap();
+        m.push(json!({"destination": "/idm", "type": "bind", "source": src.to_str().unwrap(), "options": ["bind", "idmap"]}));
+        m.push(json!({"destination": "/plain", "type": "bind", "source": src.to_str().unwrap(), "options": ["bind"]}));
+    });
+    let out = w.run_ok();
+    assert_eq!(out, "0 0\n65534 65534\n");
+
+    // Only bind mounts can be idmapped; a clear error otherwise.
+    w.config(&["true"], |c| {
+        c["mounts"].as_array_mut().unwrap().push(json!({"destination": "/t", "type": "tmpfs", "source": "tmpfs", "options": ["idmap"],
+            "uidMappings": [{"containerID": 0, "hostID": 1234, "size": 1}], "gidMappings": [{"containerID": 0, "hostID": 1234, "size": 1}]}));
+    });
+    let (code, _, err) = w.run();
+    assert_ne!(code, 0);
+    says(&err, "only bind mounts can be idmapped");
+    w.finish();
+}
