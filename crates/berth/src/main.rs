@@ -318,7 +318,9 @@ fn exec_options(root: PathBuf, toks: Vec<String>) -> Result<(berth_runtime::exec
             "no-new-privs" => o.no_new_privs = inline.as_deref() != Some("false"),
             "preserve-fds" => o.preserve_fds = val()?.parse().map_err(|_| usage("--preserve-fds takes a number"))?,
             "ignore-paused" => o.ignore_paused = inline.as_deref() != Some("false"),
-            "pidfd-socket" | "cgroup" | "apparmor" | "process-label" => {
+            "pidfd-socket" => o.pidfd_socket = Some(absolute(Path::new(&val()?))),
+            "cgroup" => o.cgroups.push(val()?),
+            "apparmor" | "process-label" => {
                 return Err(Error::Usage(format!("exec --{name} is not supported by berth yet")));
             }
             other => return Err(usage(&format!("flag provided but not defined: -{other}"))),

@@ -302,6 +302,44 @@ impl Cgroup {
     /// Moves the calling (single-threaded) process into every v1 directory
     /// by writing "0" to `tasks`: moving oneself, one thread, skips the global
     /// lock and its RCU grace period.
+    /// The existing sub-cgroups named by runc's `exec --cgroup` values:
+    /// `path` for every hierarchy, or `ctrl[,ctrl]:path` for the v1
+    /// hierarchies of those controllers (on v2 only a plain path). The path
+    /// is relative to the container's cgroup and may not leave it.
+    pub fn sub(&self, specs: &[String]) -> std::result::Result<Cgroup, String> {
+        let mut out = self.clone();
+        for spec in specs {
+            let (ctrls, path): (Vec<&str>, &str) = match spec.split_once(':') {
+                Some((c, p)) if !c.is_empty() => (c.split(',').collect(), p),
+                Some((_, p)) => (vec![], p),
+                None => (vec![], spec.as_str()),
+            };
+            let bad = |why: &str| format!("exec --cgroup {spec:?}: {why}");
+            if path.split('/').any(|c| c == "..") {
+                return Err(bad("the path may not leave the container's cgroup"));
+            }
+            let mut matched = false;
+            for (orig, d) in self.dirs.iter().zip(out.dirs.iter_mut()) {
+                let applies = if ctrls.is_empty() { true } else { !orig.v2 && orig.controllers.iter().any(|c| ctrls.contains(&c.as_str())) };
+                if !applies {
+                    continue;
+                }
+                matched = true;
+                let p = join_rel(&orig.path, path);
+                if !p.is_dir() {
+                    return Err(bad(&format!("{} does not exist", p.display())));
+                }
+                d.path = p;
+                d.created = false;
+                d.top = None;
+            }
+            if !matched {
+                return Err(bad("no hierarchy of the container has those controllers"));
+            }
+        }
+        Ok(out)
+    }
+
     pub fn join_self_v1(&self) -> Result<()> {
         for d in self.dirs.iter().filter(|d| !d.v2) {
             write(&d.path.join("tasks"), "0")?;
@@ -405,6 +443,19 @@ impl Cgroup {
 
     /// Files whose change tells that the cgroup may have become empty: v2
     /// `cgroup.events` (the kernel notifies `populated 0`).
+    /// `cgroup.events` of the container's v2 directory, also on a hybrid
+    /// host (the unified hierarchy tracks processes without controllers).
+    pub fn v2_events_file(&self) -> Option<PathBuf> {
+        self.v2_dir().map(|d| d.path.join("cgroup.events")).filter(|p| p.exists())
+    }
+
+    /// Whether the v2 directory (and its subtree) has a process, from
+    /// `cgroup.events`; None without one.
+    pub fn v2_populated(&self) -> Option<bool> {
+        let text = fs::read_to_string(self.v2_dir()?.path.join("cgroup.events")).ok()?;
+        text.lines().find_map(|l| l.strip_prefix("populated ")).map(|v| v.trim() != "0")
+    }
+
     pub fn events_file(&self) -> Option<PathBuf> {
         if self.dirs.iter().any(|d| !d.v2) {
             return None;

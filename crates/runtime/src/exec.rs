@@ -33,6 +33,10 @@ pub struct ExecOptions {
     pub no_new_privs: bool,
     pub preserve_fds: u32,
     pub ignore_paused: bool,
+    /// Send a pidfd of the process to this AF_UNIX socket.
+    pub pidfd_socket: Option<PathBuf>,
+    /// runc's `--cgroup` values: existing sub-cgroups to run the process in.
+    pub cgroups: Vec<String>,
 }
 
 /// Runs the process; returns its exit code (0 with `detach`).
@@ -113,7 +117,8 @@ pub fn exec(o: &ExecOptions) -> Result<i32> {
     // The exec'd process may be a grandchild (a PID namespace is entered by
     // the children of who joins it): as subreaper this process still reaps it.
     let _ = sys::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
-    let v2fd = rec.cgroup.v2_dir().and_then(|d| sys::openat(None, &d.path, libc::O_RDONLY | libc::O_DIRECTORY, 0).ok());
+    let cgroup = if o.cgroups.is_empty() { rec.cgroup.clone() } else { rec.cgroup.sub(&o.cgroups).map_err(Error::Config)? };
+    let v2fd = cgroup.v2_dir().and_then(|d| sys::openat(None, &d.path, libc::O_RDONLY | libc::O_DIRECTORY, 0).ok());
     let forked = match sys::clone3(0, v2fd.as_ref().map(|f| f.as_fd())) {
         Ok(f) => f,
         Err(_) => sys::clone3(0, None).ctx(|| "clone3".into())?,
@@ -125,7 +130,7 @@ pub fn exec(o: &ExecOptions) -> Result<i32> {
     if let sys::Forked::Child = forked {
         drop(parent_end);
         let chan = Channel(child_end);
-        let r = child(&chan, &rec.cgroup, &init.pidfd, ns_flags, &p, console.as_ref(), seccomp.as_ref(), o.preserve_fds);
+        let r = child(&chan, &cgroup, &init.pidfd, ns_flags, &p, console.as_ref(), seccomp.as_ref(), o.preserve_fds);
         if let Err(e) = r {
             let _ = chan.send(&format!("error {e}"));
         }
@@ -153,6 +158,10 @@ pub fn exec(o: &ExecOptions) -> Result<i32> {
     }
     if let Some(f) = &o.pid_file {
         std::fs::write(f, pid.to_string()).ctx(|| format!("write {}", f.display()))?;
+    }
+    if let Some(s) = &o.pidfd_socket {
+        let sock = sys::unix_connect(s).ctx(|| format!("connect to pidfd socket {}", s.display()))?;
+        sys::send_fd(sock.as_fd(), b"pidfd", pidfd.as_fd()).ctx(|| "send the pidfd".into())?;
     }
     if o.detach {
         return Ok(0);

@@ -664,7 +664,13 @@ mod tests {
         assert_eq!(o.flags, libc::MS_NOSUID | libc::MS_RDONLY);
         assert_eq!(o.data, vec!["mode=755", "size=1k"]);
         assert_eq!(o.propagation, vec![libc::MS_SLAVE | libc::MS_REC]);
-        assert!(parse_options(&["rro".into()]).is_err());
+        assert!(parse_options(&["tmpcopyup".into()]).is_err());
+        // Recursive attributes: the atime modes clear the whole atime field.
+        let o = parse_options(&["rro".into(), "rnoatime".into(), "rsuid".into(), "ridmap".into()]).unwrap();
+        assert_eq!(o.rec_set, sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOATIME);
+        assert_eq!(o.rec_clr, sys::MOUNT_ATTR_ATIME_MASK | sys::MOUNT_ATTR_NOSUID);
+        assert_eq!(o.idmap, Some(true));
+        assert_eq!(o.flags, 0);
     }
 
     #[test]

@@ -76,7 +76,7 @@ pub fn destroy(c: &Container, rec: Option<&Record>, opts: &Options) -> Result<Ti
         t.mark("signal", &mut since);
         crate::fault("delete:signaled");
         if let Some(p) = &init {
-            wait_exit(&[p.pidfd.as_fd()], deadline).map_err(|_| stuck(rec, "the container's init did not exit"))?;
+            wait_exit_or_emptied(rec, p, deadline).map_err(|_| stuck(rec, "the container's init did not exit"))?;
         }
         t.mark("exit", &mut since);
         crate::fault("delete:exited");
@@ -161,6 +161,36 @@ fn wait_exit(fds: &[std::os::fd::BorrowedFd<'_>], deadline: Instant) -> std::res
         pending = pending.into_iter().zip(r).filter(|(_, r)| *r == 0).map(|(f, _)| f).collect();
     }
     Ok(())
+}
+
+/// Waits for the init to exit, or, for the init of its own PID namespace,
+/// for the cgroup to be emptied, whichever comes first. A dying PID
+/// namespace's init only completes its exit once every process of the
+/// namespace has been *reaped*, and processes that `exec` put there are
+/// reaped by their own parent (a shim, conmon, or the host's PID 1, which
+/// may take its time): each has left the cgroup, freed its mounts and
+/// namespaces when it exited, so the cgroup's `populated 0` (v2 events,
+/// through inotify; the unified hierarchy of a hybrid host has them too)
+/// is the end of the container, and waiting further would measure someone
+/// else's reaper.
+fn wait_exit_or_emptied(rec: &Record, init: &Process, deadline: Instant) -> std::result::Result<(), ()> {
+    let events = if rec.own_pidns { rec.cgroup.v2_events_file().and_then(|f| berth_sys::inotify_watch(&f, libc::IN_MODIFY).ok()) } else { None };
+    let Some(ino) = events else {
+        return wait_exit(&[init.pidfd.as_fd()], deadline);
+    };
+    loop {
+        if rec.cgroup.v2_populated() == Some(false) {
+            return Ok(());
+        }
+        let r = berth_sys::poll_in(&[init.pidfd.as_fd(), ino.as_fd()], ms_left(deadline)).map_err(drop)?;
+        if r[0] != 0 {
+            return Ok(());
+        }
+        if r.iter().all(|x| *x == 0) {
+            return Err(());
+        }
+        berth_sys::drain(ino.as_fd());
+    }
 }
 
 /// Waits for the cgroup to have no process: v2 `cgroup.events` through

@@ -101,3 +101,50 @@ fn ps_lists_the_containers_processes() {
     assert_eq!(table.lines().filter(|l| l.ends_with("sleep 1000")).count(), 2, "{table}");
     w.finish();
 }
+
+#[test]
+fn exec_pidfd_socket_gets_the_exec_process_and_cgroup_picks_a_sub_cgroup() {
+    if not_root() {
+        return;
+    }
+    let mut w = World::new("execsub");
+    w.config(&["sleep", "1000"], |_| {});
+    let id = w.create();
+    w.ok(&["start", &id]);
+    // A sub-cgroup in every hierarchy of the container, as a caller would make.
+    let dirs = w.cgroup_dirs(&id);
+    for d in &dirs {
+        std::fs::create_dir(d.path.join("sub")).unwrap();
+        if !d.v2 && d.controllers.iter().any(|c| c == "cpuset") {
+            for f in ["cpuset.cpus", "cpuset.mems"] {
+                std::fs::write(d.path.join("sub").join(f), std::fs::read(d.path.join(f)).unwrap()).unwrap();
+            }
+        }
+    }
+    let sock_path = w.dir.join("exec-pidfd.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock_path).unwrap();
+    let pf = w.dir.join("exec-sub.pid");
+    w.ok(&["exec", "--detach", "--cgroup", "sub", "--pid-file", pf.to_str().unwrap(), "--pidfd-socket", sock_path.to_str().unwrap(), &id, "sleep", "1000"]);
+    let (conn, _) = listener.accept().unwrap();
+    let mut buf = [0u8; 64];
+    let (_, fd) = berth_sys::recv_fd(std::os::fd::AsFd::as_fd(&conn), &mut buf).unwrap();
+    let pidfd = fd.expect("a pidfd");
+    let pid = std::fs::read_to_string(&pf).unwrap();
+    let fdinfo = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", std::os::fd::AsRawFd::as_raw_fd(&pidfd))).unwrap();
+    assert!(fdinfo.lines().any(|l| l.starts_with("Pid:") && l.split_whitespace().nth(1) == Some(pid.trim())), "{fdinfo}");
+    for d in &dirs {
+        let procs = std::fs::read_to_string(d.path.join("sub/cgroup.procs")).unwrap();
+        assert!(procs.lines().any(|l| l == pid.trim()), "exec'd process not in {}/sub: {procs}", d.path.display());
+    }
+    // Nonexistent or escaping sub-cgroups are refused.
+    let e = w.fails(&["exec", "--cgroup", "nosuch", &id, "true"]);
+    says(&e, "does not exist");
+    let e = w.fails(&["exec", "--cgroup", "../..", &id, "true"]);
+    says(&e, "may not leave");
+    // delete --force kills the process in the sub-cgroup and removes it.
+    w.ok(&["delete", "--force", &id]);
+    // It has exited (a zombie until its reaper, the host's, collects it).
+    let r = berth_sys::poll_in(&[std::os::fd::AsFd::as_fd(&pidfd)], 0).unwrap();
+    assert_ne!(r[0], 0, "the exec'd process is still alive after delete --force");
+    w.finish();
+}
