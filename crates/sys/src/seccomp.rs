@@ -121,3 +121,42 @@ pub fn syscall_number(name: &str) -> Option<i32> {
     let n = unsafe { seccomp_syscall_resolve_name(c.as_ptr()) };
     (n != -1).then_some(n)
 }
+
+/// Receives one user notification from a seccomp notify fd and answers it:
+/// the syscall fails with `errno`, or, with `errno` 0, succeeds returning
+/// 0. Returns (pid, syscall number) of the notification. What a seccomp
+/// agent (listenerPath) does; berth's tests play that part.
+pub fn notify_answer(fd: std::os::fd::BorrowedFd<'_>, errno: i32) -> io::Result<(u32, i32)> {
+    use std::os::fd::AsRawFd;
+    #[repr(C)]
+    #[derive(Default)]
+    struct Notif {
+        id: u64,
+        pid: u32,
+        flags: u32,
+        nr: i32,
+        arch: u32,
+        ip: u64,
+        args: [u64; 6],
+    }
+    #[repr(C)]
+    struct Resp {
+        id: u64,
+        val: i64,
+        error: i32,
+        flags: u32,
+    }
+    const RECV: libc::c_ulong = 0xc050_2100; // SECCOMP_IOCTL_NOTIF_RECV
+    const SEND: libc::c_ulong = 0xc018_2101; // SECCOMP_IOCTL_NOTIF_SEND
+    let mut n = Notif::default();
+    // SAFETY: `n` is a zeroed seccomp_notif of the size the ioctl encodes.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), RECV, &mut n as *mut Notif) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let r = Resp { id: n.id, val: 0, error: -errno, flags: 0 };
+    // SAFETY: `r` is a seccomp_notif_resp of the size the ioctl encodes.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), SEND, &r as *const Resp) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((n.pid, n.nr))
+}

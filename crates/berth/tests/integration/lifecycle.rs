@@ -473,3 +473,38 @@ fn delete_past_its_deadline_names_what_is_stuck_and_can_be_retried() {
     assert!(eventually(|| std::fs::remove_dir(&jail).is_ok()));
     w.finish();
 }
+
+#[test]
+fn hook_failures_timeouts_and_hooks_that_ignore_stdin() {
+    if not_root() {
+        return;
+    }
+    let mut w = World::new("hookfail");
+    // A large state (annotations) that hooks exiting at once never read:
+    // berth must neither die of SIGPIPE nor block.
+    let big: serde_json::Map<String, serde_json::Value> = (0..2000).map(|i| (format!("a{i}"), serde_json::json!("x".repeat(40)))).collect();
+    let hook = |path: &str| serde_json::json!([{"path": path}]);
+    w.config(&["true"], |c| {
+        c["annotations"] = serde_json::Value::Object(big.clone());
+        c["hooks"] = serde_json::json!({"createRuntime": hook("/bin/true"), "poststart": hook("/bin/false"), "poststop": hook("/bin/false")});
+    });
+    // poststart and poststop failures are warnings: the container ran.
+    let (code, _, err) = w.run();
+    assert_eq!(code, 0, "{err}");
+    says(&err, "poststart hook /bin/false failed");
+
+    // createContainer failing aborts, and cleans up.
+    w.config(&["true"], |c| c["hooks"] = serde_json::json!({"createContainer": hook("/bin/false")}));
+    let (code, _, err) = w.run();
+    assert_ne!(code, 0);
+    says(&err, "createContainer hook /bin/false failed");
+
+    // A hook over its timeout is killed; create fails at once, cleaned up.
+    let t0 = std::time::Instant::now();
+    w.config(&["true"], |c| c["hooks"] = serde_json::json!({"createRuntime": [{"path": "/bin/sleep", "args": ["sleep", "30"], "timeout": 1}]}));
+    let (code, _, err) = w.run();
+    assert_ne!(code, 0);
+    says(&err, "did not finish within 1 s");
+    assert!(t0.elapsed() < std::time::Duration::from_secs(10), "the hook timeout was not enforced");
+    w.finish();
+}

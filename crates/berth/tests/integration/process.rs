@@ -193,3 +193,48 @@ fn invalid_scheduler_or_io_priority_is_a_clear_error() {
     }
     w.finish();
 }
+
+#[test]
+fn seccomp_notify_hands_the_listener_its_fd_metadata_and_state() {
+    if not_root() {
+        return;
+    }
+    use std::os::fd::AsFd;
+    let mut w = World::new("seccompnotify");
+    let sock = w.dir.join("agent.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    w.config(&["sh", "-c", "mkdir /tmp/x 2>/dev/null && echo made || echo refused; mkdir /tmp/y && echo made"], |c| {
+        c["mounts"].as_array_mut().unwrap().push(json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"}));
+        c["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "listenerPath": sock.to_str().unwrap(),
+            "listenerMetadata": "agent-metadata",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]
+        });
+    });
+    let id = w.id();
+    let bundle = w.bundle.to_string_lossy().into_owned();
+    let child = w.cmd().args(["run", "--bundle", &bundle, &id]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let ready = berth_sys::poll_in(&[listener.as_fd()], 10_000).unwrap();
+    assert_ne!(ready[0], 0, "berth never connected to listenerPath");
+    let (conn, _) = listener.accept().unwrap();
+    let mut buf = vec![0u8; 65536];
+    let (n, fd) = berth_sys::recv_fd(conn.as_fd(), &mut buf).unwrap();
+    let notify = fd.expect("the seccomp notify fd");
+    let msg: serde_json::Value = serde_json::from_slice(&buf[..n]).unwrap();
+    assert_eq!(msg["fds"], json!(["seccompFd"]), "{msg}");
+    assert_eq!(msg["metadata"], "agent-metadata");
+    assert_eq!(msg["state"]["id"], id.as_str());
+    assert!(msg["pid"].as_i64().unwrap_or(0) > 0, "{msg}");
+    // The agent refuses the first mkdir and lets the second one through.
+    for errno in [1 /* EPERM */, 0] {
+        let r = berth_sys::poll_in(&[notify.as_fd()], 10_000).unwrap();
+        assert_ne!(r[0], 0, "no notification arrived");
+        let (_, nr) = berth_sys::seccomp::notify_answer(notify.as_fd(), errno).unwrap();
+        assert!(nr == 83 || nr == 258, "notified of syscall {nr}, not mkdir/mkdirat");
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "refused\nmade\n");
+    w.finish();
+}
