@@ -222,16 +222,25 @@ pub fn holders(path: &Path) -> Vec<Holder> {
 /// copies: those that share no peer group with a mount here, so that no
 /// unmount here will ever reach them (the "device or resource busy" of a
 /// later `rm -rf`). Copies that are slaves or peers of ours are not leaks.
-pub fn leaked_mounts(paths: &[&Path]) -> Vec<Holder> {
+///
+/// Not leaks: mounts in this process's own namespace (the caller's, which it
+/// unmounts after `delete`), peers and slaves of those, and mounts older
+/// than the container (`watermark`, its root mount's unique ID: the caller
+/// mounted the rootfs before `create`, possibly in another namespace than
+/// the one it deletes from, as podman does with user namespaces). Without a
+/// watermark (kernels before 6.8), the host's namespace (PID 1's) counts as
+/// the caller's too.
+pub fn leaked_mounts(paths: &[&Path], watermark: u64) -> Vec<Holder> {
     // Every namespace the kernel has (listmount, 6.12+), else the namespaces
     // of the processes that /proc shows.
-    leaked_mounts_listmount(paths).unwrap_or_else(|_| leaked_mounts_procfs(paths))
+    leaked_mounts_listmount(paths, watermark).unwrap_or_else(|_| leaked_mounts_procfs(paths))
 }
 
-fn leaked_mounts_listmount(paths: &[&Path]) -> std::io::Result<Vec<Holder>> {
+fn leaked_mounts_listmount(paths: &[&Path], watermark: u64) -> std::io::Result<Vec<Holder>> {
     use std::os::unix::fs::MetadataExt;
     let nss = berth_sys::mount_namespaces()?;
     let own_ino = fs::metadata("/proc/self/ns/mnt")?.ino();
+    let host_ino = if watermark == 0 { fs::metadata("/proc/1/ns/mnt").map(|m| m.ino()).unwrap_or(0) } else { 0 };
     let own = nss.iter().find(|n| n.1 == own_ino).ok_or_else(|| std::io::Error::from_raw_os_error(libc::ENOENT))?;
     let own_mounts = berth_sys::list_mounts(own.0)?;
     let hit = |mp: &str| paths.iter().any(|p| under(Path::new(mp), p));
@@ -245,11 +254,11 @@ fn leaked_mounts_listmount(paths: &[&Path]) -> std::io::Result<Vec<Holder>> {
     }
     let mut out = Vec::new();
     for (id, ino, _) in &nss {
-        if *ino == own_ino {
+        if *ino == own_ino || *ino == host_ino {
             continue;
         }
         let Ok(mounts) = berth_sys::list_mounts(*id) else { continue };
-        for m in mounts.iter().filter(|m| hit(&m.mount_point)) {
+        for m in mounts.iter().filter(|m| hit(&m.mount_point) && m.id > watermark) {
             if ours.contains(&m.peer_group) || ours.contains(&m.master) {
                 continue; // a peer or slave of ours: our unmount reaches it
             }
@@ -287,10 +296,11 @@ fn pinned_mount_holders(path: &Path) -> Vec<Holder> {
 
 fn leaked_mounts_procfs(paths: &[&Path]) -> Vec<Holder> {
     let own = fs::read_link("/proc/self/ns/mnt").map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+    let host = fs::read_link("/proc/1/ns/mnt").map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
     let mut out = Vec::new();
     for p in paths {
         let ours: HashSet<String> = mount_holders(p, &[]).into_iter().filter(|h| h.mount_namespace == own).flat_map(|h| h.peers).collect();
-        for h in mount_holders(p, &[own.clone()]) {
+        for h in mount_holders(p, &[own.clone(), host.clone()]) {
             if !h.peers.iter().any(|g| ours.contains(g)) {
                 out.push(h);
             }

@@ -58,6 +58,7 @@ pub fn create(o: &CreateOptions) -> Result<Created> {
         own_pidns: spec.namespace("pid").is_some(),
         config: Some(spec.clone()),
         phase: Phase::Creating,
+        mount_watermark: 0,
     };
     match create_in(o, &spec, &container, &mut record) {
         Ok((init, is_parent)) => Ok(Created { container, record, init, is_parent }),
@@ -304,6 +305,7 @@ fn create_in(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record) ->
         None => (Process { pid, start_time: first.start_time, pidfd }, true),
     };
     crate::fault("create:ready");
+    rec.mount_watermark = sys::mount_id_unique(Path::new(&format!("/proc/{}/root", init.pid))).unwrap_or(0);
     rec.phase = Phase::Created;
     c.save(rec)?;
     if let Some(p) = &o.pid_file {
@@ -514,10 +516,20 @@ pub fn update(root: &Path, id: &str, r: &berth_cgroups::Resources) -> Result<()>
     if rec.status(&c) == Status::Stopped {
         return Err(Error::State(format!("cannot update container {id}: it is stopped")));
     }
+    // v1 takes device rules one by one on top of what it has; on v2 the
+    // program is rebuilt from every rule so far, the new ones last, and
+    // replaces the old one: the same outcome.
+    let mut devices = r.devices.clone();
+    let stored = rec.config.as_ref().and_then(|s| s.linux.as_ref()).and_then(|l| l.resources.as_ref()).map(|r| r.devices.clone()).unwrap_or_default();
     if !r.devices.is_empty() && rec.cgroup.v1_dir("devices").is_none() {
-        return Err(Error::Config("update of linux.resources.devices on cgroup v2 is not supported by berth yet".into()));
+        let mut all = stored.clone();
+        if !all.is_empty() {
+            all.extend(berth_cgroups::default_device_rules());
+        }
+        all.extend(r.devices.iter().cloned());
+        devices = all;
     }
-    berth_cgroups::apply(&rec.cgroup, r, &r.devices)?;
+    berth_cgroups::apply(&rec.cgroup, r, &devices)?;
     if let Some(spec) = rec.config.as_mut() {
         let linux = spec.linux.get_or_insert_with(Default::default);
         let cur = linux.resources.get_or_insert_with(Default::default);
@@ -525,6 +537,12 @@ pub fn update(root: &Path, id: &str, r: &berth_cgroups::Resources) -> Result<()>
         if let (Some(m), serde_json::Value::Object(new)) = (merged.as_object_mut(), serde_json::to_value(r).unwrap_or_default()) {
             for (k, v) in new {
                 m.insert(k, v);
+            }
+            // Device rules accumulate (a later update builds on them all).
+            if !r.devices.is_empty() {
+                let mut all = stored.clone();
+                all.extend(r.devices.iter().cloned());
+                m.insert("devices".into(), serde_json::to_value(all).unwrap_or_default());
             }
         }
         *cur = serde_json::from_value(merged).map_err(|e| Error::State(format!("merge resources: {e}")))?;

@@ -79,6 +79,12 @@ pub struct Record {
     /// Set once `start` released the init; `creating` until init reported ready.
     #[serde(default)]
     pub phase: Phase,
+    /// The unique mount ID of the container's root mount (Linux 6.8+; 0 if
+    /// unknown): mounts of the rootfs or bundle with a smaller ID existed
+    /// before the container (the caller's own, such as its rootfs mount),
+    /// larger ones in other namespaces are copies made since: leaks.
+    #[serde(default)]
+    pub mount_watermark: u64,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -95,7 +95,7 @@ pub fn destroy(c: &Container, rec: Option<&Record>, opts: &Options) -> Result<Ti
         t.mark("cgroup_removed", &mut since);
         crate::fault("delete:cgroup-removed");
         // Nothing of the container may survive in another mount namespace.
-        let leaks = crate::busy::leaked_mounts(&[&rec.rootfs, &rec.bundle]);
+        let leaks = crate::busy::leaked_mounts(&[&rec.rootfs, &rec.bundle], rec.mount_watermark);
         if !leaks.is_empty() {
             let list: Vec<String> = leaks.iter().map(|h| format!("pid {} ({}) in {} holds {}", h.pid, h.command, h.mount_namespace, h.how)).collect();
             return Err(Error::State(format!(

@@ -794,8 +794,9 @@ pub struct BpfInsn {
 }
 
 /// Loads a BPF_PROG_TYPE_CGROUP_DEVICE program and attaches it to the cgroup
-/// directory `cgroup` (BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI). The program
-/// stays attached for the cgroup's life; the fds are closed on return.
+/// directory `cgroup` (BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI), replacing
+/// those attached there before. The program stays attached for the
+/// cgroup's life; the fds are closed on return.
 pub fn attach_device_program(cgroup: BorrowedFd<'_>, insns: &[BpfInsn]) -> io::Result<()> {
     let license = b"Apache-2.0\0";
     let load = |log: &mut [u8]| -> libc::c_long {
@@ -825,18 +826,53 @@ pub fn attach_device_program(cgroup: BorrowedFd<'_>, insns: &[BpfInsn]) -> io::R
     }
     // SAFETY: the kernel returned a new fd.
     let prog = unsafe { OwnedFd::from_raw_fd(prog as RawFd) };
+    // Programs attached before (an update replaces them): the new one is
+    // attached first, so that no instant is left without device control
+    // (while both are attached, both must allow), then they are detached.
+    let old = device_programs(cgroup).unwrap_or_default();
     let mut at = [0u8; 128];
     at[0..4].copy_from_slice(&(cgroup.as_raw_fd() as u32).to_ne_bytes());
     at[4..8].copy_from_slice(&(prog.as_raw_fd() as u32).to_ne_bytes());
     at[8..12].copy_from_slice(&6u32.to_ne_bytes()); // BPF_CGROUP_DEVICE
     at[12..16].copy_from_slice(&2u32.to_ne_bytes()); // BPF_F_ALLOW_MULTI
     // SAFETY: `at` is a valid bpf_attr for BPF_PROG_ATTACH (8).
-    check_l(unsafe { libc::syscall(libc::SYS_bpf, 8, at.as_ptr(), at.len()) }).map(drop)
+    check_l(unsafe { libc::syscall(libc::SYS_bpf, 8, at.as_ptr(), at.len()) })?;
+    for id in old {
+        let mut g = [0u8; 128];
+        g[0..4].copy_from_slice(&id.to_ne_bytes());
+        // SAFETY: a valid bpf_attr for BPF_PROG_GET_FD_BY_ID (13).
+        let fd = check_l(unsafe { libc::syscall(libc::SYS_bpf, 13, g.as_ptr(), g.len()) })?;
+        // SAFETY: the kernel returned a new fd.
+        let old_prog = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+        let mut d = [0u8; 128];
+        d[0..4].copy_from_slice(&(cgroup.as_raw_fd() as u32).to_ne_bytes());
+        d[4..8].copy_from_slice(&(old_prog.as_raw_fd() as u32).to_ne_bytes());
+        d[8..12].copy_from_slice(&6u32.to_ne_bytes()); // BPF_CGROUP_DEVICE
+        // SAFETY: a valid bpf_attr for BPF_PROG_DETACH (9).
+        check_l(unsafe { libc::syscall(libc::SYS_bpf, 9, d.as_ptr(), d.len()) })?;
+    }
+    Ok(())
+}
+
+/// IDs of the device programs attached directly to the cgroup directory.
+pub fn device_programs(cgroup: BorrowedFd<'_>) -> io::Result<Vec<u32>> {
+    let mut ids = [0u32; 64];
+    let mut q = [0u8; 128];
+    q[0..4].copy_from_slice(&(cgroup.as_raw_fd() as u32).to_ne_bytes());
+    q[4..8].copy_from_slice(&6u32.to_ne_bytes()); // BPF_CGROUP_DEVICE
+    q[16..24].copy_from_slice(&(ids.as_mut_ptr() as u64).to_ne_bytes());
+    q[24..28].copy_from_slice(&(ids.len() as u32).to_ne_bytes());
+    // SAFETY: a valid bpf_attr for BPF_PROG_QUERY (16); `ids` outlives it.
+    check_l(unsafe { libc::syscall(libc::SYS_bpf, 16, q.as_mut_ptr(), q.len()) })?;
+    let n = u32::from_ne_bytes(q[24..28].try_into().unwrap_or_default()) as usize;
+    Ok(ids[..n.min(ids.len())].to_vec())
 }
 
 /// One mount as statmount(2) reports it.
 #[derive(Debug, Clone)]
 pub struct MountEntry {
+    /// The mount's unique ID (never reused; later mounts have larger ones).
+    pub id: u64,
     pub fs_type: String,
     /// Where it is mounted, as seen from its namespace's root.
     pub mount_point: String,
@@ -932,7 +968,7 @@ pub fn list_mounts(ns_id: u64) -> io::Result<Vec<MountEntry>> {
             let end = buf[start..].iter().position(|b| *b == 0).map_or(buf.len(), |e| start + e);
             String::from_utf8_lossy(&buf[start..end]).into_owned()
         };
-        out.push(MountEntry { fs_type: s(u32at(36)), mount_point: s(u32at(108)), peer_group: u64at(80), master: u64at(88) });
+        out.push(MountEntry { id: u64at(40), fs_type: s(u32at(36)), mount_point: s(u32at(108)), peer_group: u64at(80), master: u64at(88) });
     }
     Ok(out)
 }
@@ -1049,4 +1085,19 @@ pub fn new_userns(uid_map: &str, gid_map: &str) -> io::Result<OwnedFd> {
     drop(w);
     let _ = waitid_pidfd(std::os::fd::AsFd::as_fd(&pidfd), false);
     res
+}
+
+/// The unique ID (Linux 6.8+: never reused, increasing) of the mount `path`
+/// is on, from statx(STATX_MNT_ID_UNIQUE).
+pub fn mount_id_unique(path: &Path) -> io::Result<u64> {
+    const STATX_MNT_ID_UNIQUE: u32 = 0x4000;
+    let c = cstr(path)?;
+    // SAFETY: statx writes into a zeroed libc::statx we own.
+    let mut st: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: valid C string and output struct.
+    check(unsafe { libc::statx(libc::AT_FDCWD, c.as_ptr(), 0, STATX_MNT_ID_UNIQUE, &mut st) })?;
+    if st.stx_mask & STATX_MNT_ID_UNIQUE == 0 {
+        return Err(io::Error::from_raw_os_error(libc::ENOSYS));
+    }
+    Ok(st.stx_mnt_id)
 }

@@ -140,3 +140,33 @@ fn why_busy_sees_overlay_dirs_and_loop_backing_files() {
     assert!(text.contains("backed by") && text.contains("disk.img"), "{text}");
     w.finish();
 }
+
+#[test]
+fn delete_from_another_namespace_leaves_the_callers_own_rootfs_mount_alone() {
+    if not_root() || berth_only() {
+        return;
+    }
+    if berth_sys::mount_id_unique(std::path::Path::new("/")).is_err() {
+        eprintln!("skipped: no unique mount IDs on this kernel (6.8+): the host's namespace stands for the caller's");
+        return;
+    }
+    // podman with a user namespace: the rootfs is mounted by the caller
+    // before create, and the cleanup that runs `delete --force` is in a
+    // private namespace of its own. That mount is the caller's to unmount
+    // afterwards, not a leak. (The caller's namespace is a private one here,
+    // so that other tests' namespaces never copy its mount.)
+    let mut w = World::new("callermount");
+    w.config(&["sleep", "1000"], |_| {});
+    let id = w.id();
+    let rootfs = w.bundle.join("rootfs");
+    let b = format!("{} --root {}", runtime(), w.root.display());
+    let script = format!(
+        "set -e; mount --bind {r} {r}; {b} create --bundle {bundle} {id} </dev/null >/dev/null; {b} start {id}; \
+         unshare -m --propagation private {b} delete --force {id}",
+        r = rootfs.display(),
+        bundle = w.bundle.display()
+    );
+    let o = std::process::Command::new("unshare").args(["-m", "--propagation", "private", "sh", "-c", &script]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    w.finish();
+}

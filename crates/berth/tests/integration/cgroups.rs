@@ -290,3 +290,33 @@ fn events_stats_report_the_cgroup_and_the_stream_ends_with_the_container() {
     assert!(n >= 2, "{n} stats lines");
     w.finish();
 }
+
+#[test]
+fn update_of_device_rules_denies_then_allows_again() {
+    if not_root() {
+        return;
+    }
+    let mut w = World::new("updatedev");
+    // runc spec's default: deny every device, then the standard ones allowed.
+    w.config(&["sleep", "1000"], |_| {});
+    let id = w.create();
+    w.ok(&["start", &id]);
+    let probe = |w: &World| w.berth(&["exec", &id, "sh", "-c", "echo x > /dev/null && echo allowed"]);
+    assert_eq!(String::from_utf8_lossy(&probe(&w).stdout), "allowed\n");
+    let f = w.dir.join("dev.json");
+    std::fs::write(&f, r#"{"devices": [{"allow": false, "type": "c", "major": 1, "minor": 3, "access": "rw"}]}"#).unwrap();
+    w.ok(&["update", "--resources", f.to_str().unwrap(), &id]);
+    let o = probe(&w);
+    assert!(!o.status.success(), "/dev/null still writable after a deny rule");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("Operation not permitted"), "{}", String::from_utf8_lossy(&o.stderr));
+    // Allowed again: on v2 the old program must be gone, not just joined
+    // by a new one (attached programs must all allow).
+    std::fs::write(&f, r#"{"devices": [{"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rw"}]}"#).unwrap();
+    w.ok(&["update", "--resources", f.to_str().unwrap(), &id]);
+    assert_eq!(String::from_utf8_lossy(&probe(&w).stdout), "allowed\n");
+    // Other limits updated later keep the device rules.
+    w.ok(&["update", "--pids-limit", "50", &id]);
+    assert_eq!(String::from_utf8_lossy(&probe(&w).stdout), "allowed\n");
+    w.ok(&["delete", "--force", &id]);
+    w.finish();
+}
