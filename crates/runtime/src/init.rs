@@ -398,8 +398,14 @@ pub(crate) fn find_executable(arg0: &str, env: &[String], cwd: &str) -> Result<C
             return CString::new(c.as_os_str().as_bytes()).map_err(|_| Error::Config("binary path has a NUL byte".into()));
         }
     }
+    // runc's wording: podman and Docker map "no such file or directory" and
+    // "executable file not found" to exit code 127, "permission denied" to 126.
     if arg0.contains('/') {
-        return Err(Error::Config(format!("exec: {arg0:?}: no such executable file in the container")));
+        return Err(Error::Config(match std::fs::metadata(&cand[0]) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => format!("exec: {arg0:?}: stat {arg0}: no such file or directory"),
+            Err(e) => format!("exec: {arg0:?}: stat {arg0}: {e}"),
+            Ok(_) => format!("exec: {arg0:?}: permission denied"),
+        }));
     }
     Err(Error::Config(format!("exec: {arg0:?}: executable file not found in $PATH")))
 }

@@ -57,7 +57,14 @@ fn missing_binary_fails_create() {
     w.config(&["no-such-binary"], |_| {});
     let e = create_fails(&mut w);
     says(&e, "no-such-binary");
-    says(&e, "not found");
+    says(&e, "executable file not found in $PATH");
+    // The words podman and Docker map to exit codes 127 and 126, as runc says them.
+    w.config(&["/bin/nonexistent"], |_| {});
+    let e = create_fails(&mut w);
+    says(&e, "stat /bin/nonexistent: no such file or directory");
+    w.config(&["/etc"], |_| {});
+    let e = create_fails(&mut w);
+    says(&e, "permission denied");
     w.finish();
 }
 
