@@ -148,6 +148,16 @@ impl Args {
         Ok(self.rest.remove(0))
     }
 
+    /// Whether `--help`/`-h` was given to the command (for `exec`, only
+    /// before anything else: what follows the ID is the process' own).
+    pub fn asks_help(&self, cmd: &str) -> bool {
+        let is_help = |t: &String| matches!(t.as_str(), "--help" | "-help" | "-h" | "--h");
+        if cmd == "exec" {
+            return self.rest.first().is_some_and(is_help);
+        }
+        self.rest.iter().take_while(|t| *t != "--").any(is_help)
+    }
+
     /// Everything left, in order (for `exec`, whose command follows the ID).
     pub fn rest(&mut self) -> Vec<String> {
         std::mem::take(&mut self.rest)

@@ -84,6 +84,10 @@ fn real_main(argv: Vec<String>) -> Result<i32, Error> {
         print!("{USAGE}");
         return Ok(if g.help { 0 } else { 1 });
     };
+    if a.asks_help(&cmd) {
+        print!("{USAGE}");
+        return Ok(0);
+    }
     let root = g.root.clone();
     match cmd.as_str() {
         "create" | "run" => {

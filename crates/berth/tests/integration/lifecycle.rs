@@ -508,3 +508,12 @@ fn hook_failures_timeouts_and_hooks_that_ignore_stdin() {
     assert!(t0.elapsed() < std::time::Duration::from_secs(10), "the hook timeout was not enforced");
     w.finish();
 }
+
+#[test]
+fn every_command_answers_help() {
+    for cmd in ["create", "start", "run", "state", "kill", "delete", "list", "ps", "exec", "update", "events", "pause", "resume", "spec", "features"] {
+        let o = std::process::Command::new(runtime()).args([cmd, "--help"]).output().unwrap();
+        assert!(o.status.success(), "{cmd} --help: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(!o.stdout.is_empty(), "{cmd} --help printed nothing");
+    }
+}
