@@ -11,7 +11,7 @@ pub fn features() -> Value {
         "runbindable", "rw", "shared", "silent", "slave", "strictatime", "suid", "symfollow", "sync", "unbindable",
         // Recursive attributes (mount_setattr) and idmapped bind mounts.
         "ratime", "rdev", "rdiratime", "rexec", "rnoatime", "rnodev", "rnodiratime", "rnoexec", "rnorelatime", "rnostrictatime",
-        "rnosuid", "rnosymfollow", "rrelatime", "rro", "rrw", "rstrictatime", "rsuid", "rsymfollow", "idmap", "ridmap",
+        "rnosuid", "rnosymfollow", "rrelatime", "rro", "rrw", "rstrictatime", "rsuid", "rsymfollow", "idmap", "ridmap", "tmpcopyup",
     ]
     .to_vec();
     json!({

@@ -71,9 +71,9 @@ fn flag_option(o: &str) -> Option<(libc::c_ulong, libc::c_ulong)> {
     })
 }
 
-/// Options berth does not implement (crun's tmpfs copy-up).
-fn unsupported_option(o: &str) -> bool {
-    o == "tmpcopyup"
+/// Options berth does not implement.
+fn unsupported_option(_o: &str) -> bool {
+    false
 }
 
 /// Recursive mount attributes, applied with mount_setattr(AT_RECURSIVE):
@@ -103,7 +103,7 @@ fn recursive_option(o: &str) -> Option<(u64, u64)> {
 }
 
 pub fn known_mount_option(o: &str) -> bool {
-    flag_option(o).is_some() || propagation_flag(o).is_some() || recursive_option(o).is_some() || matches!(o, "idmap" | "ridmap") || unsupported_option(o)
+    flag_option(o).is_some() || propagation_flag(o).is_some() || recursive_option(o).is_some() || matches!(o, "idmap" | "ridmap" | "tmpcopyup") || unsupported_option(o)
 }
 
 /// A mount's options split into flags, clear-flags, propagation and data.
@@ -118,6 +118,8 @@ pub struct Options {
     pub rec_clr: u64,
     /// `idmap` (false) or `ridmap` (true).
     pub idmap: Option<bool>,
+    /// `tmpcopyup`: a tmpfs starts with what the image has at its place.
+    pub copy_up: bool,
 }
 
 impl Options {
@@ -135,6 +137,8 @@ pub fn parse_options(opts: &[String]) -> Result<Options> {
         if let Some((set, clear)) = recursive_option(s) {
             o.rec_set = (o.rec_set & !clear) | set;
             o.rec_clr = (o.rec_clr & !set) | clear;
+        } else if s == "tmpcopyup" {
+            o.copy_up = true;
         } else if s == "idmap" || s == "ridmap" {
             o.idmap = Some(s == "ridmap" || o.idmap == Some(true));
         } else if let Some((set, clear)) = flag_option(s) {
@@ -442,6 +446,9 @@ fn mount_one(plan: &Plan<'_>, root: &Root, m: &Mount, idmapped: Option<BorrowedF
         }
         target
     } else {
+        // tmpcopyup: the image's directory, still reachable through this fd
+        // once the tmpfs covers it.
+        let under = if o.copy_up && kind == "tmpfs" { root.open_in(&dest, libc::O_RDONLY | libc::O_DIRECTORY).ok() } else { None };
         let target = root.mkdir_all(&dest, 0o755)?;
         let src = m.source.as_deref().unwrap_or(kind);
         let fstype = if kind.is_empty() { None } else { Some(kind) };
@@ -457,6 +464,15 @@ fn mount_one(plan: &Plan<'_>, root: &Root, m: &Mount, idmapped: Option<BorrowedF
             }
             r => r.ctx(|| format!("mount {kind} on {}", m.destination))?,
         }
+        if let Some(from) = under {
+            let to = root.open_in(&dest, libc::O_RDONLY | libc::O_DIRECTORY).ctx(|| format!("open {}", m.destination))?;
+            copy_tree(&sys::fd_path(from.as_fd()), &sys::fd_path(to.as_fd())).ctx(|| format!("tmpcopyup into {}", m.destination))?;
+            // The tmpfs root takes the directory's owner and mode too.
+            let st = sys::fstat(from.as_fd()).ctx(|| format!("stat {}", m.destination))?;
+            std::os::unix::fs::chown(sys::fd_path(to.as_fd()), Some(st.st_uid), Some(st.st_gid)).ctx(|| format!("chown {}", m.destination))?;
+            std::fs::set_permissions(sys::fd_path(to.as_fd()), std::os::unix::fs::PermissionsExt::from_mode(st.st_mode & 0o7777))
+                .ctx(|| format!("chmod {}", m.destination))?;
+        }
         target
     };
     for p in &o.propagation {
@@ -469,6 +485,36 @@ fn mount_one(plan: &Plan<'_>, root: &Root, m: &Mount, idmapped: Option<BorrowedF
         sys::mount_setattr(t.as_fd(), true, &attr).ctx(|| format!("set recursive mount attributes of {} ({:?})", m.destination, m.options))?;
     }
     drop(target);
+    Ok(())
+}
+
+/// Copies the tree under `from` into `to`, keeping owners, modes and
+/// symlinks (never followed), and recreating device nodes and fifos.
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        let md = std::fs::symlink_metadata(&src)?;
+        let ft = md.file_type();
+        if ft.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&src)?, &dst)?;
+        } else if ft.is_dir() {
+            std::fs::create_dir(&dst)?;
+            copy_tree(&src, &dst)?;
+        } else if ft.is_file() {
+            std::fs::copy(&src, &dst)?;
+        } else if ft.is_socket() {
+            continue;
+        } else if ft.is_block_device() || ft.is_char_device() || ft.is_fifo() {
+            let dir = sys::openat(None, to, libc::O_PATH | libc::O_DIRECTORY, 0)?;
+            sys::mknodat(dir.as_fd(), Path::new(&e.file_name()), md.mode(), md.rdev())?;
+        }
+        std::os::unix::fs::lchown(&dst, Some(md.uid()), Some(md.gid()))?;
+        if !ft.is_symlink() {
+            std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(md.mode() & 0o7777))?;
+        }
+    }
     Ok(())
 }
 
@@ -664,7 +710,7 @@ mod tests {
         assert_eq!(o.flags, libc::MS_NOSUID | libc::MS_RDONLY);
         assert_eq!(o.data, vec!["mode=755", "size=1k"]);
         assert_eq!(o.propagation, vec![libc::MS_SLAVE | libc::MS_REC]);
-        assert!(parse_options(&["tmpcopyup".into()]).is_err());
+        assert!(parse_options(&["tmpcopyup".into()]).unwrap().copy_up);
         // Recursive attributes: the atime modes clear the whole atime field.
         let o = parse_options(&["rro".into(), "rnoatime".into(), "rsuid".into(), "ridmap".into()]).unwrap();
         assert_eq!(o.rec_set, sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOATIME);

@@ -243,3 +243,27 @@ fn idmapped_bind_mounts_with_their_own_or_the_containers_mappings() {
     says(&err, "only bind mounts can be idmapped");
     w.finish();
 }
+
+#[test]
+fn tmpcopyup_starts_a_tmpfs_with_the_images_files() {
+    if not_root() {
+        return;
+    }
+    let mut w = World::new("copyup");
+    let img = w.bundle.join("rootfs/srv/data");
+    std::fs::create_dir_all(img.join("sub")).unwrap();
+    std::fs::write(img.join("sub/file"), "from the image\n").unwrap();
+    std::os::unix::fs::symlink("sub/file", img.join("link")).unwrap();
+    std::os::unix::fs::chown(img.join("sub/file"), Some(1234), Some(4321)).unwrap();
+    std::fs::set_permissions(&img, std::os::unix::fs::PermissionsExt::from_mode(0o1777)).unwrap();
+    let probe = "cat /srv/data/link; stat -c '%u:%g' /srv/data/sub/file; stat -c '%a' /srv/data; \
+                 echo new > /srv/data/new; awk '$5 == \"/srv/data\" { print $9 }' /proc/self/mountinfo";
+    w.config(&["sh", "-c", probe], |c| {
+        c["mounts"].as_array_mut().unwrap().push(json!({"destination": "/srv/data", "type": "tmpfs", "source": "tmpfs", "options": ["tmpcopyup", "nosuid"]}));
+    });
+    let out = w.run_ok();
+    assert_eq!(out, "from the image\n1234:4321\n1777\ntmpfs\n");
+    // Writes went to the tmpfs, not to the image.
+    assert!(!img.join("new").exists());
+    w.finish();
+}
