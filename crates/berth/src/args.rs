@@ -16,6 +16,10 @@ pub struct Global {
     pub systemd_cgroup: bool,
     pub version: bool,
     pub help: bool,
+    /// Where ephemeral writable layers live (--storage).
+    pub storage: PathBuf,
+    /// --cgroup-reap immediate|deferred|auto.
+    pub cgroup_reap: String,
 }
 
 fn strip(tok: &str) -> Option<&str> {
@@ -33,6 +37,8 @@ impl Global {
             systemd_cgroup: false,
             version: false,
             help: false,
+            storage: std::env::var_os("BERTH_STORAGE").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/var/lib/berth")),
+            cgroup_reap: std::env::var("BERTH_CGROUP_REAP").unwrap_or_else(|_| "auto".into()),
         };
         while let Some(tok) = a.rest.first().cloned() {
             let Some(body) = strip(&tok) else { break };
@@ -52,6 +58,8 @@ impl Global {
             };
             match name {
                 "root" => g.root = PathBuf::from(value(a)?),
+                "storage" => g.storage = PathBuf::from(value(a)?),
+                "cgroup-reap" => g.cgroup_reap = value(a)?,
                 "log" => g.log = Some(PathBuf::from(value(a)?)),
                 "log-format" => {
                     g.log_format = value(a)?;

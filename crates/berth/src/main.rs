@@ -32,6 +32,7 @@ COMMANDS:
    spec      write a default config.json
    features  show what berth supports (JSON)
    why-busy  list every process holding a path (mount, fd, cwd, root, mmap)
+   gc        finish the reaper's queued work now (--wait: after the one at work; --list: show it)
 
 GLOBAL OPTIONS:
    --root value        state directory (default: \"/run/berth\")
@@ -39,6 +40,8 @@ GLOBAL OPTIONS:
    --log-format value  text or json (default: \"text\")
    --debug             log debug lines, including teardown phase timings
    --systemd-cgroup    use the systemd cgroup driver (not supported yet)
+   --storage value     where ephemeral writable layers live (default: \"/var/lib/berth\", or $BERTH_STORAGE)
+   --cgroup-reap value immediate, deferred (batched by the reaper) or auto (default: \"auto\", or $BERTH_CGROUP_REAP)
    --version, -v       print the version
    --help, -h          show help
 ";
@@ -89,6 +92,13 @@ fn real_main(argv: Vec<String>) -> Result<i32, Error> {
         return Ok(0);
     }
     let root = g.root.clone();
+    let reap = berth_runtime::teardown::CgroupReap::parse(&g.cgroup_reap)
+        .ok_or_else(|| Error::Usage(format!("--cgroup-reap {:?}: immediate, deferred or auto", g.cgroup_reap)))?;
+    berth_runtime::teardown::set_cgroup_reap(reap);
+    // Work a killed berth left to the reaper is picked up by the next command.
+    if cmd != "gc" {
+        berth_runtime::reaper::kick(&root);
+    }
     match cmd.as_str() {
         "create" | "run" => {
             let bundle = a.value(&["bundle", "b"])?.map(PathBuf::from);
@@ -98,11 +108,13 @@ fn real_main(argv: Vec<String>) -> Result<i32, Error> {
             let preserve_fds = a.value(&["preserve-fds"])?.map(|v| v.parse::<u32>()).transpose().map_err(|_| Error::Usage("--preserve-fds takes a number".into()))?.unwrap_or(0);
             let no_pivot = a.flag(&["no-pivot"]);
             let no_new_keyring = a.flag(&["no-new-keyring"]);
+            let ephemeral_layer = a.flag(&["ephemeral-layer"]);
             let (detach, keep) = if cmd == "run" { (a.flag(&["detach", "d"]), a.flag(&["keep"])) } else { (false, false) };
             let id = a.id()?;
             let bundle = bundle.unwrap_or_else(|| PathBuf::from("."));
             let pid_file = pid_file.map(|p| absolute(&p));
-            let o = CreateOptions { root, id, bundle, pid_file, console_socket, pidfd_socket, preserve_fds, no_pivot, no_new_keyring };
+            let storage = g.storage.clone();
+            let o = CreateOptions { root, id, bundle, pid_file, console_socket, pidfd_socket, preserve_fds, no_pivot, no_new_keyring, ephemeral_layer, storage };
             if cmd == "create" {
                 lifecycle::create(&o)?;
                 Ok(0)
@@ -274,6 +286,26 @@ fn real_main(argv: Vec<String>) -> Result<i32, Error> {
                 }
             }
             Ok(if holders.is_empty() { 0 } else { 1 })
+        }
+        "gc" => {
+            let wait = a.flag(&["wait"]);
+            let list = a.flag(&["list"]);
+            a.done()?;
+            if list {
+                let jobs: Vec<serde_json::Value> = berth_runtime::reaper::pending(&root)
+                    .into_iter()
+                    .map(|(f, j)| serde_json::json!({"file": f, "id": j.id, "paths": j.paths, "cgroup": j.cgroup.map(|c| c.dirs.into_iter().map(|d| d.path).collect::<Vec<_>>()), "queued": j.queued}))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&jobs).unwrap_or_default());
+                return Ok(0);
+            }
+            let n = berth_runtime::reaper::drain(&root, wait)?;
+            let left = berth_runtime::reaper::pending(&root).len();
+            log::debug(&format!("gc: {n} jobs done, {left} left"));
+            if left > 0 && wait {
+                return Err(Error::State(format!("gc: {left} jobs could not be finished (see berth gc --list and the log)")));
+            }
+            Ok(0)
         }
         "help" => {
             print!("{USAGE}");

@@ -71,6 +71,8 @@ pub struct Init<'a> {
     pub join_v1_cgroups: bool,
     /// Detached idmapped mounts prepared by the parent, by mount index.
     pub idmapped: Vec<(usize, OwnedFd)>,
+    /// Mount data of the ephemeral writable layer's overlay.
+    pub layer: Option<String>,
 }
 
 /// Entry of the cloned child: never returns.
@@ -232,6 +234,7 @@ fn run(init: &Init<'_>) -> Result<Never> {
             new_cgroupns: want_new("cgroup"),
             no_pivot: init.no_pivot,
             idmapped: &init.idmapped,
+            layer: init.layer.as_deref(),
         };
         if let Some(h) = spec.hooks.as_ref() {
             hooks::run_all("createContainer", &h.create_container, state_for_hooks)?;

@@ -9,6 +9,7 @@
 //! - [`security`]: capabilities, rlimits, user switch
 //! - [`hooks`]: OCI hooks
 //! - [`teardown`]: the one way a container ends
+//! - [`layer`], [`reaper`]: ephemeral writable layers, background cleanup
 //! - [`lifecycle`]: the verbs
 #![forbid(unsafe_code)]
 
@@ -20,9 +21,11 @@ mod error;
 pub mod features;
 pub mod hooks;
 pub mod init;
+pub mod layer;
 pub mod lifecycle;
 pub mod log;
 pub mod process;
+pub mod reaper;
 pub mod rootfs;
 pub mod seccomp;
 pub mod security;
@@ -44,6 +47,7 @@ pub const FAULT_POINTS: &[&str] = &[
     "delete:exited",
     "delete:cgroup-empty",
     "delete:cgroup-removed",
+    "delete:handed-to-reaper",
 ];
 
 /// Fault injection for crash-safety tests: when BERTH_FAULT_INJECT names

@@ -25,6 +25,10 @@ pub struct CreateOptions {
     pub preserve_fds: u32,
     pub no_pivot: bool,
     pub no_new_keyring: bool,
+    /// An ephemeral writable layer over the rootfs (as the annotation
+    /// run.berth.layer=ephemeral asks), kept under `storage`.
+    pub ephemeral_layer: bool,
+    pub storage: PathBuf,
 }
 
 /// A container that `create` made: its lock is held while this lives.
@@ -59,6 +63,7 @@ pub fn create(o: &CreateOptions) -> Result<Created> {
         config: Some(spec.clone()),
         phase: Phase::Creating,
         mount_watermark: 0,
+        layer: None,
     };
     match create_in(o, &spec, &container, &mut record) {
         Ok((init, is_parent)) => Ok(Created { container, record, init, is_parent }),
@@ -109,8 +114,14 @@ fn create_in(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record) ->
         return Err(Error::Config(format!("linux.cgroupsPath {cg_path:?} is in the systemd form; the systemd cgroup driver is not supported yet")));
     }
     rec.cgroup.plan();
+    // The writable layer likewise: recorded, then made.
+    let root = c.dir.parent().unwrap_or(Path::new("/"));
+    rec.layer = crate::layer::requested(spec, o.ephemeral_layer, &o.storage, root, &o.id, &rec.rootfs)?;
     c.save(rec)?;
     crate::fault("create:state-saved");
+    if let Some(layer) = &rec.layer {
+        layer.make()?;
+    }
     rec.cgroup.create()?;
     c.save(rec)?;
     crate::fault("create:cgroup-created");
@@ -229,6 +240,7 @@ fn create_in(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record) ->
                 pidns_joined: pid_path.is_some() && !slow,
                 join_v1_cgroups: child_joins_v1,
                 idmapped,
+                layer: rec.layer.as_ref().map(|l| l.mount_data()),
             })
         }
         sys::Forked::Parent { pid, pidfd } => (pid, pidfd),

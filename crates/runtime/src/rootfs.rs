@@ -164,6 +164,9 @@ pub struct Plan<'a> {
     pub no_pivot: bool,
     /// Detached idmapped mounts made by the parent, by index in `mounts`.
     pub idmapped: &'a [(usize, OwnedFd)],
+    /// The ephemeral writable layer's overlay mount data: mounted over the
+    /// rootfs in this namespace only, instead of binding the rootfs.
+    pub layer: Option<&'a str>,
 }
 
 /// The rootfs, opened once; paths inside it resolve with RESOLVE_IN_ROOT.
@@ -328,7 +331,12 @@ pub fn setup(plan: &Plan<'_>) -> Result<Option<(OwnedFd, OwnedFd)>> {
     let root_prop = l.rootfs_propagation.as_deref().and_then(propagation_flag).unwrap_or(libc::MS_SLAVE | libc::MS_REC);
     sys::mount(None, Path::new("/"), None, root_prop | libc::MS_REC, None).ctx(|| "make / a slave mount".into())?;
     make_parent_private(plan.rootfs, l.rootfs_propagation.is_some())?;
-    sys::mount(Some(plan.rootfs), plan.rootfs, None, libc::MS_BIND | libc::MS_REC, None).ctx(|| format!("bind rootfs {}", plan.rootfs.display()))?;
+    match plan.layer {
+        // volatile: no sync of the upper filesystem when it is unmounted.
+        Some(data) => sys::mount(Some(Path::new("overlay")), plan.rootfs, Some("overlay"), 0, Some(data))
+            .ctx(|| format!("mount the ephemeral layer (overlay {data}) on {}", plan.rootfs.display()))?,
+        None => sys::mount(Some(plan.rootfs), plan.rootfs, None, libc::MS_BIND | libc::MS_REC, None).ctx(|| format!("bind rootfs {}", plan.rootfs.display()))?,
+    }
     let root = Root::open(plan.rootfs)?;
 
     let dev_is_bind = spec.mounts.iter().any(|m| m.destination == "/dev" && m.options.iter().any(|o| o == "bind" || o == "rbind"));

@@ -85,6 +85,9 @@ pub struct Record {
     /// larger ones in other namespaces are copies made since: leaks.
     #[serde(default)]
     pub mount_watermark: u64,
+    /// The ephemeral writable layer (volatile overlay), if asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer: Option<crate::layer::Layer>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

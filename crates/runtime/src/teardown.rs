@@ -43,6 +43,63 @@ pub struct Options {
     pub poststop: bool,
 }
 
+/// When a dead container's cgroup is removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CgroupReap {
+    /// In `delete`, as soon as it is empty.
+    Immediate,
+    /// By the reaper, in batches that never overlap a berth teardown's
+    /// unmounts (and after the writable layer's files are gone).
+    Deferred,
+    /// Deferred where it helps: cgroup v2 with the memory and io
+    /// controllers on a kernel before 7.2 (which drains inodes switching
+    /// writeback domains per superblock instead of globally); else immediate.
+    Auto,
+}
+
+impl CgroupReap {
+    pub fn parse(s: &str) -> Option<CgroupReap> {
+        match s {
+            "immediate" => Some(CgroupReap::Immediate),
+            "deferred" => Some(CgroupReap::Deferred),
+            "auto" => Some(CgroupReap::Auto),
+            _ => None,
+        }
+    }
+
+    /// Whether `cg` is removed by the reaper.
+    pub fn defers(self, cg: &berth_cgroups::Cgroup) -> bool {
+        match self {
+            CgroupReap::Immediate => false,
+            CgroupReap::Deferred => true,
+            CgroupReap::Auto => {
+                let pure_v2 = !cg.dirs.is_empty() && cg.dirs.iter().all(|d| d.v2);
+                let ctrls = cg.v2_dir().and_then(|d| std::fs::read_to_string(d.path.join("cgroup.controllers")).ok()).unwrap_or_default();
+                let wb = ctrls.split_whitespace().any(|c| c == "memory") && ctrls.split_whitespace().any(|c| c == "io");
+                pure_v2 && wb && kernel_before(7, 2)
+            }
+        }
+    }
+}
+
+fn kernel_before(major: u32, minor: u32) -> bool {
+    let r = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut it = r.trim().split(|c: char| !c.is_ascii_digit()).filter_map(|x| x.parse::<u32>().ok());
+    let (a, b) = (it.next().unwrap_or(0), it.next().unwrap_or(0));
+    (a, b) < (major, minor)
+}
+
+static REAP: std::sync::Mutex<CgroupReap> = std::sync::Mutex::new(CgroupReap::Auto);
+
+/// The process-wide cgroup reaping mode (`--cgroup-reap`).
+pub fn set_cgroup_reap(m: CgroupReap) {
+    *REAP.lock().unwrap_or_else(|e| e.into_inner()) = m;
+}
+
+fn cgroup_reap() -> CgroupReap {
+    *REAP.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl Default for Options {
     fn default() -> Self {
         Options { deadline: Duration::from_secs(10), poststop: true }
@@ -55,8 +112,14 @@ pub fn destroy(c: &Container, rec: Option<&Record>, opts: &Options) -> Result<Ti
     let mut t = Timings::default();
     let mut since = Instant::now();
     let deadline = since + opts.deadline;
+    let root = c.dir.parent().unwrap_or(std::path::Path::new("/")).to_path_buf();
+    let mut job = crate::reaper::Job { id: c.id.clone(), paths: vec![], cgroup: None, queued: log::rfc3339_now() };
     if let Some(rec) = rec {
         let init = rec.init();
+        let defer_cgroup = cgroup_reap().defers(&rec.cgroup);
+        // In the deferred mode, no cgroup batch runs while this
+        // container's mounts go away (with its last process).
+        let guard = if defer_cgroup { crate::reaper::unmount_guard(&root) } else { None };
         // Signal: through the confirmed pidfd; then every process in the
         // cgroup (those in the host PID namespace, and forks racing the kill).
         if let Some(p) = &init {
@@ -85,17 +148,31 @@ pub fn destroy(c: &Container, rec: Option<&Record>, opts: &Options) -> Result<Ti
         // then proves it (the kernel refuses to remove a populated cgroup)
         // without listing every hierarchy. Anything left (a process moved in
         // from outside, a sub-cgroup) takes the waiting path.
-        let fast = rec.own_pidns && init.is_some() && rec.cgroup.try_remove_leaves()?;
+        let fast = !defer_cgroup && rec.own_pidns && init.is_some() && rec.cgroup.try_remove_leaves()?;
         if !fast {
             wait_cgroup_empty(rec, deadline)?;
         }
+        drop(guard);
         t.mark("cgroup_empty", &mut since);
         crate::fault("delete:cgroup-empty");
-        rec.cgroup.remove()?;
-        t.mark("cgroup_removed", &mut since);
+        // The writable layer is handed over as it is: deleting it now would
+        // be metadata work on what may be a loaded filesystem.
+        if let Some(l) = rec.layer.as_ref().filter(|l| !l.keep) {
+            job.paths.push(l.dir.clone());
+        }
+        if defer_cgroup {
+            job.cgroup = Some(rec.cgroup.clone());
+        } else {
+            rec.cgroup.remove()?;
+            t.mark("cgroup_removed", &mut since);
+        }
         crate::fault("delete:cgroup-removed");
         // Nothing of the container may survive in another mount namespace.
-        let leaks = crate::busy::leaked_mounts(&[&rec.rootfs, &rec.bundle], rec.mount_watermark);
+        let mut paths: Vec<&std::path::Path> = vec![&rec.rootfs, &rec.bundle];
+        if let Some(l) = &rec.layer {
+            paths.push(&l.dir);
+        }
+        let leaks = crate::busy::leaked_mounts(&paths, rec.mount_watermark);
         if !leaks.is_empty() {
             let list: Vec<String> = leaks.iter().map(|h| format!("pid {} ({}) in {} holds {}", h.pid, h.command, h.mount_namespace, h.how)).collect();
             return Err(Error::State(format!(
@@ -105,6 +182,14 @@ pub fn destroy(c: &Container, rec: Option<&Record>, opts: &Options) -> Result<Ti
             )));
         }
         t.mark("mounts_verified", &mut since);
+        if let Some(l) = rec.layer.as_ref().filter(|l| l.keep) {
+            log::info(&format!("container {}: its writable layer is kept at {}", c.id, l.dir.join("upper").display()));
+        }
+        if !job.is_empty() {
+            crate::reaper::enqueue(&root, &job)?;
+            t.mark("handed_to_reaper", &mut since);
+            crate::fault("delete:handed-to-reaper");
+        }
     }
     c.remove()?;
     t.mark("state_removed", &mut since);
@@ -121,6 +206,9 @@ pub fn destroy(c: &Container, rec: Option<&Record>, opts: &Options) -> Result<Ti
         t.mark("poststop", &mut since);
     }
     log::info(&format!("teardown {}: {}", c.id, t.line()));
+    if !job.is_empty() {
+        crate::reaper::kick(&root);
+    }
     Ok(t)
 }
 

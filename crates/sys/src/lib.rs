@@ -1101,3 +1101,30 @@ pub fn mount_id_unique(path: &Path) -> io::Result<u64> {
     }
     Ok(st.stx_mnt_id)
 }
+
+/// The filesystem type (f_type, e.g. 0x01021994 for tmpfs) of `path`.
+pub fn statfs_type(path: &Path) -> io::Result<i64> {
+    let c = cstr(path)?;
+    // SAFETY: statfs writes into a zeroed struct we own.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: valid C string and output struct.
+    check(unsafe { libc::statfs(c.as_ptr(), &mut st) })?;
+    Ok(st.f_type as i64)
+}
+
+/// For a background child: a session of its own, stdio on /dev/null and
+/// no other inherited fd (a caller reading berth's output sees EOF when
+/// berth itself exits).
+pub fn detach_stdio() {
+    // SAFETY: plain syscalls on fds this process owns.
+    unsafe {
+        libc::setsid();
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+        if null >= 0 {
+            for fd in 0..3 {
+                libc::dup2(null, fd);
+            }
+        }
+    }
+    close_fds_from(3, &[]);
+}

@@ -101,7 +101,7 @@ fn sub_cgroups_made_inside_the_container_are_removed() {
     for d in w.cgroup_dirs(&id) {
         std::fs::create_dir(d.path.join("child")).unwrap();
     }
-    w.ok(&["delete", "--force", &id]);
+    w.delete_and_reap(&id);
     for d in w.cgroup_dirs(&id) {
         assert!(!d.path.exists(), "{} left", d.path.display());
     }
@@ -124,7 +124,7 @@ fn an_absolute_cgroups_path_is_used_as_given() {
     let pids = layout.hierarchies.iter().find(|h| h.controllers.iter().any(|c| c == "pids") || (h.v2 && layout.pure_v2())).unwrap();
     let dir = pids.mount.join(&rel);
     assert_eq!(std::fs::read_to_string(dir.join("pids.max")).unwrap().trim(), "7");
-    w.ok(&["delete", "--force", &id]);
+    w.delete_and_reap(&id);
     assert!(!dir.exists());
     w.finish();
 }
@@ -223,7 +223,7 @@ fn without_cgroups_path_the_default_is_berth_id_next_to_berths_own_cgroup() {
         let procs = std::fs::read_to_string(d.path.join("cgroup.procs")).unwrap();
         assert!(procs.lines().any(|l| l == pid), "{} lacks the init", d.path.display());
     }
-    w.ok(&["delete", "--force", &id]);
+    w.delete_and_reap(&id);
     for d in &dirs {
         assert!(!d.path.exists(), "{} left", d.path.display());
     }
@@ -281,7 +281,7 @@ fn events_stats_report_the_cgroup_and_the_stream_ends_with_the_container() {
         v["data"]["cpu"]["usage"]["total"].as_u64().unwrap_or(0) > 0
     }));
     // The stream prints stats every interval and ends when the container does.
-    let mut stream = w.cmd().args(["events", "--interval", "50ms", &id]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let stream = w.cmd().args(["events", "--interval", "50ms", &id]).stdout(std::process::Stdio::piped()).spawn().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(300));
     w.ok(&["kill", &id, "KILL"]);
     let out = stream.wait_with_output().unwrap();

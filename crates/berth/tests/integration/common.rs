@@ -127,6 +127,25 @@ impl World {
         self.write_config(&v);
     }
 
+    /// `delete --force`, then (berth) `gc --wait`: where cgroup removal is
+    /// deferred to the reaper, the cgroup is gone only after that.
+    pub fn delete_and_reap(&self, id: &str) {
+        self.ok(&["delete", "--force", id]);
+        if !other_runtime() {
+            self.ok(&["gc", "--wait"]);
+        }
+    }
+
+    /// Where this test's writable layers live: beside its bundle, or under
+    /// $BERTH_TEST_STORAGE when the temp dir is a tmpfs shared with --root
+    /// (the VM), which berth refuses for layers.
+    pub fn storage(&self) -> PathBuf {
+        match std::env::var_os("BERTH_TEST_STORAGE") {
+            Some(s) => PathBuf::from(s).join(self.dir.file_name().unwrap()),
+            None => self.dir.join("storage"),
+        }
+    }
+
     /// A fresh container ID for this test.
     pub fn id(&mut self) -> String {
         let id = format!("t{}-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::SeqCst), self.name.chars().take(20).collect::<String>());
@@ -138,6 +157,10 @@ impl World {
     pub fn cmd(&self) -> Command {
         let mut c = Command::new(runtime());
         c.arg("--root").arg(&self.root);
+        if !other_runtime() {
+            // Writable layers of this test only, on the disk (not a tmpfs).
+            c.arg("--storage").arg(self.storage());
+        }
         c.stdin(Stdio::null());
         c
     }
@@ -240,6 +263,18 @@ impl World {
     /// directory, cgroup directories, processes rooted in this bundle.
     pub fn leftovers(&self, id: &str) -> Vec<String> {
         let mut l = Vec::new();
+        if !other_runtime() {
+            // The reaper's share of the teardown, finished first.
+            let o = self.berth(&["gc", "--wait"]);
+            if !o.status.success() {
+                l.push(format!("gc --wait failed: {}", String::from_utf8_lossy(&o.stderr)));
+            }
+            for e in fs::read_dir(self.storage().join("layers")).into_iter().flatten().flatten() {
+                if e.file_name().to_string_lossy().starts_with(&format!("{id}.")) {
+                    l.push(format!("writable layer {}", e.path().display()));
+                }
+            }
+        }
         if self.root.join(id).exists() {
             l.push(format!("state {}", self.root.join(id).display()));
         }
@@ -279,8 +314,16 @@ impl World {
 
     fn cleanup(&mut self) -> Vec<String> {
         let mut leaks = Vec::new();
-        for id in std::mem::take(&mut self.ids) {
-            let _ = self.berth(&["delete", "--force", &id]);
+        let ids = std::mem::take(&mut self.ids);
+        for id in &ids {
+            let _ = self.berth(&["delete", "--force", id]);
+        }
+        if !other_runtime() {
+            // Deferred cgroup removal (auto on cgroup v2 with memory and io
+            // before Linux 7.2) is the reaper's: finished first.
+            let _ = self.berth(&["gc", "--wait"]);
+        }
+        for id in ids {
             for d in self.cgroup_dirs(&id) {
                 if d.path.exists() {
                     leaks.push(format!("cgroup {}", d.path.display()));
@@ -288,8 +331,23 @@ impl World {
                 }
             }
         }
+        if !other_runtime() {
+            // What the reaper was handed must be finished now.
+            let o = self.berth(&["gc", "--wait"]);
+            if !o.status.success() {
+                leaks.push(format!("gc --wait failed: {}", String::from_utf8_lossy(&o.stderr)));
+            }
+            for e in fs::read_dir(self.root.join("@reaper")).into_iter().flatten().flatten() {
+                if e.path().extension().is_some_and(|x| x == "json") {
+                    leaks.push(format!("reaper job {}", e.path().display()));
+                }
+            }
+            for e in fs::read_dir(self.storage().join("layers")).into_iter().flatten().flatten() {
+                leaks.push(format!("writable layer {}", e.path().display()));
+            }
+        }
         if let Ok(rd) = fs::read_dir(&self.root) {
-            for e in rd.flatten() {
+            for e in rd.flatten().filter(|e| e.file_name() != "@reaper") {
                 leaks.push(format!("state {}", e.path().display()));
             }
         }
@@ -309,6 +367,7 @@ impl Drop for World {
     fn drop(&mut self) {
         // Also on failure: remove what the test made, quietly.
         let _ = self.cleanup();
+        let _ = fs::remove_dir_all(self.storage());
         let _ = fs::remove_dir_all(&self.dir);
     }
 }

@@ -12,8 +12,22 @@ fn killed_at_every_fault_point_then_delete_force_leaves_nothing() {
     }
     let mut w = World::new("faults");
     w.config(&["sh", "-c", "sleep 1000 & sleep 1000"], |_| {});
+    every_fault_point(&mut w, "immediate");
+    // Again with an ephemeral writable layer and the cgroup left to the
+    // reaper: whatever the crash, the layer and the cgroup are finished.
+    w.config(&["sh", "-c", "echo x > /x; sleep 1000 & sleep 1000"], |c| {
+        c["annotations"] = serde_json::json!({"run.berth.layer": "ephemeral"});
+    });
+    every_fault_point(&mut w, "deferred");
+    w.finish();
+}
+
+fn every_fault_point(w: &mut World, reap: &str) {
     let bundle = w.bundle.to_string_lossy().into_owned();
     for point in berth_runtime::FAULT_POINTS {
+        if *point == "delete:handed-to-reaper" && reap == "immediate" {
+            continue; // a plain container gives the reaper nothing
+        }
         let id = w.id();
         let steps: [(&str, Vec<&str>); 4] = [
             ("create", vec!["create", "--bundle", &bundle, &id]),
@@ -24,7 +38,7 @@ fn killed_at_every_fault_point_then_delete_force_leaves_nothing() {
         for (verb, args) in steps {
             let faulted = point.starts_with(&format!("{verb}:"));
             let mut cmd = w.cmd();
-            cmd.args(&args).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+            cmd.args(&args).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).env("BERTH_CGROUP_REAP", reap);
             if faulted {
                 cmd.env("BERTH_FAULT_INJECT", point);
             }
@@ -41,7 +55,6 @@ fn killed_at_every_fault_point_then_delete_force_leaves_nothing() {
         // And again: delete --force is idempotent.
         w.ok(&["delete", "--force", &id]);
     }
-    w.finish();
 }
 
 #[test]

@@ -10,6 +10,7 @@ mod console;
 mod crash;
 mod exec;
 mod busy;
+mod layer;
 mod lifecycle;
 mod namespaces;
 mod process;

@@ -1,0 +1,111 @@
+//! Ephemeral writable layers (volatile overlay over the rootfs) and the
+//! reaper that finishes their teardown. Berth-only.
+use crate::common::*;
+use serde_json::json;
+
+fn layers(w: &World) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(w.storage().join("layers")).into_iter().flatten().flatten().map(|e| e.path()).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn an_ephemeral_layer_takes_the_writes_and_goes_with_the_container() {
+    if not_root() || berth_only() {
+        return;
+    }
+    let mut w = World::new("layer");
+    let probe = "echo data > /written; rm /etc/group; ls /etc; awk '$5 == \"/\" { print $9, $NF }' /proc/self/mountinfo";
+    w.config(&["sh", "-c", probe], |c| {
+        c["annotations"] = json!({"run.berth.layer": "ephemeral"});
+    });
+    let out = w.run_ok();
+    let l: Vec<&str> = out.lines().collect();
+    assert_eq!(l[0], "passwd", "a whiteout hides /etc/group: {out}");
+    assert!(l[1].starts_with("overlay ") && l[1].contains("volatile"), "the root is a volatile overlay: {out}");
+    // The image is untouched.
+    assert!(w.bundle.join("rootfs/etc/group").exists());
+    assert!(!w.bundle.join("rootfs/written").exists());
+    // After the container, `gc --wait` finds the layer deleted.
+    w.ok(&["gc", "--wait"]);
+    assert_eq!(layers(&w), Vec::<std::path::PathBuf>::new());
+    w.finish();
+}
+
+#[test]
+fn keep_extra_lowers_and_the_flag() {
+    if not_root() || berth_only() {
+        return;
+    }
+    let mut w = World::new("layerkeep");
+    let extra = w.dir.join("extra");
+    std::fs::create_dir_all(extra.join("opt")).unwrap();
+    std::fs::write(extra.join("opt/from-extra"), "below\n").unwrap();
+    w.config(&["sh", "-c", "cat /opt/from-extra; echo kept > /kept"], |c| {
+        c["annotations"] = json!({"run.berth.layer": "keep", "run.berth.layer.lowers": extra.to_str().unwrap()});
+    });
+    assert_eq!(w.run_ok(), "below\n");
+    w.ok(&["gc", "--wait"]);
+    let l = layers(&w);
+    assert_eq!(l.len(), 1, "the kept layer: {l:?}");
+    assert_eq!(std::fs::read_to_string(l[0].join("upper/kept")).unwrap(), "kept\n");
+    std::fs::remove_dir_all(&l[0]).unwrap();
+
+    // `run --ephemeral-layer` asks for it without the annotation.
+    w.config(&["sh", "-c", "touch /new && echo ok"], |_| {});
+    let id = w.id();
+    let bundle = w.bundle.to_string_lossy().into_owned();
+    assert_eq!(w.ok(&["run", "--ephemeral-layer", "--bundle", &bundle, &id]), "ok\n");
+    assert!(!w.bundle.join("rootfs/new").exists());
+
+    // Bad requests are clear errors, leaving nothing.
+    w.config(&["true"], |c| c["annotations"] = json!({"run.berth.layer": "sometimes"}));
+    let (code, _, err) = w.run();
+    assert_ne!(code, 0);
+    says(&err, "run.berth.layer");
+    w.config(&["true"], |c| c["annotations"] = json!({"run.berth.layer": "ephemeral", "run.berth.layer.lowers": "relative/path"}));
+    let (code, _, err) = w.run();
+    assert_ne!(code, 0);
+    says(&err, "run.berth.layer.lowers");
+    w.finish();
+}
+
+#[test]
+fn deferred_cgroups_are_removed_by_the_reaper_and_gc_can_be_inspected() {
+    if not_root() || berth_only() {
+        return;
+    }
+    let mut w = World::new("reapdefer");
+    w.config(&["sh", "-c", "dd if=/dev/zero of=/f bs=1M count=8 2>/dev/null; sleep 1000"], |c| {
+        c["annotations"] = json!({"run.berth.layer": "ephemeral"});
+    });
+    let id = w.create();
+    w.ok(&["start", &id]);
+    let dirs = w.cgroup_dirs(&id);
+    assert!(dirs.iter().all(|d| d.path.exists()));
+    // The reaper is held off by a gc that is at work (its lock): the job
+    // stays queued and visible.
+    let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open({
+        std::fs::create_dir_all(w.root.join("@reaper")).unwrap();
+        w.root.join("@reaper/lock")
+    });
+    let lock = lock.unwrap();
+    berth_sys::flock(std::os::fd::AsFd::as_fd(&lock), 2 /* LOCK_EX */).unwrap();
+    let o = w.cmd().env("BERTH_CGROUP_REAP", "deferred").args(["delete", "--force", &id]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // delete's guarantees: no state, no process; the cgroup is empty.
+    assert!(!w.root.join(&id).exists());
+    for d in &dirs {
+        assert_eq!(std::fs::read_to_string(d.path.join("cgroup.procs")).unwrap_or_default(), "", "{}", d.path.display());
+    }
+    let list: serde_json::Value = serde_json::from_slice(&w.berth(&["gc", "--list"]).stdout).unwrap();
+    let job = &list.as_array().unwrap()[0];
+    assert_eq!(job["id"], id.as_str());
+    assert_eq!(job["paths"].as_array().unwrap().len(), 1, "{job}");
+    assert!(!job["cgroup"].is_null(), "{job}");
+    drop(lock);
+    w.ok(&["gc", "--wait"]);
+    assert!(dirs.iter().all(|d| !d.path.exists()), "gc removed the cgroup");
+    assert!(layers(&w).is_empty());
+    w.finish();
+}

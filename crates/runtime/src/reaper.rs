@@ -1,0 +1,181 @@
+//! The reaper: teardown work that need not hold up `delete`, finished in
+//! the background: deleting an ephemeral writable layer (at idle I/O
+//! priority, where the disk's scheduler honours it) and, in the deferred
+//! cgroup mode, removing dead containers' cgroups in batches.
+//!
+//! Work is a job file in `<root>/@reaper/` (written with temp + rename on
+//! the --root filesystem, never the loaded disk), so it survives berth being
+//! killed: any later berth command that finds jobs and no reaper at work
+//! starts one, and `berth gc [--wait]` runs it in the foreground. One
+//! reaper works at a time (`lock`). Cgroups are removed while holding
+//! `umount.lock` exclusively; a teardown in the deferred mode holds it
+//! shared while its container's mounts go away, so no batch of cgroup
+//! removals overlaps a berth-managed unmount.
+
+use crate::error::Context;
+use crate::{log, Error, Result};
+use serde::{Deserialize, Serialize};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+/// Not a valid container ID ('@'), so never mistaken for a container.
+const DIR: &str = "@reaper";
+/// Jobs waiting for a cgroup batch are let to gather for this long, at most.
+const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(50);
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Job {
+    /// The container the work is for.
+    pub id: String,
+    /// Directories to delete (a writable layer).
+    #[serde(default)]
+    pub paths: Vec<PathBuf>,
+    /// The container's (empty) cgroup, removed after `paths` are gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<berth_cgroups::Cgroup>,
+    pub queued: String,
+}
+
+impl Job {
+    pub fn is_empty(&self) -> bool {
+        self.paths.is_empty() && self.cgroup.is_none()
+    }
+}
+
+pub fn dir(root: &Path) -> PathBuf {
+    root.join(DIR)
+}
+
+fn lock(path: &Path, op: i32) -> Result<Option<OwnedFd>> {
+    let fd = berth_sys::openat(None, path, libc::O_RDWR | libc::O_CREAT | libc::O_CLOEXEC, 0o600).ctx(|| format!("open {}", path.display()))?;
+    match berth_sys::flock(fd.as_fd(), op) {
+        Ok(()) => Ok(Some(fd)),
+        Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Ok(None),
+        Err(e) => Err(Error::io(format!("lock {}", path.display()), e)),
+    }
+}
+
+/// Queues `job` (crash-safe: a complete file or none).
+pub fn enqueue(root: &Path, job: &Job) -> Result<()> {
+    let d = dir(root);
+    std::fs::create_dir_all(&d).ctx(|| format!("create {}", d.display()))?;
+    let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let name = format!("{}.{nonce:x}.json", job.id);
+    let tmp = d.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, serde_json::to_vec(job).unwrap_or_default()).ctx(|| format!("write {}", tmp.display()))?;
+    std::fs::rename(&tmp, d.join(&name)).ctx(|| format!("queue {name}"))?;
+    Ok(())
+}
+
+/// The queued jobs, oldest first.
+pub fn pending(root: &Path) -> Vec<(PathBuf, Job)> {
+    let Ok(rd) = std::fs::read_dir(dir(root)) else { return vec![] };
+    let mut files: Vec<PathBuf> = rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "json")).collect();
+    files.sort();
+    files.into_iter().filter_map(|f| Some((f.clone(), serde_json::from_slice(&std::fs::read(&f).ok()?).ok()?))).collect()
+}
+
+/// Deletes a directory tree; gone already counts as done.
+fn delete_tree(p: &Path) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(p) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        r => r,
+    }
+}
+
+/// Does the queued work until none is left. With `wait`, first waits for
+/// a reaper at work; without, returns at once (0) if there is one.
+/// Returns how many jobs were finished.
+pub fn drain(root: &Path, wait: bool) -> Result<usize> {
+    let d = dir(root);
+    if !d.is_dir() {
+        return Ok(0);
+    }
+    let op = libc::LOCK_EX | if wait { 0 } else { libc::LOCK_NB };
+    let mut done = 0;
+    // Idle I/O class: the deletions yield to everyone else's I/O (on
+    // schedulers that honour it, BFQ; elsewhere it changes nothing).
+    let _ = berth_sys::ioprio_set(3, 0);
+    loop {
+        let Some(held) = lock(&d.join("lock"), op)? else { return Ok(done) };
+        let before = pending(root).len();
+        done += pass(root)?;
+        drop(held);
+        // A job queued while the lock was held is seen here (or by the
+        // reaper that holds it next).
+        let left = pending(root).len();
+        if left == 0 || left >= before {
+            return Ok(done);
+        }
+    }
+}
+
+/// One pass over the queue: storage first, then the cgroups in one batch.
+fn pass(root: &Path) -> Result<usize> {
+    let mut jobs = pending(root);
+    if jobs.iter().any(|(_, j)| j.cgroup.is_some()) {
+        // Let the containers that die together be removed together.
+        std::thread::sleep(BATCH_WINDOW);
+        jobs = pending(root);
+    }
+    let mut done = 0;
+    let mut batch = Vec::new();
+    for (file, job) in jobs {
+        let mut ok = true;
+        for p in &job.paths {
+            if let Err(e) = delete_tree(p) {
+                log::warn(&format!("reaper: {}: delete {}: {e} (left for a later pass)", job.id, p.display()));
+                ok = false;
+            }
+        }
+        if !ok {
+            continue;
+        }
+        if job.cgroup.is_some() {
+            batch.push((file, job));
+        } else {
+            let _ = std::fs::remove_file(&file);
+            done += 1;
+        }
+    }
+    if !batch.is_empty() {
+        // Never while a berth teardown is unmounting (they hold it shared).
+        let _u = lock(&dir(root).join("umount.lock"), libc::LOCK_EX)?;
+        for (file, job) in batch {
+            match job.cgroup.as_ref().map(|c| c.remove()).transpose() {
+                Ok(_) => {
+                    let _ = std::fs::remove_file(&file);
+                    done += 1;
+                }
+                Err(e) => log::warn(&format!("reaper: {}: {e} (left for a later pass)", job.id)),
+            }
+        }
+    }
+    Ok(done)
+}
+
+/// Held shared by a teardown while its container's mounts go away.
+pub fn unmount_guard(root: &Path) -> Option<OwnedFd> {
+    let d = dir(root);
+    std::fs::create_dir_all(&d).ok()?;
+    lock(&d.join("umount.lock"), libc::LOCK_SH).ok().flatten()
+}
+
+/// Starts a reaper in the background if work is queued and none is at
+/// work: a child of this process in a session of its own, with no stdio
+/// (a caller waiting for berth's output must not wait for the reaper).
+pub fn kick(root: &Path) {
+    let d = dir(root);
+    if pending(root).is_empty() {
+        return;
+    }
+    match lock(&d.join("lock"), libc::LOCK_EX | libc::LOCK_NB) {
+        Ok(Some(l)) => drop(l),
+        _ => return, // one is at work
+    }
+    if let Ok(berth_sys::Forked::Child) = berth_sys::clone3(0, None) {
+        berth_sys::detach_stdio();
+        let _ = drain(root, false);
+        berth_sys::exit_now(0);
+    }
+}
