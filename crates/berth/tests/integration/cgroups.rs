@@ -281,13 +281,19 @@ fn events_stats_report_the_cgroup_and_the_stream_ends_with_the_container() {
         v["data"]["cpu"]["usage"]["total"].as_u64().unwrap_or(0) > 0
     }));
     // The stream prints stats every interval and ends when the container does.
-    let stream = w.cmd().args(["events", "--interval", "50ms", &id]).stdout(std::process::Stdio::piped()).spawn().unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut stream = w.cmd().args(["events", "--interval", "50ms", &id]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    // Two stats lines (however slow the machine), then the container ends.
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stream.stdout.take().unwrap()));
+    let mut n = 0;
+    while n < 2 {
+        let l = lines.next().expect("the stream ended before two stats lines").unwrap();
+        n += l.contains("\"stats\"") as usize;
+    }
     w.ok(&["kill", &id, "KILL"]);
-    let out = stream.wait_with_output().unwrap();
-    assert!(out.status.success());
-    let n = String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.contains("\"stats\"")).count();
-    assert!(n >= 2, "{n} stats lines");
+    for l in lines {
+        l.unwrap(); // until EOF: the stream ends with the container
+    }
+    assert!(stream.wait().unwrap().success());
     w.finish();
 }
 

@@ -378,8 +378,14 @@ pub fn pure_v2() -> bool {
 
 /// Polls `f` for up to 5 s (for state changes that happen asynchronously,
 /// e.g. a process exiting after a signal). Tests assert on the result.
-pub fn eventually(mut f: impl FnMut() -> bool) -> bool {
-    let end = std::time::Instant::now() + std::time::Duration::from_secs(5);
+pub fn eventually(f: impl FnMut() -> bool) -> bool {
+    eventually_within(5, f)
+}
+
+/// `eventually` with a longer limit, for work that is slow under software
+/// emulation (the VM) or a loaded host.
+pub fn eventually_within(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
     while std::time::Instant::now() < end {
         if f() {
             return true;

@@ -432,7 +432,7 @@ fn delete_force_of_a_container_with_hundreds_of_processes() {
     let id = w.create();
     w.ok(&["start", &id]);
     let pid = w.state(&id)["pid"].as_i64().unwrap();
-    assert!(eventually(|| std::path::Path::new(&format!("/proc/{pid}/root/dev/shm/up")).exists()));
+    assert!(eventually_within(60, || std::path::Path::new(&format!("/proc/{pid}/root/dev/shm/up")).exists()));
     let n = w.cgroup_file(&id, "pids", "cgroup.procs", "cgroup.procs").lines().count();
     assert!(n > 300, "only {n} processes");
     w.ok(&["delete", "--force", &id]);
