@@ -20,8 +20,16 @@ use std::path::{Path, PathBuf};
 
 /// Not a valid container ID ('@'), so never mistaken for a container.
 const DIR: &str = "@reaper";
-/// Jobs waiting for a cgroup batch are let to gather for this long, at most.
-const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(50);
+/// Dead cgroups are removed in one batch once the oldest has waited this
+/// long (ms; `BERTH_REAP_WINDOW_MS`), or once this many are waiting: never
+/// more, so they cannot pile up.
+const BATCH_WINDOW_MS: u64 = 1000;
+const BATCH_MAX: usize = 64;
+
+fn batch_window() -> std::time::Duration {
+    let ms = std::env::var("BERTH_REAP_WINDOW_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(BATCH_WINDOW_MS);
+    std::time::Duration::from_millis(ms)
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Job {
@@ -83,9 +91,10 @@ fn delete_tree(p: &Path) -> std::io::Result<()> {
     }
 }
 
-/// Does the queued work until none is left. With `wait`, first waits for
-/// a reaper at work; without, returns at once (0) if there is one.
-/// Returns how many jobs were finished.
+/// Does the queued work until none is left. With `wait` (`gc --wait`),
+/// first waits for a reaper at work, and removes waiting cgroups at once
+/// instead of at their batch's time; without, returns at once (0) if a
+/// reaper is at work. Returns how many jobs were finished.
 pub fn drain(root: &Path, wait: bool) -> Result<usize> {
     let d = dir(root);
     if !d.is_dir() {
@@ -99,7 +108,16 @@ pub fn drain(root: &Path, wait: bool) -> Result<usize> {
     loop {
         let Some(held) = lock(&d.join("lock"), op)? else { return Ok(done) };
         let before = pending(root).len();
-        done += pass(root)?;
+        loop {
+            let (n, due) = pass(root, wait)?;
+            done += n;
+            // Cgroups waiting for their batch: sleep until it is due (new
+            // jobs are taken in on the way).
+            match due {
+                Some(d) => std::thread::sleep(d.min(std::time::Duration::from_millis(50))),
+                None => break,
+            }
+        }
         drop(held);
         // A job queued while the lock was held is seen here (or by the
         // reaper that holds it next).
@@ -110,14 +128,11 @@ pub fn drain(root: &Path, wait: bool) -> Result<usize> {
     }
 }
 
-/// One pass over the queue: storage first, then the cgroups in one batch.
-fn pass(root: &Path) -> Result<usize> {
-    let mut jobs = pending(root);
-    if jobs.iter().any(|(_, j)| j.cgroup.is_some()) {
-        // Let the containers that die together be removed together.
-        std::thread::sleep(BATCH_WINDOW);
-        jobs = pending(root);
-    }
+/// One pass over the queue: storage first, then the cgroups in one batch
+/// when it is due (or `now`). Returns the jobs finished and, if cgroups
+/// are left waiting for their batch, how long until it is due.
+fn pass(root: &Path, now: bool) -> Result<(usize, Option<std::time::Duration>)> {
+    let jobs = pending(root);
     let mut done = 0;
     let mut batch = Vec::new();
     for (file, job) in jobs {
@@ -139,8 +154,15 @@ fn pass(root: &Path) -> Result<usize> {
         }
     }
     if !batch.is_empty() {
+        let oldest = batch.iter().filter_map(|(f, _)| std::fs::metadata(f).and_then(|m| m.modified()).ok()).min();
+        let age = oldest.and_then(|t| t.elapsed().ok()).unwrap_or_default();
+        let window = batch_window();
+        if !now && batch.len() < BATCH_MAX && age < window {
+            return Ok((done, Some(window - age)));
+        }
         // Never while a berth teardown is unmounting (they hold it shared).
         let _u = lock(&dir(root).join("umount.lock"), libc::LOCK_EX)?;
+        log::debug(&format!("reaper: removing {} cgroups in one batch", batch.len()));
         for (file, job) in batch {
             match job.cgroup.as_ref().map(|c| c.remove()).transpose() {
                 Ok(_) => {
@@ -151,7 +173,7 @@ fn pass(root: &Path) -> Result<usize> {
             }
         }
     }
-    Ok(done)
+    Ok((done, None))
 }
 
 /// Held shared by a teardown while its container's mounts go away.

@@ -157,6 +157,8 @@ impl World {
     pub fn cmd(&self) -> Command {
         let mut c = Command::new(runtime());
         c.arg("--root").arg(&self.root);
+        // Deferred cgroups (the VM's auto mode) in short batches.
+        c.env("BERTH_REAP_WINDOW_MS", "20");
         if !other_runtime() {
             // Writable layers of this test only, on the disk (not a tmpfs).
             c.arg("--storage").arg(self.storage());

@@ -109,3 +109,23 @@ fn deferred_cgroups_are_removed_by_the_reaper_and_gc_can_be_inspected() {
     assert!(layers(&w).is_empty());
     w.finish();
 }
+
+#[test]
+fn deferred_cgroups_go_in_one_batch_without_anyone_asking() {
+    if not_root() || berth_only() {
+        return;
+    }
+    let mut w = World::new("reapbatch");
+    w.config(&["sleep", "1000"], |_| {});
+    let ids: Vec<String> = (0..3).map(|_| w.create()).collect();
+    let dirs: Vec<_> = ids.iter().flat_map(|id| w.cgroup_dirs(id)).collect();
+    for id in &ids {
+        let o = w.cmd().env("BERTH_CGROUP_REAP", "deferred").env("BERTH_REAP_WINDOW_MS", "700").args(["delete", "--force", id]).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    // Still there right after the deletes: they wait for their batch...
+    assert!(dirs.iter().all(|d| d.path.exists()), "removed one by one");
+    // ...which the background reaper runs by itself, all together.
+    assert!(eventually(|| dirs.iter().all(|d| !d.path.exists())), "the batch never came");
+    w.finish();
+}
