@@ -13,7 +13,8 @@
 #                         controller delegated to /sys/fs/cgroup/init), boots
 #                         it with QEMU (KVM if asked and possible, else TCG)
 #                         and prints what the guest wrote to its second
-#                         serial port (/dev/ttyS1)
+#                         serial port (/dev/ttyS1); $VM_QEMU_EXTRA is added
+#                         to QEMU's arguments (a disk, say)
 CACHE=${BERTH_VM_CACHE:-/var/tmp/berth-vm}
 
 vm_kernel() {
@@ -94,7 +95,7 @@ INIT
   timeout "$secs" qemu-system-x86_64 $acc -smp 2 -m 3G -M q35 \
     -kernel "$VMLINUZ" -initrd "$W.cpio.gz" \
     -append "console=ttyS0 cgroup_no_v1=all panic=-1 quiet loglevel=3 rdinit=/init" \
-    -display none -monitor none -no-reboot \
+    -display none -monitor none -no-reboot ${VM_QEMU_EXTRA:-} \
     -serial "file:$con" -serial "file:$out" || echo "vm: qemu exited with $?" >&2
   tr -d '\r' < "$out"
   rm -rf "$W" "$W.cpio.gz" "$out" "$con"

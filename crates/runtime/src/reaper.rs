@@ -196,6 +196,9 @@ pub fn kick(root: &Path) {
         _ => return, // one is at work
     }
     if let Ok(berth_sys::Forked::Child) = berth_sys::clone3(0, None) {
+        // Not `run`'s blocked signals (kept for forwarding): a reaper ends
+        // on SIGTERM like any process.
+        berth_sys::reset_signals();
         berth_sys::detach_stdio();
         let _ = drain(root, false);
         berth_sys::exit_now(0);
