@@ -163,3 +163,26 @@ fn failing_prestart_hook_aborts_and_cleans_up() {
     says(&e, "createRuntime");
     w.finish();
 }
+
+#[test]
+fn settings_berth_cannot_honour_here_are_refused_by_name() {
+    if not_root() || berth_only() {
+        return;
+    }
+    let mut w = World::new("refused");
+    let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>)> = vec![
+        ("linux.netDevices", Box::new(|c| c["linux"]["netDevices"] = json!({"eth9": {"name": "eth0"}}))),
+        ("linux.memoryPolicy", Box::new(|c| c["linux"]["memoryPolicy"] = json!({"mode": "MPOL_BIND", "nodes": "0"}))),
+        ("process.apparmorProfile", Box::new(|c| c["process"]["apparmorProfile"] = json!("berth-test"))),
+        ("process.selinuxLabel", Box::new(|c| c["process"]["selinuxLabel"] = json!("system_u:system_r:container_t:s0"))),
+        ("linux.mountLabel", Box::new(|c| c["linux"]["mountLabel"] = json!("system_u:object_r:container_file_t:s0"))),
+        ("linux.personality.flags", Box::new(|c| c["linux"]["personality"] = json!({"domain": "LINUX", "flags": ["ADDR_NO_RANDOMIZE"]}))),
+        ("unknown namespace type", Box::new(|c| c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "nope"})))),
+    ];
+    for (needle, f) in cases {
+        w.config(&["true"], |c| f(c));
+        let e = create_fails(&mut w);
+        says(&e, needle);
+    }
+    w.finish();
+}

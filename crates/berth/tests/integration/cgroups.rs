@@ -326,3 +326,25 @@ fn update_of_device_rules_denies_then_allows_again() {
     w.ok(&["delete", "--force", &id]);
     w.finish();
 }
+
+#[test]
+fn events_report_an_oom_kill() {
+    if not_root() {
+        return;
+    }
+    let mut w = World::new("oomevent");
+    // `tail` of /dev/zero buffers a line that never ends: it grows until the
+    // cgroup's limit has the kernel kill it; the shell then reports and ends.
+    w.config(&["sh", "-c", "sleep 0.3; tail /dev/zero; echo done"], |c| {
+        c["linux"]["resources"]["memory"] = json!({"limit": 16 << 20, "swap": 16 << 20});
+    });
+    let id = w.create();
+    let stream = w.cmd().args(["events", "--interval", "1s", &id]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    w.ok(&["start", &id]);
+    let out = stream.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let oom: Vec<serde_json::Value> = text.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).filter(|v| v["type"] == "oom").collect();
+    assert!(!oom.is_empty(), "no oom event in: {text}");
+    assert_eq!(oom[0]["id"], id.as_str());
+    w.finish();
+}

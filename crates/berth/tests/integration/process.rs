@@ -238,3 +238,19 @@ fn seccomp_notify_hands_the_listener_its_fd_metadata_and_state() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "refused\nmade\n");
     w.finish();
 }
+
+#[test]
+fn personality_linux32_is_applied() {
+    if not_root() {
+        return;
+    }
+    let mut w = World::new("personality");
+    w.config(&["uname", "-m"], |c| c["linux"]["personality"] = json!({"domain": "LINUX32"}));
+    let out = w.run_ok();
+    if std::env::consts::ARCH == "x86_64" {
+        assert_eq!(out.trim(), "i686");
+    }
+    w.config(&["uname", "-m"], |c| c["linux"]["personality"] = json!({"domain": "LINUX"}));
+    assert_eq!(w.run_ok().trim(), std::env::consts::ARCH);
+    w.finish();
+}
