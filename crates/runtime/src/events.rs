@@ -60,6 +60,68 @@ pub fn stats(cg: &berth_cgroups::Cgroup) -> Value {
     if let Some(d) = cg.v1_dir("pids") {
         data["pids"] = json!({"current": num(&d.path.join("pids.current")), "limit": read(&d.path.join("pids.max")).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)});
     }
+    // Block I/O, runc's shape: entries {major, minor, op, value}.
+    if let Some(d) = cg.v1_dir("blkio") {
+        let entries = |f: &str| -> Vec<Value> {
+            read(&d.path.join(f))
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| {
+                    let mut it = l.split_whitespace();
+                    let (dev, op, v) = (it.next()?, it.next()?, it.next()?);
+                    let (ma, mi) = dev.split_once(':')?;
+                    Some(json!({"major": ma.parse::<u64>().ok()?, "minor": mi.parse::<u64>().ok()?, "op": op, "value": v.parse::<u64>().ok()?}))
+                })
+                .collect()
+        };
+        data["blkio"] = json!({
+            "ioServiceBytesRecursive": entries("blkio.throttle.io_service_bytes_recursive"),
+            "ioServicedRecursive": entries("blkio.throttle.io_serviced_recursive"),
+        });
+    } else if let Some(d) = cg.v2_dir().filter(|d| d.path.join("io.stat").exists()) {
+        let (mut bytes, mut ios) = (Vec::new(), Vec::new());
+        for l in read(&d.path.join("io.stat")).unwrap_or_default().lines() {
+            let mut it = l.split_whitespace();
+            let Some((ma, mi)) = it.next().and_then(|dev| dev.split_once(':')) else { continue };
+            let (Ok(ma), Ok(mi)) = (ma.parse::<u64>(), mi.parse::<u64>()) else { continue };
+            for kv in it {
+                let Some((k, v)) = kv.split_once('=') else { continue };
+                let Ok(v) = v.parse::<u64>() else { continue };
+                let (list, op) = match k {
+                    "rbytes" => (&mut bytes, "Read"),
+                    "wbytes" => (&mut bytes, "Write"),
+                    "dbytes" => (&mut bytes, "Discard"),
+                    "rios" => (&mut ios, "Read"),
+                    "wios" => (&mut ios, "Write"),
+                    "dios" => (&mut ios, "Discard"),
+                    _ => continue,
+                };
+                list.push(json!({"major": ma, "minor": mi, "op": op, "value": v}));
+            }
+        }
+        data["blkio"] = json!({"ioServiceBytesRecursive": bytes, "ioServicedRecursive": ios});
+    }
+    // Huge pages per size, wherever the hugetlb controller is (on this kind
+    // of hybrid host, the unified hierarchy).
+    let hugetlb_dir = cg.v1_dir("hugetlb").map(|d| (d.path.clone(), true)).or_else(|| cg.v2_dir().map(|d| (d.path.clone(), false)));
+    if let Some((dir, v1)) = hugetlb_dir {
+        let mut h = Map::new();
+        let suffix = if v1 { ".usage_in_bytes" } else { ".current" };
+        for e in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(size) = name.strip_prefix("hugetlb.").and_then(|r| r.strip_suffix(suffix)) else { continue };
+            if size.contains('.') {
+                continue; // hugetlb.2MB.rsvd.current and the like
+            }
+            let stat = if v1 {
+                json!({"usage": num(&dir.join(&name)), "max": num(&dir.join(format!("hugetlb.{size}.max_usage_in_bytes"))), "failcnt": num(&dir.join(format!("hugetlb.{size}.failcnt")))})
+            } else {
+                json!({"usage": num(&dir.join(&name)), "failcnt": get(&kv(&dir.join(format!("hugetlb.{size}.events"))), "max")})
+            };
+            h.insert(size.to_string(), stat);
+        }
+        data["hugetlb"] = Value::Object(h);
+    }
     if let Some(d) = cg.v2_dir() {
         let p = &d.path;
         if p.join("cpu.stat").exists() && cg.v1_dir("cpuacct").is_none() {

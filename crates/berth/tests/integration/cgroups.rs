@@ -276,6 +276,17 @@ fn events_stats_report_the_cgroup_and_the_stream_ends_with_the_container() {
     assert_eq!(d["pids"]["limit"], 50);
     assert_eq!(d["memory"]["usage"]["limit"], 67108864);
     assert!(d["memory"]["usage"]["usage"].as_u64().unwrap() > 0, "{d}");
+    // Block I/O and huge pages in runc's shape: {major, minor, op, value}
+    // entries; one object per huge page size the kernel has.
+    if !other_runtime() {
+        for e in d["blkio"]["ioServiceBytesRecursive"].as_array().expect("blkio.ioServiceBytesRecursive") {
+            assert!(e["major"].is_u64() && e["minor"].is_u64() && e["op"].is_string() && e["value"].is_u64(), "{e}");
+        }
+        let sizes = std::fs::read_dir("/sys/kernel/mm/hugepages").map(|d| d.count()).unwrap_or(0);
+        let h = d["hugetlb"].as_object().expect("hugetlb");
+        assert_eq!(h.len(), sizes, "one entry per huge page size: {h:?}");
+        assert!(h.values().all(|v| v["usage"].is_u64()), "{h:?}");
+    }
     assert!(eventually(|| {
         let v: serde_json::Value = serde_json::from_str(w.ok(&["events", "--stats", &id]).trim()).unwrap();
         v["data"]["cpu"]["usage"]["total"].as_u64().unwrap_or(0) > 0
