@@ -85,7 +85,13 @@ impl Layout {
             let mount = PathBuf::from(unescape(pre[4]));
             let root = unescape(pre[3]);
             match fstype {
-                "cgroup2" => hierarchies.push(Hierarchy { mount, root, controllers: vec![], v2: true }),
+                // Mounted more than once (a bind, or a container's view in
+                // this namespace): the first mount, the host's, counts.
+                "cgroup2" => {
+                    if !hierarchies.iter().any(|h: &Hierarchy| h.v2) {
+                        hierarchies.push(Hierarchy { mount, root, controllers: vec![], v2: true });
+                    }
+                }
                 "cgroup" => {
                     let controllers: Vec<String> = opts
                         .split(',')
@@ -593,6 +599,17 @@ mod tests {
         assert_eq!(l.v2().unwrap().mount, PathBuf::from("/sys/fs/cgroup/unified"));
         assert_eq!(l.hierarchies[0].controllers, vec!["cpu"]);
         assert_eq!(l.hierarchies[3].controllers, vec!["name=systemd"]);
+    }
+
+    #[test]
+    fn a_second_cgroup2_mount_is_not_a_second_hierarchy() {
+        // A container without a mount namespace of its own mounts its
+        // cgroup2 view in the host's namespace, under its rootfs.
+        let mi = "30 1 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw\n\
+                  99 98 0:26 /berth/c1 /b/rootfs/sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
+        let l = Layout::parse(mi);
+        assert_eq!(l.hierarchies.len(), 1);
+        assert_eq!(l.v2().unwrap().mount, PathBuf::from("/sys/fs/cgroup"));
     }
 
     #[test]

@@ -224,29 +224,25 @@ fn run(init: &Init<'_>) -> Result<Never> {
     init.chan.expect("hooks-ok")?;
 
     let own_mntns = want_new("mount") || joins.iter().any(|(f, _, _)| *f == libc::CLONE_NEWNS);
-    let pty = if own_mntns {
-        let plan = rootfs::Plan {
-            spec,
-            rootfs: init.rootfs,
-            cgroup: init.cgroup,
-            cgroup_layout: init.layout,
-            userns,
-            new_cgroupns: want_new("cgroup"),
-            no_pivot: init.no_pivot,
-            idmapped: &init.idmapped,
-            layer: init.layer.as_deref(),
-        };
-        if let Some(h) = spec.hooks.as_ref() {
-            hooks::run_all("createContainer", &h.create_container, state_for_hooks)?;
-        }
-        // The working directory exists in the rootfs, as runc makes it.
-        rootfs::Root::open(init.rootfs)?.mkdir_all(Path::new(&p.cwd), 0o755)?;
-        let pty = rootfs::setup(&plan)?;
-        rootfs::finish(spec)?;
-        pty
-    } else {
-        return Err(Error::Config("a mount namespace is required (linux.namespaces has no \"mount\")".into()));
+    let plan = rootfs::Plan {
+        spec,
+        rootfs: init.rootfs,
+        cgroup: init.cgroup,
+        cgroup_layout: init.layout,
+        userns,
+        new_cgroupns: want_new("cgroup"),
+        no_pivot: init.no_pivot,
+        idmapped: &init.idmapped,
+        layer: init.layer.as_deref(),
+        host_ns: !own_mntns,
     };
+    if let Some(h) = spec.hooks.as_ref() {
+        hooks::run_all("createContainer", &h.create_container, state_for_hooks)?;
+    }
+    // The working directory exists in the rootfs, as runc makes it.
+    rootfs::Root::open(init.rootfs)?.mkdir_all(Path::new(&p.cwd), 0o755)?;
+    let pty = rootfs::setup(&plan)?;
+    rootfs::finish(spec)?;
 
     if let Some(pers) = &l.personality {
         sys::personality(if pers.domain == "LINUX32" { 0x0008 } else { 0 }).ctx(|| "personality".into())?;

@@ -64,6 +64,7 @@ pub fn create(o: &CreateOptions) -> Result<Created> {
         phase: Phase::Creating,
         mount_watermark: 0,
         layer: None,
+        host_mount_base: None,
     };
     match create_in(o, &spec, &container, &mut record) {
         Ok((init, is_parent)) => Ok(Created { container, record, init, is_parent }),
@@ -117,6 +118,11 @@ fn create_in(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record) ->
     // The writable layer likewise: recorded, then made.
     let root = c.dir.parent().unwrap_or(Path::new("/"));
     rec.layer = crate::layer::requested(spec, o.ephemeral_layer, &o.storage, root, &o.id, &rec.rootfs)?;
+    if spec.namespace("mount").is_none() {
+        // Its mounts will be made in this namespace, on a bind of the
+        // rootfs: what is stacked there after this ID is the container's.
+        rec.host_mount_base = Some(sys::mount_id(&rec.rootfs).ctx(|| format!("mount id of {}", rec.rootfs.display()))?.1);
+    }
     c.save(rec)?;
     crate::fault("create:state-saved");
     if let Some(layer) = &rec.layer {

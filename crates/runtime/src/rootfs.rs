@@ -167,6 +167,10 @@ pub struct Plan<'a> {
     /// The ephemeral writable layer's overlay mount data: mounted over the
     /// rootfs in this namespace only, instead of binding the rootfs.
     pub layer: Option<&'a str>,
+    /// No mount namespace of its own: the mounts are made in the caller's
+    /// namespace, on a bind of the rootfs that teardown detaches whole, and
+    /// the process is chrooted (no pivot_root, no propagation changed).
+    pub host_ns: bool,
 }
 
 /// The rootfs, opened once; paths inside it resolve with RESOLVE_IN_ROOT.
@@ -327,10 +331,16 @@ fn remount_bind(target: BorrowedFd<'_>, flags: libc::c_ulong) -> std::io::Result
 pub fn setup(plan: &Plan<'_>) -> Result<Option<(OwnedFd, OwnedFd)>> {
     let spec = plan.spec;
     let l = spec.linux();
-    // Nothing done here may propagate back to the host.
-    let root_prop = l.rootfs_propagation.as_deref().and_then(propagation_flag).unwrap_or(libc::MS_SLAVE | libc::MS_REC);
-    sys::mount(None, Path::new("/"), None, root_prop | libc::MS_REC, None).ctx(|| "make / a slave mount".into())?;
-    make_parent_private(plan.rootfs, l.rootfs_propagation.is_some())?;
+    if plan.host_ns {
+        if plan.layer.is_some() {
+            return Err(Error::Config("an ephemeral layer needs a mount namespace of the container's own".into()));
+        }
+    } else {
+        // Nothing done here may propagate back to the host.
+        let root_prop = l.rootfs_propagation.as_deref().and_then(propagation_flag).unwrap_or(libc::MS_SLAVE | libc::MS_REC);
+        sys::mount(None, Path::new("/"), None, root_prop | libc::MS_REC, None).ctx(|| "make / a slave mount".into())?;
+        make_parent_private(plan.rootfs, l.rootfs_propagation.is_some())?;
+    }
     match plan.layer {
         // volatile: no sync of the upper filesystem when it is unmounted.
         Some(data) => sys::mount(Some(Path::new("overlay")), plan.rootfs, Some("overlay"), 0, Some(data))
@@ -349,6 +359,13 @@ pub fn setup(plan: &Plan<'_>) -> Result<Option<(OwnedFd, OwnedFd)>> {
     }
     let pty = if spec.process.as_ref().is_some_and(|p| p.terminal) { Some(console(plan, &root)?) } else { None };
 
+    if plan.host_ns {
+        // The caller's namespace stays as it is: only a chroot.
+        std::env::set_current_dir(plan.rootfs).ctx(|| format!("chdir {}", plan.rootfs.display()))?;
+        sys::chroot(Path::new(".")).ctx(|| "chroot".into())?;
+        std::env::set_current_dir("/").ctx(|| "chdir /".into())?;
+        return Ok(pty);
+    }
     if plan.no_pivot {
         move_root(plan.rootfs)?;
     } else {
@@ -524,6 +541,24 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Detaches what a container without a mount namespace mounted in the
+/// caller's namespace: every mount stacked on the rootfs since `base` (the
+/// ID of the mount the rootfs was on before create), with all it holds.
+/// Mounts older than `base`'s are the caller's and stay.
+pub fn detach_host_mounts(rootfs: &Path, base: u64) -> Result<()> {
+    for _ in 0..64 {
+        match sys::mount_id(rootfs) {
+            Ok((unique, id)) if id != base && (!unique || id > base) => {
+                sys::umount2(rootfs, libc::MNT_DETACH).ctx(|| format!("detach the container's mounts on {}", rootfs.display()))?;
+            }
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io(format!("mount id of {}", rootfs.display()), e)),
+        }
+    }
+    Err(Error::State(format!("{}: mounts keep appearing on the rootfs", rootfs.display())))
 }
 
 /// The `/proc/PID/uid_map` text of a list of mappings.

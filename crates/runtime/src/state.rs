@@ -88,6 +88,10 @@ pub struct Record {
     /// The ephemeral writable layer (volatile overlay), if asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub layer: Option<crate::layer::Layer>,
+    /// No mount namespace of its own: the ID of the mount the rootfs was on
+    /// before create; what berth stacks on it is detached at teardown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_mount_base: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -167,6 +167,10 @@ pub fn destroy(c: &Container, rec: Option<&Record>, opts: &Options) -> Result<Ti
             t.mark("cgroup_removed", &mut since);
         }
         crate::fault("delete:cgroup-removed");
+        // Without a mount namespace of its own, its mounts are in this one.
+        if let Some(base) = rec.host_mount_base {
+            crate::rootfs::detach_host_mounts(&rec.rootfs, base)?;
+        }
         // Nothing of the container may survive in another mount namespace.
         let mut paths: Vec<&std::path::Path> = vec![&rec.rootfs, &rec.bundle];
         if let Some(l) = &rec.layer {

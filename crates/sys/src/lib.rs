@@ -1128,3 +1128,18 @@ pub fn detach_stdio() {
     }
     close_fds_from(3, &[]);
 }
+
+/// The ID of the mount `path` is on: the unique one (6.8+) when the kernel
+/// has it, else the classic (reusable) mount ID. (unique, id)
+pub fn mount_id(path: &Path) -> io::Result<(bool, u64)> {
+    if let Ok(id) = mount_id_unique(path) {
+        return Ok((true, id));
+    }
+    const STATX_MNT_ID: u32 = 0x1000;
+    let c = cstr(path)?;
+    // SAFETY: statx writes into a zeroed libc::statx we own.
+    let mut st: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: valid C string and output struct.
+    check(unsafe { libc::statx(libc::AT_FDCWD, c.as_ptr(), 0, STATX_MNT_ID, &mut st) })?;
+    Ok((false, st.stx_mnt_id))
+}

@@ -179,3 +179,34 @@ fn joining_paths_and_a_new_user_namespace_together() {
     assert_eq!(out, "1\n0\n");
     w.finish();
 }
+
+#[test]
+fn without_a_mount_namespace_the_callers_is_shared_and_left_as_it_was() {
+    if not_root() {
+        return;
+    }
+    let mut w = World::new("nomntns");
+    let ours = std::fs::read_link("/proc/self/ns/mnt").unwrap().to_string_lossy().into_owned();
+    let rootfs = w.bundle.join("rootfs").to_string_lossy().into_owned();
+    let ours_under = || std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().filter(|m| m.contains(&rootfs)).count();
+    w.config(&["sh", "-c", "readlink /proc/self/ns/mnt; ls /bin/busybox; cat /proc/1/comm 2>/dev/null | head -1"], |c| {
+        c["linux"]["namespaces"].as_array_mut().unwrap().retain(|n| n["type"] != "mount");
+        c["root"]["readonly"] = serde_json::json!(true);
+    });
+    let out = w.run_ok();
+    let l: Vec<&str> = out.lines().collect();
+    assert_eq!(l[0], ours, "the caller's mount namespace");
+    assert_eq!(l[1], "/bin/busybox", "chrooted into the rootfs");
+    // What it mounted (proc, dev, sys... on a bind of its rootfs) is gone.
+    assert_eq!(ours_under(), 0);
+    // Also when the container is killed and deleted from outside.
+    w.config(&["sleep", "1000"], |c| {
+        c["linux"]["namespaces"].as_array_mut().unwrap().retain(|n| n["type"] != "mount");
+    });
+    let id = w.create();
+    w.ok(&["start", &id]);
+    assert!(ours_under() > 1, "its mounts are in this namespace while it runs");
+    w.ok(&["delete", "--force", &id]);
+    assert_eq!(ours_under(), 0);
+    w.finish();
+}
