@@ -254,3 +254,35 @@ fn personality_linux32_is_applied() {
     assert_eq!(w.run_ok().trim(), std::env::consts::ARCH);
     w.finish();
 }
+
+#[test]
+fn seccomp_argument_comparisons_kill_actions_and_flags() {
+    if not_root() {
+        return;
+    }
+    let mut w = World::new("seccompargs");
+    // chmod to 0700 is refused (EPERM), other modes pass; sync(2) kills
+    // the calling process, a subshell (SIGSYS: $? is 128+31).
+    let script = "mkdir /tmp/a; chmod 700 /tmp/a 2>/dev/null && echo 700-allowed || echo 700-refused; \
+                  chmod 755 /tmp/a && echo 755-allowed; (sync); echo sync=$?";
+    w.config(&["sh", "-c", script], |c| {
+        c["mounts"].as_array_mut().unwrap().push(json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"}));
+        c["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+            "flags": ["SECCOMP_FILTER_FLAG_LOG"],
+            "syscalls": [
+                {"names": ["chmod"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1, "args": [{"index": 1, "value": 448, "op": "SCMP_CMP_EQ"}]},
+                {"names": ["fchmodat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1, "args": [{"index": 2, "value": 448, "op": "SCMP_CMP_EQ"}]},
+                {"names": ["sync"], "action": "SCMP_ACT_KILL_PROCESS"}
+            ]
+        });
+    });
+    assert_eq!(w.run_ok(), "700-refused\n755-allowed\nsync=159\n");
+    // An unknown action or flag is a clear error.
+    w.config(&["true"], |c| c["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_NOPE"}));
+    let (code, _, err) = w.run();
+    assert_ne!(code, 0);
+    says(&err, "SCMP_ACT_NOPE");
+    w.finish();
+}
