@@ -148,3 +148,44 @@ fn exec_pidfd_socket_gets_the_exec_process_and_cgroup_picks_a_sub_cgroup() {
     assert_ne!(r[0], 0, "the exec'd process is still alive after delete --force");
     w.finish();
 }
+
+#[test]
+fn exec_groups_caps_no_new_privs_preserve_fds_and_ignore_paused() {
+    if not_root() {
+        return;
+    }
+    let mut w = World::new("execmore");
+    w.config(&["sleep", "1000"], |c| {
+        // Bounding set wide enough for --cap to add CAP_NET_ADMIN.
+        c["process"]["capabilities"]["bounding"].as_array_mut().unwrap().push(serde_json::json!("CAP_NET_ADMIN"));
+        c["process"]["noNewPrivileges"] = serde_json::json!(false);
+    });
+    let id = w.create();
+    w.ok(&["start", &id]);
+    let out = w.ok(&["exec", "--user", "1000:1000", "--additional-gids", "44", "--additional-gids", "55", &id, "id", "-G"]);
+    let groups: Vec<&str> = out.split_whitespace().collect();
+    assert!(groups.contains(&"44") && groups.contains(&"55"), "{out}");
+    // CAP_NET_ADMIN is bit 12.
+    let caps = w.ok(&["exec", "--cap", "CAP_NET_ADMIN", &id, "grep", "CapEff", "/proc/self/status"]);
+    let eff = u64::from_str_radix(caps.split_whitespace().nth(1).unwrap(), 16).unwrap();
+    assert!(eff & (1 << 12) != 0, "{caps}");
+    let nnp = w.ok(&["exec", "--no-new-privs", &id, "grep", "NoNewPrivs", "/proc/self/status"]);
+    assert!(nnp.trim().ends_with('1'), "{nnp}");
+    // --preserve-fds 1: fd 3 of berth reaches the process.
+    let f = w.dir.join("exec-fd3.out");
+    let cmd = format!("exec 3>{} ; exec {} --root {} exec --preserve-fds 1 {id} sh -c 'echo via-fd3 >&3'", f.display(), runtime(), w.root.display());
+    assert!(std::process::Command::new("sh").arg("-c").arg(cmd).status().unwrap().success());
+    assert_eq!(std::fs::read_to_string(&f).unwrap(), "via-fd3\n");
+    // A paused container refuses exec unless --ignore-paused; then the
+    // process runs once the container is resumed.
+    w.ok(&["pause", &id]);
+    w.fails(&["exec", &id, "true"]);
+    let child = w.cmd().args(["exec", "--ignore-paused", &id, "sh", "-c", "echo ran"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    w.ok(&["resume", &id]);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ran\n");
+    w.ok(&["delete", "--force", &id]);
+    w.finish();
+}
