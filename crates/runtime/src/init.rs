@@ -312,7 +312,11 @@ fn run(init: &Init<'_>) -> Result<Never> {
     drop(fifo);
     drop(host_proc);
     if let Some(h) = spec.hooks.as_ref() {
-        hooks::run_all("startContainer", &h.start_container, state_for_hooks)?;
+        // `start` was called on a created container (runtime-spec, and what
+        // runc passes): the state says so.
+        let mut st: serde_json::Value = serde_json::from_str(state_for_hooks).unwrap_or_default();
+        st["status"] = serde_json::json!("created");
+        hooks::run_all("startContainer", &h.start_container, &st.to_string())?;
     }
 
     if p.no_new_privileges {

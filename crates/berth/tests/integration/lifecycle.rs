@@ -518,3 +518,61 @@ fn every_command_answers_help() {
         assert!(!o.stdout.is_empty(), "{cmd} --help printed nothing");
     }
 }
+
+#[test]
+fn all_six_hooks_run_in_order_with_the_state_each_must_see() {
+    if not_root() {
+        return;
+    }
+    let mut w = World::new("sixhooks");
+    // Runtime-namespace hooks append to a file of the test; startContainer
+    // runs in the container (its path resolves there) and writes in it.
+    let out = w.dir.join("hooks.out");
+    let script = w.dir.join("hook.sh");
+    std::fs::write(&script, format!("#!/bin/sh\nread -r s\necho \"$1 $s\" >> {}\n", out.display())).unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let h = |name: &str| serde_json::json!([{"path": script.to_str().unwrap(), "args": ["hook.sh", name]}]);
+    w.config(&["true"], |c| {
+        c["hooks"] = serde_json::json!({
+            "prestart": h("prestart"), "createRuntime": h("createRuntime"), "createContainer": h("createContainer"),
+            "startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "read -r s; echo \"startContainer $s\" > /start.out"]}],
+            "poststart": h("poststart"), "poststop": h("poststop")
+        });
+    });
+    let id = w.create();
+    w.ok(&["start", &id]);
+    assert!(eventually(|| w.status(&id) == "stopped"));
+    w.ok(&["delete", &id]);
+    let text = std::fs::read_to_string(&out).unwrap();
+    let seen: Vec<(String, serde_json::Value)> = text
+        .lines()
+        .map(|l| {
+            let (n, j) = l.split_once(' ').unwrap();
+            (n.to_string(), serde_json::from_str(j).unwrap())
+        })
+        .collect();
+    let names: Vec<&str> = seen.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, vec!["prestart", "createRuntime", "createContainer", "poststart", "poststop"]);
+    for (n, st) in &seen {
+        let want = match n.as_str() {
+            "poststart" => "running",
+            "poststop" => "stopped",
+            // The deprecated prestart hook sees "created", as runtime-tools'
+            // hooks_stdin checks (runtime-spec 1.0's timing).
+            "prestart" => "created",
+            _ => "creating",
+        };
+        assert_eq!(st["status"], want, "{n}: {st}");
+        assert_eq!(st["id"], id.as_str());
+        assert_eq!(st["bundle"], w.bundle.to_str().unwrap());
+        if n != "poststop" {
+            assert!(st["pid"].as_i64().unwrap_or(0) > 0, "{n}: {st}");
+        }
+    }
+    let start = std::fs::read_to_string(w.bundle.join("rootfs/start.out")).unwrap();
+    let (n, j) = start.trim().split_once(' ').unwrap();
+    assert_eq!(n, "startContainer");
+    let st: serde_json::Value = serde_json::from_str(j).unwrap();
+    assert_eq!(st["status"], "created", "{st}");
+    w.finish();
+}

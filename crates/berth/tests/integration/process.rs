@@ -286,3 +286,29 @@ fn seccomp_argument_comparisons_kill_actions_and_flags() {
     says(&err, "SCMP_ACT_NOPE");
     w.finish();
 }
+
+#[test]
+fn seccomp_trap_kill_thread_trace_and_log_actions() {
+    if not_root() {
+        return;
+    }
+    let mut w = World::new("seccompacts");
+    let script = "(sync); echo trap=$?; (nproc >/dev/null); echo killthread=$?; ionice >/dev/null 2>&1; echo trace=$?; \
+                  mkdir /tmp/l && echo log-allowed";
+    w.config(&["sh", "-c", script], |c| {
+        c["mounts"].as_array_mut().unwrap().push(json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"}));
+        c["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [
+                {"names": ["sync"], "action": "SCMP_ACT_TRAP"},
+                {"names": ["sched_getaffinity"], "action": "SCMP_ACT_KILL_THREAD"},
+                {"names": ["ioprio_get"], "action": "SCMP_ACT_TRACE"},
+                {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_LOG"}
+            ]
+        });
+    });
+    // TRAP and KILL_THREAD end a single-threaded process with SIGSYS
+    // (128+31); TRACE without a tracer fails the call (ENOSYS); LOG allows.
+    assert_eq!(w.run_ok(), "trap=159\nkillthread=159\ntrace=1\nlog-allowed\n");
+    w.finish();
+}
