@@ -250,45 +250,16 @@ impl Cgroup {
     /// container's parent, so that its limits can be written.
     pub fn create(&mut self) -> Result<()> {
         for d in &mut self.dirs {
-            if d.path.is_dir() {
-                continue;
-            }
-            let mut missing = Vec::new();
-            let mut p = d.path.as_path();
-            while !p.exists() {
-                missing.push(p.to_path_buf());
-                p = match p.parent() {
-                    Some(pp) => pp,
-                    None => break,
-                };
-            }
-            if d.top.is_none() {
-                d.top = missing.last().cloned();
-            }
-            for m in missing.iter().rev() {
-                if d.v2 {
-                    if let Some(parent) = m.parent() {
-                        enable_v2_controllers(parent)?;
-                    }
-                }
-                match fs::create_dir_all(m) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                    Err(e) => return Err(err("create cgroup", m, e)),
-                }
-                if !d.v2 && d.controllers.iter().any(|c| c == "cpuset") {
-                    for f in ["cpuset.cpus", "cpuset.mems"] {
-                        let parent = m.parent().unwrap_or(Path::new("/"));
-                        if let Ok(v) = fs::read_to_string(parent.join(f)) {
-                            let v = v.trim();
-                            if !v.is_empty() {
-                                write(&m.join(f), v)?;
-                            }
-                        }
-                    }
+            // An empty parent may be removed under us by the teardown of a
+            // container that made it (it removes the parents it created):
+            // then the path is made again, a few times at most.
+            let mut tries = 0;
+            loop {
+                match create_one(d) {
+                    Err(e) if e.source.kind() == io::ErrorKind::NotFound && tries < 3 => tries += 1,
+                    r => break r?,
                 }
             }
-            d.created = true;
         }
         Ok(())
     }
@@ -505,6 +476,51 @@ impl Cgroup {
         }
         Ok(())
     }
+}
+
+/// Makes one directory of a cgroup and the parents it lacks (recording the
+/// highest one made), with v2 controllers enabled and v1 cpusets filled.
+fn create_one(d: &mut Dir) -> Result<()> {
+    if d.path.is_dir() {
+        return Ok(()); // there already (the caller's, or made by a retry)
+    }
+    let mut missing = Vec::new();
+    let mut p = d.path.as_path();
+    while !p.exists() {
+        missing.push(p.to_path_buf());
+        p = match p.parent() {
+            Some(pp) => pp,
+            None => break,
+        };
+    }
+    if d.top.is_none() {
+        d.top = missing.last().cloned();
+    }
+    for m in missing.iter().rev() {
+        if d.v2 {
+            if let Some(parent) = m.parent() {
+                enable_v2_controllers(parent)?;
+            }
+        }
+        match fs::create_dir(m) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(err("create cgroup", m, e)),
+        }
+        if !d.v2 && d.controllers.iter().any(|c| c == "cpuset") {
+            for f in ["cpuset.cpus", "cpuset.mems"] {
+                let parent = m.parent().unwrap_or(Path::new("/"));
+                if let Ok(v) = fs::read_to_string(parent.join(f)) {
+                    let v = v.trim();
+                    if !v.is_empty() {
+                        write(&m.join(f), v)?;
+                    }
+                }
+            }
+        }
+    }
+    d.created = true;
+    Ok(())
 }
 
 fn thaw_tree(dir: &Path) -> Result<()> {
