@@ -266,6 +266,9 @@ fn leaked_mounts_listmount(paths: &[&Path], watermark: u64) -> std::io::Result<V
                 Some(p) => (*p, comm(*p)),
                 None => (0, "no process: kept by an nsfs bind mount or open fd".to_string()),
             };
+            if setting_up(pid) {
+                continue;
+            }
             out.push(Holder { pid, command, mount_namespace: format!("mnt:[{ino}]"), how: format!("mount {} ({})", m.mount_point, m.fs_type), peers: vec![], container: None });
         }
     }
@@ -294,6 +297,14 @@ fn pinned_mount_holders(path: &Path) -> Vec<Holder> {
     out
 }
 
+/// A berth process setting up another container's new mount namespace:
+/// the clone copied every mount of this one, including a container's that
+/// has none of its own, and pivot_root drops that copy moments later. Not
+/// a leak (the same namespace holding it once the container runs is one).
+fn setting_up(pid: i32) -> bool {
+    pid > 0 && comm(pid) == "berth"
+}
+
 fn leaked_mounts_procfs(paths: &[&Path]) -> Vec<Holder> {
     let own = fs::read_link("/proc/self/ns/mnt").map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
     let host = fs::read_link("/proc/1/ns/mnt").map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
@@ -301,7 +312,7 @@ fn leaked_mounts_procfs(paths: &[&Path]) -> Vec<Holder> {
     for p in paths {
         let ours: HashSet<String> = mount_holders(p, &[]).into_iter().filter(|h| h.mount_namespace == own).flat_map(|h| h.peers).collect();
         for h in mount_holders(p, &[own.clone(), host.clone()]) {
-            if !h.peers.iter().any(|g| ours.contains(g)) {
+            if !h.peers.iter().any(|g| ours.contains(g)) && !setting_up(h.pid) {
                 out.push(h);
             }
         }
