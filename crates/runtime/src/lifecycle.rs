@@ -93,7 +93,7 @@ fn user_name(uid: u32) -> String {
 
 fn write_maps(pid: i32, spec: &Spec) -> Result<()> {
     let l = spec.linux();
-    let fmt = |m: &[crate::config::IdMapping]| m.iter().map(|m| format!("{} {} {}\n", m.container_id, m.host_id, m.size)).collect::<String>();
+    let fmt = crate::rootfs::map_text;
     std::fs::write(format!("/proc/{pid}/uid_map"), fmt(&l.uid_mappings)).ctx(|| "write uid_map".into())?;
     std::fs::write(format!("/proc/{pid}/gid_map"), fmt(&l.gid_mappings)).ctx(|| "write gid_map".into())?;
     Ok(())

@@ -562,7 +562,7 @@ pub fn detach_host_mounts(rootfs: &Path, base: u64) -> Result<()> {
 }
 
 /// The `/proc/PID/uid_map` text of a list of mappings.
-fn map_text(maps: &[crate::config::IdMapping]) -> String {
+pub(crate) fn map_text(maps: &[crate::config::IdMapping]) -> String {
     maps.iter().map(|m| format!("{} {} {}\n", m.container_id, m.host_id, m.size)).collect()
 }
 

@@ -74,9 +74,11 @@ impl CgroupReap {
             CgroupReap::Deferred => true,
             CgroupReap::Auto => {
                 let pure_v2 = !cg.dirs.is_empty() && cg.dirs.iter().all(|d| d.v2);
+                if !pure_v2 || !kernel_before(7, 2) {
+                    return false;
+                }
                 let ctrls = cg.v2_dir().and_then(|d| std::fs::read_to_string(d.path.join("cgroup.controllers")).ok()).unwrap_or_default();
-                let wb = ctrls.split_whitespace().any(|c| c == "memory") && ctrls.split_whitespace().any(|c| c == "io");
-                pure_v2 && wb && kernel_before(7, 2)
+                ctrls.split_whitespace().any(|c| c == "memory") && ctrls.split_whitespace().any(|c| c == "io")
             }
         }
     }

@@ -321,9 +321,12 @@ impl World {
             let _ = self.berth(&["delete", "--force", id]);
         }
         if !other_runtime() {
-            // Deferred cgroup removal (auto on cgroup v2 with memory and io
-            // before Linux 7.2) is the reaper's: finished first.
-            let _ = self.berth(&["gc", "--wait"]);
+            // What the reaper was handed (layers; deferred cgroups, auto on
+            // cgroup v2 with memory and io before Linux 7.2) is finished now.
+            let o = self.berth(&["gc", "--wait"]);
+            if !o.status.success() {
+                leaks.push(format!("gc --wait failed: {}", String::from_utf8_lossy(&o.stderr)));
+            }
         }
         for id in ids {
             for d in self.cgroup_dirs(&id) {
@@ -334,11 +337,6 @@ impl World {
             }
         }
         if !other_runtime() {
-            // What the reaper was handed must be finished now.
-            let o = self.berth(&["gc", "--wait"]);
-            if !o.status.success() {
-                leaks.push(format!("gc --wait failed: {}", String::from_utf8_lossy(&o.stderr)));
-            }
             for e in fs::read_dir(self.root.join("@reaper")).into_iter().flatten().flatten() {
                 if e.path().extension().is_some_and(|x| x == "json") {
                     leaks.push(format!("reaper job {}", e.path().display()));

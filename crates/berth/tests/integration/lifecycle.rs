@@ -330,32 +330,6 @@ fn start_without_a_process_fails_but_create_succeeds() {
 }
 
 #[test]
-fn hooks_run_with_the_state_on_stdin() {
-    if not_root() {
-        return;
-    }
-    let mut w = World::new("hooks");
-    let out = w.dir.join("hooks.out");
-    let script = w.dir.join("hook.sh");
-    std::fs::write(&script, format!("#!/bin/sh\nread -r s\necho \"$1 $s\" >> {}\n", out.display())).unwrap();
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let h = |name: &str| serde_json::json!([{"path": script.to_str().unwrap(), "args": ["hook.sh", name]}]);
-    w.config(&["true"], |c| {
-        c["hooks"] = serde_json::json!({"createRuntime": h("createRuntime"), "poststart": h("poststart"), "poststop": h("poststop")});
-    });
-    w.run_ok();
-    let text = std::fs::read_to_string(&out).unwrap();
-    let names: Vec<&str> = text.lines().map(|l| l.split(' ').next().unwrap()).collect();
-    assert_eq!(names, vec!["createRuntime", "poststart", "poststop"]);
-    for l in text.lines() {
-        let json = l.split_once(' ').unwrap().1;
-        let v: serde_json::Value = serde_json::from_str(json).unwrap();
-        assert_eq!(v["bundle"], w.bundle.to_str().unwrap());
-    }
-    w.finish();
-}
-
-#[test]
 fn preserved_fds_reach_the_container() {
     if not_root() {
         return;
