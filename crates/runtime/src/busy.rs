@@ -245,13 +245,9 @@ fn leaked_mounts_listmount(paths: &[&Path], watermark: u64) -> std::io::Result<V
     let own_mounts = berth_sys::list_mounts(own.0)?;
     let hit = |mp: &str| paths.iter().any(|p| under(Path::new(mp), p));
     let ours: HashSet<u64> = own_mounts.iter().filter(|m| hit(&m.mount_point)).flat_map(|m| [m.peer_group, m.master]).filter(|g| *g != 0).collect();
-    // A process in each namespace, to name it.
-    let mut by_ino: BTreeMap<u64, i32> = BTreeMap::new();
-    for pid in pids() {
-        if let Ok(m) = fs::metadata(format!("/proc/{pid}/ns/mnt")) {
-            by_ino.entry(m.ino()).or_insert(pid);
-        }
-    }
+    // A process in each namespace, to name it: looked up only once a
+    // namespace holds something (the common case finds nothing).
+    let mut by_ino: Option<BTreeMap<u64, i32>> = None;
     let mut out = Vec::new();
     for (id, ino, _) in &nss {
         if *ino == own_ino || *ino == host_ino {
@@ -262,6 +258,15 @@ fn leaked_mounts_listmount(paths: &[&Path], watermark: u64) -> std::io::Result<V
             if ours.contains(&m.peer_group) || ours.contains(&m.master) {
                 continue; // a peer or slave of ours: our unmount reaches it
             }
+            let by_ino = by_ino.get_or_insert_with(|| {
+                let mut m = BTreeMap::new();
+                for pid in pids() {
+                    if let Ok(md) = fs::metadata(format!("/proc/{pid}/ns/mnt")) {
+                        m.entry(md.ino()).or_insert(pid);
+                    }
+                }
+                m
+            });
             let (pid, command) = match by_ino.get(ino) {
                 Some(p) => (*p, comm(*p)),
                 None => (0, "no process: kept by an nsfs bind mount or open fd".to_string()),

@@ -244,8 +244,8 @@ impl Record {
             // Init never reported ready: a crashed or in-flight create.
             return if self.pid > 0 && self.init().is_some() { Status::Creating } else { Status::Stopped };
         }
-        let Some(init) = self.init() else { return Status::Stopped };
-        if init.state() == Some('Z') {
+        // (Process::open already calls a zombie gone.)
+        if self.init().is_none() {
             return Status::Stopped;
         }
         if self.phase == Phase::Created && c.fifo().exists() {
