@@ -128,6 +128,7 @@ fn create_in(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record) ->
     if let Some(layer) = &rec.layer {
         layer.make()?;
     }
+    crate::reaper::claim_cgroup(root, &rec.cgroup)?;
     rec.cgroup.create()?;
     c.save(rec)?;
     crate::fault("create:cgroup-created");

@@ -80,7 +80,46 @@ pub fn pending(root: &Path) -> Vec<(PathBuf, Job)> {
     let Ok(rd) = std::fs::read_dir(dir(root)) else { return vec![] };
     let mut files: Vec<PathBuf> = rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "json")).collect();
     files.sort();
-    files.into_iter().filter_map(|f| Some((f.clone(), serde_json::from_slice(&std::fs::read(&f).ok()?).ok()?))).collect()
+    files.into_iter().filter_map(|f| Some((f.clone(), read_job(&f)?))).collect()
+}
+
+fn read_job(f: &Path) -> Option<Job> {
+    serde_json::from_slice(&std::fs::read(f).ok()?).ok()
+}
+
+/// Writes `job` to `file` (temp + rename), or removes the file once the
+/// job has nothing left to do.
+fn rewrite(file: &Path, job: &Job) -> Result<()> {
+    if job.is_empty() {
+        return std::fs::remove_file(file).or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) }).ctx(|| format!("remove {}", file.display()));
+    }
+    let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = file.with_file_name(format!(".{name}.tmp"));
+    std::fs::write(&tmp, serde_json::to_vec(job).unwrap_or_default()).ctx(|| format!("write {}", tmp.display()))?;
+    std::fs::rename(&tmp, file).ctx(|| format!("rewrite {}", file.display()))
+}
+
+/// A container is about to be created in a cgroup that a queued job still
+/// holds for its batch: one restarted under the same cgroupsPath (podman
+/// keeps a container's ID, and so its cgroup, across restarts). That
+/// directory is removed now, one rmdir as in the immediate mode, and the
+/// job forgets it, so that no batch can remove the new container's cgroup
+/// (nor the new container inherit a directory it did not make). Under
+/// `umount.lock` shared: a batch re-reads its jobs once it holds it.
+pub fn claim_cgroup(root: &Path, cg: &berth_cgroups::Cgroup) -> Result<()> {
+    let ours = |j: &Job| j.cgroup.as_ref().is_some_and(|c| c.dirs.iter().any(|x| cg.dirs.iter().any(|d| d.path == x.path)));
+    if !pending(root).iter().any(|(_, j)| ours(j)) {
+        return Ok(());
+    }
+    let _u = lock(&dir(root).join("umount.lock"), libc::LOCK_SH)?;
+    for (file, mut job) in pending(root).into_iter().filter(|(_, j)| ours(j)) {
+        if let Some(old) = job.cgroup.take() {
+            old.remove()?;
+            log::debug(&format!("container {}'s cgroup, queued for removal, removed now for a new container", job.id));
+        }
+        rewrite(&file, &job)?;
+    }
+    Ok(())
 }
 
 /// Deletes a directory tree; gone already counts as done.
@@ -162,6 +201,10 @@ fn pass(root: &Path, now: bool) -> Result<(usize, Option<std::time::Duration>)> 
         }
         // Never while a berth teardown is unmounting (they hold it shared).
         let _u = lock(&dir(root).join("umount.lock"), libc::LOCK_EX)?;
+        // Read again under the lock: a create may have claimed a cgroup
+        // meanwhile (see `claim_cgroup`).
+        let batch: Vec<(PathBuf, Job)> =
+            batch.into_iter().filter_map(|(f, _)| Some((f.clone(), read_job(&f)?))).filter(|(_, j)| j.cgroup.is_some()).collect();
         log::debug(&format!("reaper: removing {} cgroups in one batch", batch.len()));
         for (file, job) in batch {
             match job.cgroup.as_ref().map(|c| c.remove()).transpose() {

@@ -129,3 +129,65 @@ fn deferred_cgroups_go_in_one_batch_without_anyone_asking() {
     assert!(eventually(|| dirs.iter().all(|d| !d.path.exists())), "the batch never came");
     w.finish();
 }
+
+#[test]
+fn a_container_restarted_under_a_deferred_cgroup_gets_its_own_and_callers_may_remove_deferred_ones() {
+    if not_root() || berth_only() {
+        return;
+    }
+    use std::os::unix::fs::MetadataExt;
+    let mut w = World::new("reapclaim");
+    // One cgroupsPath for two containers, as podman keeps a container's
+    // cgroup across restarts.
+    let cg = format!("/berth-tests/reapclaim-{}", std::process::id());
+    w.config(&["sleep", "1000"], |c| c["linux"]["cgroupsPath"] = json!(cg));
+    let layout = berth_cgroups::Layout::host().unwrap();
+    let own = berth_cgroups::parse_proc_cgroup(&std::fs::read_to_string("/proc/self/cgroup").unwrap());
+    let dirs = berth_cgroups::Cgroup::resolve(&layout, &cg, &own).dirs;
+    let inos = || dirs.iter().map(|d| std::fs::metadata(&d.path).map(|m| m.ino()).unwrap_or(0)).collect::<Vec<_>>();
+    let procs = || dirs.iter().map(|d| std::fs::read_to_string(d.path.join("cgroup.procs")).unwrap_or_default().trim().to_string()).collect::<Vec<_>>();
+    // No reaper runs while this is held, so the batch cannot come first.
+    std::fs::create_dir_all(w.root.join("@reaper")).unwrap();
+    let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(w.root.join("@reaper/lock")).unwrap();
+    berth_sys::flock(std::os::fd::AsFd::as_fd(&lock), 2 /* LOCK_EX */).unwrap();
+    let deferred_delete = |w: &World, id: &str| {
+        let o = w.cmd().env("BERTH_CGROUP_REAP", "deferred").args(["delete", "--force", id]).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+
+    let a = w.create();
+    w.ok(&["start", &a]);
+    let first = inos();
+    deferred_delete(&w, &a);
+    assert!(dirs.iter().all(|d| d.path.exists()), "the deferred cgroup waits for its batch");
+    // Restarted before the batch: the new container gets a directory of
+    // its own, and the queued job no longer holds it.
+    let b = w.create();
+    w.ok(&["start", &b]);
+    let second = inos();
+    assert!(first.iter().zip(&second).all(|(x, y)| x != y && *y != 0), "the old directory was reused: {first:?} {second:?}");
+    let pid = w.state(&b)["pid"].as_i64().unwrap().to_string();
+    assert!(procs().iter().all(|p| *p == pid), "{:?} (pid {pid})", procs());
+    let list: serde_json::Value = serde_json::from_slice(&w.berth(&["gc", "--list"]).stdout).unwrap();
+    assert!(list.as_array().unwrap().iter().all(|j| j["cgroup"].is_null()), "a job still holds the cgroup: {list}");
+    drop(lock);
+    w.ok(&["gc", "--wait"]);
+    assert_eq!(inos(), second, "the batch removed the new container's cgroup");
+    assert!(procs().iter().all(|p| *p == pid));
+
+    // A caller that removes the cgroup itself right after delete (children
+    // first, as runc's libcontainer, containers/common and the kubelet do)
+    // is not in the reaper's way, nor the reaper in its.
+    let lock = std::fs::OpenOptions::new().write(true).open(w.root.join("@reaper/lock")).unwrap();
+    berth_sys::flock(std::os::fd::AsFd::as_fd(&lock), 2 /* LOCK_EX */).unwrap();
+    deferred_delete(&w, &b);
+    for d in &dirs {
+        std::fs::remove_dir(&d.path).unwrap_or_else(|e| panic!("rmdir {}: {e}", d.path.display()));
+    }
+    drop(lock);
+    w.ok(&["gc", "--wait"]);
+    let list: serde_json::Value = serde_json::from_slice(&w.berth(&["gc", "--list"]).stdout).unwrap();
+    assert_eq!(list, json!([]), "the job was not finished");
+    assert!(dirs.iter().all(|d| !d.path.exists()));
+    w.finish();
+}
