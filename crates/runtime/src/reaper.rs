@@ -199,6 +199,9 @@ fn pass(root: &Path, now: bool) -> Result<(usize, Option<std::time::Duration>)> 
         if !now && batch.len() < BATCH_MAX && age < window {
             return Ok((done, Some(window - age)));
         }
+        if !now {
+            wait_for_quiet_mounts();
+        }
         // Never while a berth teardown is unmounting (they hold it shared).
         let _u = lock(&dir(root).join("umount.lock"), libc::LOCK_EX)?;
         // Read again under the lock: a create may have claimed a cgroup
@@ -217,6 +220,31 @@ fn pass(root: &Path, now: bool) -> Result<(usize, Option<std::time::Duration>)> 
         }
     }
     Ok((done, None))
+}
+
+/// A batch waits for the mount table to be quiet: no mount or unmount in
+/// this mount namespace (the host's, for a reaper started from it) for
+/// `BERTH_REAP_QUIET_MS` (50), so that its inode switches do not land
+/// amid a run of unmounts (which on kernels before 7.2 each wait for every
+/// switch in flight, and under emulation compete with them for CPU); at
+/// most 2 s, then it goes anyway (cgroups must not wait without bound).
+/// Unmounts in other namespaces are not seen; berth's own are kept out by
+/// `umount.lock`.
+fn wait_for_quiet_mounts() {
+    let quiet = std::env::var("BERTH_REAP_QUIET_MS").ok().and_then(|v| v.parse::<i32>().ok()).unwrap_or(50);
+    if quiet <= 0 {
+        return;
+    }
+    let Ok(f) = std::fs::File::open("/proc/self/mounts") else { return };
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while std::time::Instant::now() < give_up {
+        // POLLPRI: the namespace's mount table changed since the last poll.
+        match berth_sys::poll_for(&[f.as_fd()], libc::POLLPRI, quiet) {
+            Ok(r) if r[0] & (libc::POLLPRI | libc::POLLERR) != 0 => continue,
+            _ => return,
+        }
+    }
+    log::debug("reaper: the mount table was never quiet for long; removing the batch anyway");
 }
 
 /// Held shared by a teardown while its container's mounts go away.

@@ -198,8 +198,12 @@ pub fn waitpid(pid: i32) -> io::Result<ExitStatus> {
 /// `poll(2)` on a set of fds for POLLIN; returns the `revents` of each.
 /// `timeout_ms` < 0 waits forever. EINTR is retried.
 pub fn poll_in(fds: &[BorrowedFd<'_>], timeout_ms: i32) -> io::Result<Vec<i16>> {
-    let mut p: Vec<libc::pollfd> =
-        fds.iter().map(|f| libc::pollfd { fd: f.as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
+    poll_for(fds, libc::POLLIN, timeout_ms)
+}
+
+/// `poll(2)` for `events` on every fd; the revents of each.
+pub fn poll_for(fds: &[BorrowedFd<'_>], events: i16, timeout_ms: i32) -> io::Result<Vec<i16>> {
+    let mut p: Vec<libc::pollfd> = fds.iter().map(|f| libc::pollfd { fd: f.as_raw_fd(), events, revents: 0 }).collect();
     loop {
         // SAFETY: `p` is a valid array of `p.len()` pollfds.
         let r = unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, timeout_ms) };
