@@ -47,8 +47,13 @@ GLOBAL OPTIONS:
 ";
 
 fn main() {
+    let started = std::time::Instant::now();
     let argv: Vec<String> = std::env::args().skip(1).collect();
-    std::process::exit(match real_main(argv) {
+    let r = real_main(argv);
+    if log::debug_enabled() {
+        log::debug(&format!("command took {:.3}ms", started.elapsed().as_secs_f64() * 1e3));
+    }
+    std::process::exit(match r {
         Ok(code) => code,
         Err(e) => {
             let msg = e.to_string();

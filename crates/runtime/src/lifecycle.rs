@@ -511,8 +511,10 @@ pub fn kill(root: &Path, id: &str, sig: i32, all: bool) -> Result<()> {
 /// `delete`: a stopped (or created) container is torn down; a running one
 /// only with `force`. An unknown ID fails with "does not exist".
 pub fn delete(root: &Path, id: &str, force: bool, deadline: Duration) -> Result<Timings> {
+    let t0 = std::time::Instant::now();
     let c = Container::open_locked(root, id)?;
     let rec = c.load()?;
+    let locked = t0.elapsed();
     if let Some(r) = &rec {
         let st = r.status(&c);
         // runtime-spec: deleting a container that is not stopped is an
@@ -523,6 +525,9 @@ pub fn delete(root: &Path, id: &str, force: bool, deadline: Duration) -> Result<
         if st == Status::Paused {
             let _ = r.cgroup.set_frozen(false);
         }
+    }
+    if crate::log::debug_enabled() {
+        crate::log::debug(&format!("delete {id}: locked and loaded in {:.3}ms, status read in {:.3}ms", locked.as_secs_f64() * 1e3, (t0.elapsed() - locked).as_secs_f64() * 1e3));
     }
     teardown::destroy(&c, rec.as_ref(), &teardown::Options { deadline, poststop: true })
 }
