@@ -382,6 +382,48 @@ pub fn eventually(f: impl FnMut() -> bool) -> bool {
     eventually_within(5, f)
 }
 
+/// Waits at most `secs` for `child` to end by itself; kills it otherwise
+/// and returns None (a runtime whose event stream never ends fails the
+/// test instead of hanging the suite). Its stdout, if piped, should be
+/// drained by a thread meanwhile.
+pub fn wait_within(child: &mut std::process::Child, secs: u64) -> Option<std::process::ExitStatus> {
+    let mut st = None;
+    if eventually_within(secs, || {
+        st = child.try_wait().unwrap();
+        st.is_some()
+    }) {
+        return st;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+/// The next connection to `listener`, within `secs` (a runtime that fails
+/// before it connects must fail the test, not hang it).
+pub fn accept_within(listener: &std::os::unix::net::UnixListener, secs: u64) -> std::os::unix::net::UnixStream {
+    listener.set_nonblocking(true).unwrap();
+    let mut conn = None;
+    let ok = eventually_within(secs, || {
+        conn = listener.accept().ok();
+        conn.is_some()
+    });
+    assert!(ok, "nothing connected to the console socket within {secs} s");
+    let (c, _) = conn.unwrap();
+    c.set_nonblocking(false).unwrap();
+    c
+}
+
+/// Reads a child's stdout to its end in a thread.
+pub fn drain_stdout(child: &mut std::process::Child) -> std::thread::JoinHandle<String> {
+    let mut out = child.stdout.take().expect("stdout piped");
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut out, &mut s);
+        s
+    })
+}
+
 /// `eventually` with a longer limit, for work that is slow under software
 /// emulation (the VM) or a loaded host.
 pub fn eventually_within(secs: u64, mut f: impl FnMut() -> bool) -> bool {

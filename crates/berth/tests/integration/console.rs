@@ -17,7 +17,7 @@ fn console_socket_receives_the_pty_master() {
     let id = w.id();
     let bundle = w.bundle.to_string_lossy().into_owned();
     w.ok(&["create", "--bundle", &bundle, "--console-socket", sock_path.to_str().unwrap(), &id]);
-    let (conn, _) = listener.accept().unwrap();
+    let conn = accept_within(&listener, 20);
     let mut buf = [0u8; 256];
     let (n, fd) = berth_sys::recv_fd(conn.as_fd(), &mut buf).unwrap();
     let name = String::from_utf8_lossy(&buf[..n]).into_owned();
@@ -69,7 +69,7 @@ fn pidfd_socket_receives_a_pidfd_of_the_init() {
     let id = w.id();
     let bundle = w.bundle.to_string_lossy().into_owned();
     w.ok(&["create", "--bundle", &bundle, "--pidfd-socket", sock_path.to_str().unwrap(), &id]);
-    let (conn, _) = listener.accept().unwrap();
+    let conn = accept_within(&listener, 20);
     let mut buf = [0u8; 64];
     let (_, fd) = berth_sys::recv_fd(conn.as_fd(), &mut buf).unwrap();
     let pidfd = fd.expect("a pidfd");

@@ -66,7 +66,7 @@ fn exec_with_a_tty_through_the_console_socket() {
     let sock_path = w.dir.join("exec-console.sock");
     let listener = std::os::unix::net::UnixListener::bind(&sock_path).unwrap();
     let mut child = w.cmd().args(["exec", "--tty", "--console-socket", sock_path.to_str().unwrap(), &id, "sh", "-c", "tty; echo done"]).spawn().unwrap();
-    let (conn, _) = listener.accept().unwrap();
+    let conn = accept_within(&listener, 20);
     let mut buf = [0u8; 64];
     let (_, fd) = berth_sys::recv_fd(conn.as_fd(), &mut buf).unwrap();
     let mut f = std::fs::File::from(fd.expect("pty master"));
@@ -125,7 +125,7 @@ fn exec_pidfd_socket_gets_the_exec_process_and_cgroup_picks_a_sub_cgroup() {
     let listener = std::os::unix::net::UnixListener::bind(&sock_path).unwrap();
     let pf = w.dir.join("exec-sub.pid");
     w.ok(&["exec", "--detach", "--cgroup", "sub", "--pid-file", pf.to_str().unwrap(), "--pidfd-socket", sock_path.to_str().unwrap(), &id, "sleep", "1000"]);
-    let (conn, _) = listener.accept().unwrap();
+    let conn = accept_within(&listener, 20);
     let mut buf = [0u8; 64];
     let (_, fd) = berth_sys::recv_fd(std::os::fd::AsFd::as_fd(&conn), &mut buf).unwrap();
     let pidfd = fd.expect("a pidfd");

@@ -217,7 +217,7 @@ fn seccomp_notify_hands_the_listener_its_fd_metadata_and_state() {
     let child = w.cmd().args(["run", "--bundle", &bundle, &id]).stdout(std::process::Stdio::piped()).spawn().unwrap();
     let ready = berth_sys::poll_in(&[listener.as_fd()], 10_000).unwrap();
     assert_ne!(ready[0], 0, "berth never connected to listenerPath");
-    let (conn, _) = listener.accept().unwrap();
+    let conn = accept_within(&listener, 20);
     let mut buf = vec![0u8; 65536];
     let (n, fd) = berth_sys::recv_fd(conn.as_fd(), &mut buf).unwrap();
     let notify = fd.expect("the seccomp notify fd");
