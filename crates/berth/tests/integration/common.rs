@@ -328,14 +328,16 @@ impl World {
                 leaks.push(format!("gc --wait failed: {}", String::from_utf8_lossy(&o.stderr)));
             }
         }
+        let mut left = Vec::new();
         for id in ids {
             for d in self.cgroup_dirs(&id) {
                 if d.path.exists() {
                     leaks.push(format!("cgroup {}", d.path.display()));
-                    let _ = fs::remove_dir(&d.path);
+                    left.push(d.path);
                 }
             }
         }
+        force_remove_cgroups(&left);
         if !other_runtime() {
             for e in fs::read_dir(self.root.join("@reaper")).into_iter().flatten().flatten() {
                 if e.path().extension().is_some_and(|x| x == "json") {
@@ -412,6 +414,53 @@ pub fn accept_within(listener: &std::os::unix::net::UnixListener, secs: u64) -> 
     let (c, _) = conn.unwrap();
     c.set_nonblocking(false).unwrap();
     c
+}
+
+/// The last resort of a test's cleanup, when the runtime under test left
+/// a cgroup behind (runc cannot delete a container whose sub-cgroup it
+/// froze itself): thawed, its processes killed, removed deepest first.
+/// Every hierarchy is thawed before anything is killed (a frozen process
+/// cannot die).
+fn force_remove_cgroups(top: &[PathBuf]) {
+    fn walk(d: &Path, out: &mut Vec<PathBuf>) {
+        for e in fs::read_dir(d).into_iter().flatten().flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                walk(&e.path(), out);
+            }
+        }
+        out.push(d.to_path_buf());
+    }
+    if top.is_empty() {
+        return;
+    }
+    let mut dirs = Vec::new();
+    for t in top {
+        walk(t, &mut dirs);
+    }
+    for d in &dirs {
+        let _ = fs::write(d.join("freezer.state"), "THAWED");
+        let _ = fs::write(d.join("cgroup.freeze"), "0");
+    }
+    let _ = eventually(|| {
+        let mut any = false;
+        for d in &dirs {
+            for pid in fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default().split_whitespace().filter_map(|p| p.parse().ok()) {
+                any = true;
+                if let Ok(fd) = berth_sys::pidfd_open(pid) {
+                    let _ = berth_sys::pidfd_send_signal(std::os::fd::AsFd::as_fd(&fd), 9);
+                }
+            }
+        }
+        !any
+    });
+    // Deepest first; a hierarchy may count a killed process a little
+    // longer than cgroup.procs shows it.
+    let _ = eventually(|| {
+        for d in &dirs {
+            let _ = fs::remove_dir(d);
+        }
+        dirs.iter().all(|d| !d.exists())
+    });
 }
 
 /// Reads a child's stdout to its end in a thread.
