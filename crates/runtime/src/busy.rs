@@ -108,20 +108,46 @@ fn loop_backing() -> BTreeMap<String, PathBuf> {
 /// through the first process seen in each namespace. `skip_ns` excludes
 /// namespaces (e.g. this process's own).
 pub fn mount_holders(path: &Path, skip_ns: &[String]) -> Vec<Holder> {
-    let loops = loop_backing();
+    let target = Target::new(path);
     let mut seen: HashSet<String> = HashSet::new();
     let mut out = Vec::new();
-    let meta = fs::metadata(path).ok();
-    let is_dev = meta.as_ref().is_some_and(|m| std::os::unix::fs::FileTypeExt::is_block_device(&m.file_type()));
-    let dev = meta.as_ref().map_or(0, std::os::unix::fs::MetadataExt::rdev);
     for pid in pids() {
         let Ok(ns) = fs::read_link(format!("/proc/{pid}/ns/mnt")) else { continue };
         let ns = ns.to_string_lossy().into_owned();
         if skip_ns.contains(&ns) || !seen.insert(ns.clone()) {
             continue;
         }
-        let Ok(mi) = fs::read_to_string(format!("/proc/{pid}/mountinfo")) else { continue };
+        let Some(found) = target.mounts_of(pid) else { continue };
+        for (how, peers) in found {
+            out.push(Holder { pid, command: comm(pid), mount_namespace: ns.clone(), how, peers, container: None });
+        }
+    }
+    out
+}
+
+/// What is asked about, with what matching a mount against it needs.
+struct Target<'a> {
+    path: &'a Path,
+    loops: BTreeMap<String, PathBuf>,
+    /// The device number when `path` is a block device.
+    dev: Option<u64>,
+}
+
+impl<'a> Target<'a> {
+    fn new(path: &'a Path) -> Self {
+        let meta = fs::metadata(path).ok();
+        let is_dev = meta.as_ref().is_some_and(|m| std::os::unix::fs::FileTypeExt::is_block_device(&m.file_type()));
+        let dev = meta.filter(|_| is_dev).map(|m| std::os::unix::fs::MetadataExt::rdev(&m));
+        Target { path, loops: loop_backing(), dev }
+    }
+
+    /// The mounts in `pid`'s namespace that hold the target: how each holds
+    /// it and its peer groups. None when the process is gone.
+    fn mounts_of(&self, pid: i32) -> Option<Vec<(String, Vec<String>)>> {
+        let path = self.path;
+        let mi = fs::read_to_string(format!("/proc/{pid}/mountinfo")).ok()?;
         let root = root_of(pid);
+        let mut out = Vec::new();
         for line in mi.lines() {
             let Some((pre, post)) = line.split_once(" - ") else { continue };
             let pre: Vec<&str> = pre.split(' ').collect();
@@ -142,12 +168,12 @@ pub fn mount_holders(path: &Path, skip_ns: &[String]) -> Vec<Holder> {
                         }
                     }
                 }
-            } else if let Some(b) = loops.get(source) {
+            } else if let Some(b) = self.loops.get(source) {
                 if under(b, path) {
                     how = Some(format!("mount {} ({fstype} on {source} backed by {})", mp.display(), b.display()));
                 }
             }
-            if how.is_none() && is_dev {
+            if let (None, Some(dev)) = (&how, self.dev) {
                 let mm: Vec<u64> = pre[2].split(':').filter_map(|x| x.parse().ok()).collect();
                 if mm.len() == 2 && berth_sys::makedev(mm[0], mm[1]) == dev {
                     how = Some(format!("mount {} ({fstype} of the device)", mp.display()));
@@ -155,11 +181,11 @@ pub fn mount_holders(path: &Path, skip_ns: &[String]) -> Vec<Holder> {
             }
             if let Some(how) = how {
                 let peers = pre[6..].iter().filter(|f| f.starts_with("shared:") || f.starts_with("master:")).map(|f| f.split(':').nth(1).unwrap_or("").to_string()).collect();
-                out.push(Holder { pid, command: comm(pid), mount_namespace: ns.clone(), how, peers, container: None });
+                out.push((how, peers));
             }
         }
+        Some(out)
     }
-    out
 }
 
 /// Every holder of `path`: mounts in every mount namespace, then each
@@ -245,36 +271,41 @@ fn leaked_mounts_listmount(paths: &[&Path], watermark: u64) -> std::io::Result<V
     let own_mounts = berth_sys::list_mounts(own.0)?;
     let hit = |mp: &str| paths.iter().any(|p| under(Path::new(mp), p));
     let ours: HashSet<u64> = own_mounts.iter().filter(|m| hit(&m.mount_point)).flat_map(|m| [m.peer_group, m.master]).filter(|g| *g != 0).collect();
-    // A process in each namespace, to name it: looked up only once a
-    // namespace holds something (the common case finds nothing).
-    let mut by_ino: Option<BTreeMap<u64, i32>> = None;
-    let mut out = Vec::new();
+    let mut candidates: Vec<(u64, u64, Vec<u64>)> = Vec::new();
     for (id, ino, _) in &nss {
         if *ino == own_ino || *ino == host_ino {
             continue;
         }
         let Ok(mounts) = berth_sys::list_mounts(*id) else { continue };
-        for m in mounts.iter().filter(|m| hit(&m.mount_point) && m.id > watermark) {
-            if ours.contains(&m.peer_group) || ours.contains(&m.master) {
-                continue; // a peer or slave of ours: our unmount reaches it
-            }
-            let by_ino = by_ino.get_or_insert_with(|| {
-                let mut m = BTreeMap::new();
-                for pid in pids() {
-                    if let Ok(md) = fs::metadata(format!("/proc/{pid}/ns/mnt")) {
-                        m.entry(md.ino()).or_insert(pid);
-                    }
-                }
-                m
-            });
-            let (pid, command) = match by_ino.get(ino) {
-                Some(p) => (*p, comm(*p)),
-                None => (0, "no process: kept by an nsfs bind mount or open fd".to_string()),
-            };
-            if setting_up(pid) {
-                continue;
-            }
-            out.push(Holder { pid, command, mount_namespace: format!("mnt:[{ino}]"), how: format!("mount {} ({})", m.mount_point, m.fs_type), peers: vec![], container: None });
+        let held: Vec<u64> = mounts.iter().filter(|m| hit(&m.mount_point) && m.id > watermark && !ours.contains(&m.peer_group) && !ours.contains(&m.master)).map(|m| m.id).collect();
+        if !held.is_empty() {
+            candidates.push((*id, *ino, held));
+        }
+    }
+    if candidates.is_empty() {
+        return Ok(vec![]); // the common case: no process scan at all
+    }
+    // A process in each namespace, to name it.
+    let mut by_ino = BTreeMap::new();
+    for pid in pids() {
+        if let Ok(md) = fs::metadata(format!("/proc/{pid}/ns/mnt")) {
+            by_ino.entry(md.ino()).or_insert(pid);
+        }
+    }
+    let mut out = Vec::new();
+    for (id, ino, held) in candidates {
+        let (pid, command) = match by_ino.get(&ino) {
+            Some(p) => (*p, comm(*p)),
+            None => (0, "no process: kept by an nsfs bind mount or open fd".to_string()),
+        };
+        if setting_up(pid, &command) {
+            continue;
+        }
+        // Listed again after the command was read: a setup that pivoted and
+        // exec'd in between has dropped its copies by now.
+        let Ok(mounts) = berth_sys::list_mounts(id) else { continue };
+        for m in mounts.iter().filter(|m| held.contains(&m.id)) {
+            out.push(Holder { pid, command: command.clone(), mount_namespace: format!("mnt:[{ino}]"), how: format!("mount {} ({})", m.mount_point, m.fs_type), peers: vec![], container: None });
         }
     }
     Ok(out)
@@ -306,8 +337,10 @@ fn pinned_mount_holders(path: &Path) -> Vec<Holder> {
 /// the clone copied every mount of this one, including a container's that
 /// has none of its own, and pivot_root drops that copy moments later. Not
 /// a leak (the same namespace holding it once the container runs is one).
-fn setting_up(pid: i32) -> bool {
-    pid > 0 && comm(pid) == "berth"
+/// `command` must be read before the mounts are looked at (again): read
+/// after, it may name what the setup exec'd once its copies were gone.
+fn setting_up(pid: i32, command: &str) -> bool {
+    pid > 0 && command == "berth"
 }
 
 fn leaked_mounts_procfs(paths: &[&Path]) -> Vec<Holder> {
@@ -316,9 +349,26 @@ fn leaked_mounts_procfs(paths: &[&Path]) -> Vec<Holder> {
     let mut out = Vec::new();
     for p in paths {
         let ours: HashSet<String> = mount_holders(p, &[]).into_iter().filter(|h| h.mount_namespace == own).flat_map(|h| h.peers).collect();
-        for h in mount_holders(p, &[own.clone(), host.clone()]) {
-            if !h.peers.iter().any(|g| ours.contains(g)) && !setting_up(h.pid) {
-                out.push(h);
+        let candidates: Vec<Holder> = mount_holders(p, &[own.clone(), host.clone()]).into_iter().filter(|h| !h.peers.iter().any(|g| ours.contains(g))).collect();
+        if candidates.is_empty() {
+            continue;
+        }
+        // Confirmed in the order setting_up needs: the command, then the
+        // mounts, of the same process in the same namespace.
+        let target = Target::new(p);
+        let mut confirmed: BTreeMap<i32, Option<(String, Vec<String>)>> = BTreeMap::new();
+        for mut h in candidates {
+            let now = confirmed.entry(h.pid).or_insert_with(|| {
+                let command = comm(h.pid);
+                let hows = target.mounts_of(h.pid)?.into_iter().map(|(how, _)| how).collect();
+                let ns = fs::read_link(format!("/proc/{}/ns/mnt", h.pid)).ok()?.to_string_lossy().into_owned();
+                (ns == h.mount_namespace && !setting_up(h.pid, &command)).then_some((command, hows))
+            });
+            if let Some((command, hows)) = now {
+                if hows.contains(&h.how) {
+                    h.command = command.clone();
+                    out.push(h);
+                }
             }
         }
     }
