@@ -87,10 +87,8 @@ impl Layout {
             match fstype {
                 // Mounted more than once (a bind, or a container's view in
                 // this namespace): the first mount, the host's, counts.
-                "cgroup2" => {
-                    if !hierarchies.iter().any(|h: &Hierarchy| h.v2) {
-                        hierarchies.push(Hierarchy { mount, root, controllers: vec![], v2: true });
-                    }
+                "cgroup2" if !hierarchies.iter().any(|h: &Hierarchy| h.v2) => {
+                    hierarchies.push(Hierarchy { mount, root, controllers: vec![], v2: true });
                 }
                 "cgroup" => {
                     let controllers: Vec<String> = opts

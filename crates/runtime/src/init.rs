@@ -187,12 +187,9 @@ fn run(init: &Init<'_>) -> Result<Never> {
         None => false,
     };
     if fork_pid {
-        match sys::fork().ctx(|| "fork the container init".into())? {
-            Some(pid) => {
-                init.chan.send(&format!("pid {pid}"))?;
-                sys::exit_now(0);
-            }
-            None => {}
+        if let Some(pid) = sys::fork().ctx(|| "fork the container init".into())? {
+            init.chan.send(&format!("pid {pid}"))?;
+            sys::exit_now(0);
         }
     }
     // The cgroup namespace comes after joining the cgroup, so its root is
@@ -275,7 +272,7 @@ fn run(init: &Init<'_>) -> Result<Never> {
     } else {
         sys::umask(0o022);
     }
-    let filter = l.seccomp.as_ref().map(|v| crate::seccomp::Profile::parse(v)).transpose()?;
+    let filter = l.seccomp.as_ref().map(crate::seccomp::Profile::parse).transpose()?;
     let compiled = filter.as_ref().map(|f| f.compile()).transpose()?;
     // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it
     // before the capabilities go (as runc does). Otherwise at the very end.

@@ -647,12 +647,23 @@ fn mount_cgroup(plan: &Plan<'_>, root: &Root, m: &Mount, dest: &Path, o: &Option
 const DEFAULT_DEVICES: &[(&str, u64, u64)] = &[("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)];
 
 /// Default devices, linux.devices and the /dev symlinks.
+/// A device node to make in the container's /dev.
+struct DevNode {
+    path: PathBuf,
+    kind: u32,
+    major: u64,
+    minor: u64,
+    mode: u32,
+    uid: Option<u32>,
+    gid: Option<u32>,
+}
+
 fn setup_dev(plan: &Plan<'_>, root: &Root) -> Result<()> {
     let dev = root.mkdir_all(Path::new("dev"), 0o755)?;
     let devd = sys::openat(Some(dev.as_fd()), Path::new("."), libc::O_RDONLY | libc::O_DIRECTORY, 0).ctx(|| "open /dev".into())?;
-    let mut list: Vec<(PathBuf, u32, u64, u64, u32, Option<u32>, Option<u32>)> = DEFAULT_DEVICES
+    let mut list: Vec<DevNode> = DEFAULT_DEVICES
         .iter()
-        .map(|(n, ma, mi)| (PathBuf::from(format!("dev/{n}")), libc::S_IFCHR, *ma, *mi, 0o666, None, None))
+        .map(|(n, ma, mi)| DevNode { path: PathBuf::from(format!("dev/{n}")), kind: libc::S_IFCHR, major: *ma, minor: *mi, mode: 0o666, uid: None, gid: None })
         .collect();
     for d in &plan.spec.linux().devices {
         let kind = match d.kind.as_str() {
@@ -661,10 +672,10 @@ fn setup_dev(plan: &Plan<'_>, root: &Root) -> Result<()> {
             _ => libc::S_IFCHR,
         };
         let p = rel(&d.path);
-        list.retain(|x| x.0 != p);
-        list.push((p, kind, d.major as u64, d.minor as u64, d.file_mode.unwrap_or(0o666) & 0o7777, d.uid, d.gid));
+        list.retain(|x| x.path != p);
+        list.push(DevNode { path: p, kind, major: d.major as u64, minor: d.minor as u64, mode: d.file_mode.unwrap_or(0o666) & 0o7777, uid: d.uid, gid: d.gid });
     }
-    for (p, kind, major, minor, mode, uid, gid) in list {
+    for DevNode { path: p, kind, major, minor, mode, uid, gid } in list {
         let parent = root.mkdir_all(p.parent().unwrap_or(Path::new("dev")), 0o755)?;
         let parent = sys::openat(Some(parent.as_fd()), Path::new("."), libc::O_RDONLY | libc::O_DIRECTORY, 0).ctx(|| "open dev dir".into())?;
         let name = p.file_name().unwrap_or_default();

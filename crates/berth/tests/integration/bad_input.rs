@@ -170,7 +170,8 @@ fn settings_berth_cannot_honour_here_are_refused_by_name() {
         return;
     }
     let mut w = World::new("refused");
-    let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>)> = vec![
+    type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+    let cases: Vec<(&str, Edit)> = vec![
         ("linux.netDevices", Box::new(|c| c["linux"]["netDevices"] = json!({"eth9": {"name": "eth0"}}))),
         ("linux.memoryPolicy", Box::new(|c| c["linux"]["memoryPolicy"] = json!({"mode": "MPOL_BIND", "nodes": "0"}))),
         ("process.apparmorProfile", Box::new(|c| c["process"]["apparmorProfile"] = json!("berth-test"))),
