@@ -272,7 +272,7 @@ fn leaked_mounts_listmount(paths: &[&Path], watermark: u64) -> std::io::Result<V
     let hit = |mp: &str| paths.iter().any(|p| under(Path::new(mp), p));
     let ours: HashSet<u64> = own_mounts.iter().filter(|m| hit(&m.mount_point)).flat_map(|m| [m.peer_group, m.master]).filter(|g| *g != 0).collect();
     let mut candidates: Vec<(u64, u64, Vec<u64>)> = Vec::new();
-    for (id, ino, _) in &nss {
+    for (id, ino) in &nss {
         if *ino == own_ino || *ino == host_ino {
             continue;
         }
@@ -294,8 +294,25 @@ fn leaked_mounts_listmount(paths: &[&Path], watermark: u64) -> std::io::Result<V
     }
     let mut out = Vec::new();
     for (id, ino, held) in candidates {
-        let (pid, command) = match by_ino.get(&ino) {
-            Some(p) => (*p, comm(*p)),
+        let mut pid = by_ino.get(&ino).copied();
+        // A namespace with no process is either pinned (an nsfs bind mount
+        // or an open fd: a leak that stays) or passing: a clone has made it
+        // but its task is not in /proc yet, or its last task has just
+        // left. Looked at again a few times, 1 + 2 + 4 + 8 + 16 ms apart:
+        // a passing one gets its process or goes away. (No event announces
+        // either; this only runs when such a namespace holds the mounts.)
+        let mut wait = std::time::Duration::from_millis(1);
+        while pid.is_none() && wait.as_millis() <= 16 {
+            std::thread::sleep(wait);
+            wait *= 2;
+            let still = berth_sys::list_mounts(id).is_ok_and(|ms| ms.iter().any(|m| held.contains(&m.id)));
+            if !still {
+                break;
+            }
+            pid = process_in(ino);
+        }
+        let (pid, command) = match pid {
+            Some(p) => (p, comm(p)),
             None => (0, "no process: kept by an nsfs bind mount or open fd".to_string()),
         };
         if setting_up(pid, &command) {
@@ -311,6 +328,12 @@ fn leaked_mounts_listmount(paths: &[&Path], watermark: u64) -> std::io::Result<V
     Ok(out)
 }
 
+/// A process in the mount namespace with inode `ino`, if /proc shows one.
+fn process_in(ino: u64) -> Option<i32> {
+    use std::os::unix::fs::MetadataExt;
+    pids().into_iter().find(|pid| fs::metadata(format!("/proc/{pid}/ns/mnt")).is_ok_and(|m| m.ino() == ino))
+}
+
 /// Mounts under `path` in namespaces that no process is in (kept by an nsfs
 /// bind mount or an open fd): only the kernel's namespace list shows them.
 fn pinned_mount_holders(path: &Path) -> Vec<Holder> {
@@ -318,7 +341,7 @@ fn pinned_mount_holders(path: &Path) -> Vec<Holder> {
     let Ok(nss) = berth_sys::mount_namespaces() else { return vec![] };
     let with_process: HashSet<u64> = pids().into_iter().filter_map(|p| fs::metadata(format!("/proc/{p}/ns/mnt")).ok().map(|m| m.ino())).collect();
     let mut out = Vec::new();
-    for (id, ino, _) in nss.iter().filter(|n| !with_process.contains(&n.1)) {
+    for (id, ino) in nss.iter().filter(|n| !with_process.contains(&n.1)) {
         for m in berth_sys::list_mounts(*id).unwrap_or_default().iter().filter(|m| under(Path::new(&m.mount_point), path)) {
             out.push(Holder {
                 pid: 0,

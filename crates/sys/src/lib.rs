@@ -887,9 +887,11 @@ pub struct MountEntry {
 
 /// Every mount namespace on the system (Linux 6.12+): the kernel's list,
 /// walked with NS_MNT_GET_NEXT from this process's own, as (namespace id,
-/// inode, fd). Namespaces without any process (kept by an nsfs bind mount
-/// or an open fd) are in it too. Fails (ENOTTY, EINVAL...) on older kernels.
-pub fn mount_namespaces() -> io::Result<Vec<(u64, u64, OwnedFd)>> {
+/// inode). Namespaces without any process (kept by an nsfs bind mount or an
+/// open fd) are in it too. Each fd of the walk is closed once the next one
+/// is had: an fd pins its namespace, and a dying namespace must be free to
+/// go. Fails (ENOTTY, EINVAL...) on older kernels.
+pub fn mount_namespaces() -> io::Result<Vec<(u64, u64)>> {
     const NS_MNT_GET_INFO: libc::c_ulong = 0x8010_b70a;
     const NS_MNT_GET_NEXT: libc::c_ulong = 0x8010_b70b;
     let first = openat(None, Path::new("/proc/self/ns/mnt"), libc::O_RDONLY, 0)?;
@@ -916,15 +918,14 @@ pub fn mount_namespaces() -> io::Result<Vec<(u64, u64, OwnedFd)>> {
         }
     }
     let (_, sid) = info(&start, NS_MNT_GET_INFO)?;
-    let mut out = vec![(sid, ino(&start), start)];
+    let mut out = vec![(sid, ino(&start))];
+    let mut cur = start;
     loop {
-        let last = &out[out.len() - 1].2;
-        match info(last, NS_MNT_GET_NEXT) {
+        match info(&cur, NS_MNT_GET_NEXT) {
             Ok((fd, id)) => {
                 // SAFETY: the ioctl returned a new fd.
-                let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
-                let i = ino(&fd);
-                out.push((id, i, fd));
+                cur = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+                out.push((id, ino(&cur)));
             }
             Err(_) => break,
         }
