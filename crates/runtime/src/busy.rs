@@ -118,8 +118,12 @@ pub fn mount_holders(path: &Path, skip_ns: &[String]) -> Vec<Holder> {
             continue;
         }
         let Some(found) = target.mounts_of(pid) else { continue };
+        if found.is_empty() {
+            continue;
+        }
+        let command = comm(pid);
         for (how, peers) in found {
-            out.push(Holder { pid, command: comm(pid), mount_namespace: ns.clone(), how, peers, container: None });
+            out.push(Holder { pid, command: command.clone(), mount_namespace: ns.clone(), how, peers, container: None });
         }
     }
     out
@@ -286,12 +290,7 @@ fn leaked_mounts_listmount(paths: &[&Path], watermark: u64) -> std::io::Result<V
         return Ok(vec![]); // the common case: no process scan at all
     }
     // A process in each namespace, to name it.
-    let mut by_ino = BTreeMap::new();
-    for pid in pids() {
-        if let Ok(md) = fs::metadata(format!("/proc/{pid}/ns/mnt")) {
-            by_ino.entry(md.ino()).or_insert(pid);
-        }
-    }
+    let by_ino = processes_by_mnt_ns();
     let mut out = Vec::new();
     for (id, ino, held) in candidates {
         let mut pid = by_ino.get(&ino).copied();
@@ -309,7 +308,7 @@ fn leaked_mounts_listmount(paths: &[&Path], watermark: u64) -> std::io::Result<V
             if !still {
                 break;
             }
-            pid = process_in(ino);
+            pid = processes_by_mnt_ns().get(&ino).copied();
         }
         let (pid, command) = match pid {
             Some(p) => (p, comm(p)),
@@ -328,20 +327,26 @@ fn leaked_mounts_listmount(paths: &[&Path], watermark: u64) -> std::io::Result<V
     Ok(out)
 }
 
-/// A process in the mount namespace with inode `ino`, if /proc shows one.
-fn process_in(ino: u64) -> Option<i32> {
+/// A process (the first /proc lists) in each mount namespace, by the
+/// namespace's inode.
+fn processes_by_mnt_ns() -> BTreeMap<u64, i32> {
     use std::os::unix::fs::MetadataExt;
-    pids().into_iter().find(|pid| fs::metadata(format!("/proc/{pid}/ns/mnt")).is_ok_and(|m| m.ino() == ino))
+    let mut out = BTreeMap::new();
+    for pid in pids() {
+        if let Ok(md) = fs::metadata(format!("/proc/{pid}/ns/mnt")) {
+            out.entry(md.ino()).or_insert(pid);
+        }
+    }
+    out
 }
 
 /// Mounts under `path` in namespaces that no process is in (kept by an nsfs
 /// bind mount or an open fd): only the kernel's namespace list shows them.
 fn pinned_mount_holders(path: &Path) -> Vec<Holder> {
-    use std::os::unix::fs::MetadataExt;
     let Ok(nss) = berth_sys::mount_namespaces() else { return vec![] };
-    let with_process: HashSet<u64> = pids().into_iter().filter_map(|p| fs::metadata(format!("/proc/{p}/ns/mnt")).ok().map(|m| m.ino())).collect();
+    let with_process = processes_by_mnt_ns();
     let mut out = Vec::new();
-    for (id, ino) in nss.iter().filter(|n| !with_process.contains(&n.1)) {
+    for (id, ino) in nss.iter().filter(|n| !with_process.contains_key(&n.1)) {
         for m in berth_sys::list_mounts(*id).unwrap_or_default().iter().filter(|m| under(Path::new(&m.mount_point), path)) {
             out.push(Holder {
                 pid: 0,
@@ -371,8 +376,10 @@ fn leaked_mounts_procfs(paths: &[&Path]) -> Vec<Holder> {
     let host = fs::read_link("/proc/1/ns/mnt").map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
     let mut out = Vec::new();
     for p in paths {
-        let ours: HashSet<String> = mount_holders(p, &[]).into_iter().filter(|h| h.mount_namespace == own).flat_map(|h| h.peers).collect();
-        let candidates: Vec<Holder> = mount_holders(p, &[own.clone(), host.clone()]).into_iter().filter(|h| !h.peers.iter().any(|g| ours.contains(g))).collect();
+        // One walk of /proc: ours, then the others' that are no peers of ours.
+        let (mine, others): (Vec<Holder>, Vec<Holder>) = mount_holders(p, &[]).into_iter().partition(|h| h.mount_namespace == own);
+        let ours: HashSet<String> = mine.into_iter().flat_map(|h| h.peers).collect();
+        let candidates: Vec<Holder> = others.into_iter().filter(|h| h.mount_namespace != host && !h.peers.iter().any(|g| ours.contains(g))).collect();
         if candidates.is_empty() {
             continue;
         }

@@ -646,7 +646,6 @@ fn mount_cgroup(plan: &Plan<'_>, root: &Root, m: &Mount, dest: &Path, o: &Option
 
 const DEFAULT_DEVICES: &[(&str, u64, u64)] = &[("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)];
 
-/// Default devices, linux.devices and the /dev symlinks.
 /// A device node to make in the container's /dev.
 struct DevNode {
     path: PathBuf,
@@ -658,6 +657,7 @@ struct DevNode {
     gid: Option<u32>,
 }
 
+/// Default devices, linux.devices and the /dev symlinks.
 fn setup_dev(plan: &Plan<'_>, root: &Root) -> Result<()> {
     let dev = root.mkdir_all(Path::new("dev"), 0o755)?;
     let devd = sys::openat(Some(dev.as_fd()), Path::new("."), libc::O_RDONLY | libc::O_DIRECTORY, 0).ctx(|| "open /dev".into())?;

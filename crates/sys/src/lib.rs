@@ -920,15 +920,10 @@ pub fn mount_namespaces() -> io::Result<Vec<(u64, u64)>> {
     let (_, sid) = info(&start, NS_MNT_GET_INFO)?;
     let mut out = vec![(sid, ino(&start))];
     let mut cur = start;
-    loop {
-        match info(&cur, NS_MNT_GET_NEXT) {
-            Ok((fd, id)) => {
-                // SAFETY: the ioctl returned a new fd.
-                cur = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
-                out.push((id, ino(&cur)));
-            }
-            Err(_) => break,
-        }
+    while let Ok((fd, id)) = info(&cur, NS_MNT_GET_NEXT) {
+        // SAFETY: the ioctl returned a new fd.
+        cur = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+        out.push((id, ino(&cur)));
     }
     Ok(out)
 }
