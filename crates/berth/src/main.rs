@@ -96,6 +96,12 @@ fn real_main(argv: Vec<String>) -> Result<i32, Error> {
         print!("{USAGE}");
         return Ok(0);
     }
+    // The commands that start processes in a container run from a copy of
+    // berth that the container cannot write to (CVE-2019-5736): before
+    // they touch anything.
+    if matches!(cmd.as_str(), "create" | "run" | "exec") {
+        berth_runtime::exe::ensure_protected()?;
+    }
     let root = g.root.clone();
     let reap = berth_runtime::teardown::CgroupReap::parse(&g.cgroup_reap)
         .ok_or_else(|| Error::Usage(format!("--cgroup-reap {:?}: immediate, deferred or auto", g.cgroup_reap)))?;

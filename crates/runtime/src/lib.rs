@@ -18,6 +18,7 @@ pub mod config;
 pub mod events;
 pub mod exec;
 mod error;
+pub mod exe;
 pub mod features;
 pub mod hooks;
 pub mod init;
