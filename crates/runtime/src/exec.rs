@@ -73,7 +73,10 @@ pub fn exec(o: &ExecOptions) -> Result<i32> {
             }
             if let Some(caps) = p.capabilities.as_mut() {
                 for cap in &o.caps {
-                    for set in [&mut caps.bounding, &mut caps.effective, &mut caps.permitted, &mut caps.inheritable, &mut caps.ambient] {
+                    // Not the inheritable set: a capability there would pass
+                    // to programs the process runs, setuid or not, beyond
+                    // what was asked (CVE-2022-29162; runc 1.1.2 and later).
+                    for set in [&mut caps.bounding, &mut caps.effective, &mut caps.permitted, &mut caps.ambient] {
                         if !set.contains(cap) {
                             set.push(cap.clone());
                         }
@@ -117,6 +120,14 @@ pub fn exec(o: &ExecOptions) -> Result<i32> {
     // The exec'd process may be a grandchild (a PID namespace is entered by
     // the children of who joins it): as subreaper this process still reaps it.
     let _ = sys::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    // The container's root as its init sees it, opened while the init's
+    // pidfd still proves the PID is the init's: a container without a mount
+    // namespace of its own is entered by chroot, not by setns.
+    let init_root = sys::openat(None, Path::new(&format!("/proc/{}/root", init.pid)), libc::O_PATH | libc::O_DIRECTORY, 0)
+        .ctx(|| format!("open the root of the container's init (pid {})", init.pid))?;
+    if init.exited() {
+        return Err(Error::State("container not running".into()));
+    }
     let cgroup = if o.cgroups.is_empty() { rec.cgroup.clone() } else { rec.cgroup.sub(&o.cgroups).map_err(Error::Config)? };
     let v2fd = cgroup.v2_dir().and_then(|d| sys::openat(None, &d.path, libc::O_RDONLY | libc::O_DIRECTORY, 0).ok());
     let forked = match sys::clone3(0, v2fd.as_ref().map(|f| f.as_fd())) {
@@ -130,7 +141,7 @@ pub fn exec(o: &ExecOptions) -> Result<i32> {
     if let sys::Forked::Child = forked {
         drop(parent_end);
         let chan = Channel(child_end);
-        let r = child(&chan, &cgroup, &init.pidfd, ns_flags, &p, console.as_ref(), seccomp.as_ref(), o.preserve_fds);
+        let r = child(&chan, &cgroup, &init.pidfd, &init_root, ns_flags, &p, console.as_ref(), seccomp.as_ref(), o.preserve_fds);
         if let Err(e) = r {
             let _ = chan.send(&format!("error {e}"));
         }
@@ -174,18 +185,27 @@ fn child(
     chan: &Channel,
     cg: &berth_cgroups::Cgroup,
     init_pidfd: &OwnedFd,
+    init_root: &OwnedFd,
     ns_flags: i32,
     p: &Process,
     console: Option<&OwnedFd>,
     seccomp: Option<&crate::seccomp::Profile>,
     preserve_fds: u32,
 ) -> Result<()> {
-    let mut keep = vec![chan.0.as_raw_fd(), init_pidfd.as_raw_fd()];
+    // Not dumpable until the exec: nothing in the container may open this
+    // process' /proc/PID/{exe,fd,cwd,root} while it runs berth's code.
+    sys::set_dumpable(false).ctx(|| "prctl(PR_SET_DUMPABLE, 0)".into())?;
+    let mut keep = vec![chan.0.as_raw_fd(), init_pidfd.as_raw_fd(), init_root.as_raw_fd()];
     keep.extend(console.map(|f| f.as_raw_fd()));
     sys::close_fds_from(3 + preserve_fds as i32, &keep);
     cg.join_self_v1()?;
     if ns_flags != 0 {
         sys::setns(init_pidfd.as_fd(), ns_flags).ctx(|| "join the container's namespaces".into())?;
+    }
+    if ns_flags & libc::CLONE_NEWNS == 0 {
+        // Same mount namespace as ours: the container is its init's chroot.
+        sys::fchdir(init_root.as_fd()).ctx(|| "chdir to the container's root".into())?;
+        sys::chroot(Path::new(".")).ctx(|| "chroot into the container's root".into())?;
     }
     // The PID namespace applies to children: the process is a child of this one.
     if let Some(pid) = sys::fork().ctx(|| "fork".into())? {
@@ -210,7 +230,7 @@ fn child(
     };
     drop(pty);
     let exe = crate::init::find_executable(&p.args[0], &p.env, &p.cwd)?;
-    let _ = std::env::set_current_dir(&p.cwd);
+    let _ = crate::init::chdir_in_root(&p.cwd);
     security::drop_bounding(p.capabilities.as_ref())?;
     if p.no_new_privileges {
         security::no_new_privs()?;
@@ -223,7 +243,7 @@ fn child(
         }
     }
     security::switch_user_and_caps(p)?;
-    std::env::set_current_dir(&p.cwd).ctx(|| format!("chdir to cwd ({:?})", p.cwd))?;
+    crate::init::chdir_in_root(&p.cwd)?;
     for fd in 3..3 + preserve_fds {
         sys::clear_cloexec(fd as i32).ctx(|| format!("preserve fd {fd}"))?;
     }

@@ -104,6 +104,10 @@ fn run(init: &Init<'_>) -> Result<Never> {
     let p = spec.process.as_ref().unwrap_or(&no_process);
     // Nothing of the parent's but what is listed may reach the container
     // (the state lock above all: held here, it would block `start`).
+    // Until it execs, this process runs berth's code with host fds open:
+    // not dumpable, so no process of the container (which may share its PID
+    // namespace) can open its /proc/PID/{exe,fd,cwd,root}. execve resets it.
+    sys::set_dumpable(false).ctx(|| "prctl(PR_SET_DUMPABLE, 0)".into())?;
     let mut keep = vec![init.chan.0.as_raw_fd()];
     keep.extend(init.console_socket.as_ref().map(|f| f.as_raw_fd()));
     keep.extend(init.seccomp_listener.as_ref().map(|f| f.as_raw_fd()));
@@ -258,9 +262,9 @@ fn run(init: &Init<'_>) -> Result<Never> {
         Some(a0) => Some(find_executable(a0, &p.env, &p.cwd)?),
         None => None,
     };
-    if let Err(e) = std::env::set_current_dir(&p.cwd) {
+    if let Err(e) = chdir_in_root(&p.cwd) {
         if p.user.uid == 0 {
-            return Err(Error::io(format!("chdir to cwd ({:?}) set in config.json", p.cwd), e));
+            return Err(e);
         }
     }
     security::drop_bounding(p.capabilities.as_ref())?;
@@ -282,7 +286,8 @@ fn run(init: &Init<'_>) -> Result<Never> {
         }
     }
     security::switch_user_and_caps(p)?;
-    std::env::set_current_dir(&p.cwd).ctx(|| format!("chdir to cwd ({:?}) set in config.json", p.cwd))?;
+    // Again as the user: a cwd only root could enter fails here.
+    chdir_in_root(&p.cwd)?;
 
     // Only fds 0-2 and the preserved ones reach the container: everything
     // else is close-on-exec (done now, before a seccomp filter may forbid it).
@@ -377,15 +382,38 @@ pub(crate) fn fix_stdio_owner(uid: u32, gid: u32) {
     }
 }
 
+/// Enters the working directory `cwd` inside the container's root (this
+/// process' root by now), resolved with no magic link followed: a
+/// `/proc/self/fd/N` naming an fd berth still holds cannot lead out (the
+/// CVE-2024-21626 class). Then checks that the kernel places the new
+/// working directory under the root.
+pub(crate) fn chdir_in_root(cwd: &str) -> Result<()> {
+    let what = || format!("chdir to cwd ({cwd:?}) set in config.json");
+    let root = sys::openat(None, Path::new("/"), libc::O_PATH | libc::O_DIRECTORY, 0).ctx(what)?;
+    let dir = sys::openat2(root.as_fd(), Path::new(cwd), libc::O_PATH | libc::O_DIRECTORY, 0, sys::RESOLVE_IN_ROOT | sys::RESOLVE_NO_MAGICLINKS).ctx(what)?;
+    sys::fchdir(dir.as_fd()).ctx(what)?;
+    // getcwd(3) says "(unreachable)" for a directory outside the root.
+    match std::env::current_dir() {
+        Ok(d) if d.is_absolute() => Ok(()),
+        Ok(d) => Err(Error::Config(format!("cwd {cwd:?} is outside the container's root ({})", d.display()))),
+        Err(e) => Err(Error::io(format!("cwd {cwd:?}: getcwd"), e)),
+    }
+}
+
+/// True when `p` names an executable regular file, found inside this
+/// process' root with no magic link followed (a path through
+/// `/proc/self/fd/N` does not count as found).
+fn is_executable(p: &Path) -> std::io::Result<bool> {
+    let root = sys::openat(None, Path::new("/"), libc::O_PATH | libc::O_DIRECTORY, 0)?;
+    let fd = sys::openat2(root.as_fd(), p, libc::O_PATH, 0, sys::RESOLVE_IN_ROOT | sys::RESOLVE_NO_MAGICLINKS)?;
+    let st = sys::fstat(fd.as_fd())?;
+    Ok(st.st_mode & libc::S_IFMT == libc::S_IFREG && st.st_mode & 0o111 != 0)
+}
+
 /// Finds the binary as execvp would, with the container's PATH, so that a
 /// missing binary fails `create` with a clear error.
 pub(crate) fn find_executable(arg0: &str, env: &[String], cwd: &str) -> Result<CString> {
-    let is_exec = |p: &Path| {
-        std::fs::metadata(p).map(|m| {
-            use std::os::unix::fs::PermissionsExt;
-            m.is_file() && m.permissions().mode() & 0o111 != 0
-        })
-    };
+    let is_exec = |p: &Path| is_executable(p);
     let cand: Vec<PathBuf> = if arg0.contains('/') {
         vec![if arg0.starts_with('/') { PathBuf::from(arg0) } else { Path::new(cwd).join(arg0) }]
     } else {

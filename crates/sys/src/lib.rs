@@ -1143,3 +1143,112 @@ pub fn mount_id(path: &Path) -> io::Result<(bool, u64)> {
     check(unsafe { libc::statx(libc::AT_FDCWD, c.as_ptr(), 0, STATX_MNT_ID, &mut st) })?;
     Ok((false, st.stx_mnt_id))
 }
+
+/// `execveat(fd, "", argv, envp, AT_EMPTY_PATH)`: runs the program `fd`
+/// refers to. Returns only on failure.
+pub fn execveat_fd(fd: BorrowedFd<'_>, argv: &[CString], envp: &[CString]) -> io::Error {
+    let mut a: Vec<*const libc::c_char> = argv.iter().map(|s| s.as_ptr()).collect();
+    a.push(std::ptr::null());
+    let mut e: Vec<*const libc::c_char> = envp.iter().map(|s| s.as_ptr()).collect();
+    e.push(std::ptr::null());
+    // SAFETY: valid fd, empty C string, NULL-terminated arrays of valid
+    // strings that outlive the call.
+    unsafe { libc::syscall(libc::SYS_execveat, fd.as_raw_fd(), c"".as_ptr(), a.as_ptr(), e.as_ptr(), libc::AT_EMPTY_PATH) };
+    io::Error::last_os_error()
+}
+
+/// `fstatvfs(2)`: the mount flags (ST_RDONLY, ...) of the mount `fd` is on.
+pub fn fstatvfs_flags(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    // SAFETY: fstatvfs writes into a zeroed struct we own.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: valid fd and output struct.
+    check(unsafe { libc::fstatvfs(fd.as_raw_fd(), &mut st) })?;
+    Ok(st.f_flag)
+}
+
+/// `fstatfs(2)`: the filesystem type (f_type) of what `fd` refers to.
+pub fn fstatfs_type(fd: BorrowedFd<'_>) -> io::Result<i64> {
+    // SAFETY: fstatfs writes into a zeroed struct we own.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: valid fd and output struct.
+    check(unsafe { libc::fstatfs(fd.as_raw_fd(), &mut st) })?;
+    Ok(st.f_type as i64)
+}
+
+/// `fcntl(F_GET_SEALS)`: the seals of a memfd (EINVAL for other files).
+pub fn file_seals(fd: BorrowedFd<'_>) -> io::Result<i32> {
+    // SAFETY: plain fcntl on a valid fd.
+    check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) })
+}
+
+/// A sealed copy of the file `src` in a new memfd: nothing can write,
+/// grow or shrink it, nor unseal it (F_SEAL_SEAL).
+pub fn sealed_memfd_copy(src: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
+    // MFD_EXEC (0x10) asks for an executable memfd where vm.memfd_noexec
+    // would otherwise refuse one; kernels before 6.3 reject the flag.
+    // SAFETY: valid C string; the returned fd is ours.
+    let mut r = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING | 0x10) };
+    if r < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
+        // SAFETY: as above.
+        r = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
+    }
+    let m = owned(r)?;
+    let size = fstat(src)?.st_size;
+    let mut done: i64 = 0;
+    while done < size {
+        // SAFETY: valid fds; a null offset uses and advances src's offset.
+        let n = check_l(unsafe { libc::sendfile(m.as_raw_fd(), src.as_raw_fd(), std::ptr::null_mut(), (size - done) as usize) } as libc::c_long)?;
+        if n == 0 {
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
+        done += n as i64;
+    }
+    let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+    // SAFETY: plain fcntl on our memfd.
+    check(unsafe { libc::fcntl(m.as_raw_fd(), libc::F_ADD_SEALS, seals) })?;
+    Ok(m)
+}
+
+/// `prctl(PR_SET_DUMPABLE)`: a process that is not dumpable has its
+/// /proc/PID files owned by root and closed to ptrace-less processes
+/// (exe, fd, cwd, root, environ, mem), until it execs.
+pub fn set_dumpable(on: bool) -> io::Result<()> {
+    prctl(libc::PR_SET_DUMPABLE, on as u64, 0, 0, 0).map(drop)
+}
+
+/// A new procfs instance, detached (fsopen, fsconfig CMD_CREATE, fsmount
+/// with nosuid, nodev, noexec): its root fd, with nothing mounted over any
+/// of its files. Needs Linux 5.2 and the right to mount proc here.
+pub fn fresh_procfs() -> io::Result<OwnedFd> {
+    const FSOPEN_CLOEXEC: u32 = 1;
+    const FSCONFIG_CMD_CREATE: u32 = 6;
+    const FSMOUNT_CLOEXEC: u32 = 1;
+    // SAFETY: valid C string; the returned fd is ours.
+    let fs = owned(unsafe { libc::syscall(libc::SYS_fsopen, c"proc".as_ptr(), FSOPEN_CLOEXEC) } as libc::c_int)?;
+    // SAFETY: CMD_CREATE takes no key, value or aux.
+    check_l(unsafe { libc::syscall(libc::SYS_fsconfig, fs.as_raw_fd(), FSCONFIG_CMD_CREATE, std::ptr::null::<libc::c_char>(), std::ptr::null::<libc::c_void>(), 0) })?;
+    let attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC;
+    // SAFETY: valid fs context fd; the returned mount fd is ours.
+    owned(unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, attrs) } as libc::c_int)
+}
+
+/// statx(AT_EMPTY_PATH) of `fd`: true when it is the root of a mount
+/// (STATX_ATTR_MOUNT_ROOT, Linux 5.8).
+pub fn is_mount_root(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    const STATX_ATTR_MOUNT_ROOT: u64 = 0x2000;
+    // SAFETY: statx writes into a zeroed libc::statx we own.
+    let mut st: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: valid fd, empty C string and output struct.
+    check(unsafe { libc::statx(fd.as_raw_fd(), c"".as_ptr(), libc::AT_EMPTY_PATH, 0, &mut st) })?;
+    if st.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT == 0 {
+        return Err(io::Error::from_raw_os_error(libc::ENOSYS));
+    }
+    Ok(st.stx_attributes & STATX_ATTR_MOUNT_ROOT != 0)
+}
+
+/// `unlinkat(2)` of a non-directory `name` in `dirfd`.
+pub fn unlinkat(dirfd: BorrowedFd<'_>, name: &Path) -> io::Result<()> {
+    let c = cstr(name)?;
+    // SAFETY: valid fd and C string.
+    check(unsafe { libc::unlinkat(dirfd.as_raw_fd(), c.as_ptr(), 0) }).map(drop)
+}
