@@ -486,6 +486,12 @@ impl Spec {
         if self.domainname.as_deref().is_some_and(|h| !h.is_empty()) && self.namespace("uts").is_none() {
             return Err(Error::Config("domainname requires a new uts namespace".into()));
         }
+        for k in l.sysctl.keys() {
+            self.check_sysctl(k)?;
+        }
+        for (what, id) in [("process.user.uid", p.user.uid), ("process.user.gid", p.user.gid)].into_iter().chain(p.user.additional_gids.iter().map(|g| ("process.user.additionalGids", *g))) {
+            check_id(what, id)?;
+        }
         if let Some(prop) = l.rootfs_propagation.as_deref().filter(|s| !s.is_empty()) {
             if crate::rootfs::propagation_flag(prop).is_none() {
                 return Err(Error::Config(format!("linux.rootfsPropagation {prop:?} is not valid")));
@@ -535,6 +541,48 @@ impl Spec {
         Ok(())
     }
 
+    /// A sysctl is set only where it is namespaced, and only in a namespace
+    /// of the container's own: what runc allows, in runc's words.
+    fn check_sysctl(&self, key: &str) -> Result<()> {
+        if key.is_empty() || key.contains('/') || key.split('.').any(|c| c.is_empty() || c == "..") {
+            return Err(Error::Config(format!("linux.sysctl key {key:?} is not valid")));
+        }
+        // The namespace is the container's own: new, or joined by a path
+        // that is not this process' (the host's) namespace.
+        let own = |kind: &str, proc_name: &str| {
+            self.namespace(kind).is_some_and(|n| match n.path.as_deref().filter(|p| !p.is_empty()) {
+                None => true,
+                Some(path) => {
+                    let ino = |p: &str| std::fs::metadata(p).map(|m| std::os::unix::fs::MetadataExt::ino(&m)).ok();
+                    ino(path).is_some() && ino(path) != ino(&format!("/proc/self/ns/{proc_name}"))
+                }
+            })
+        };
+        const IPC: &[&str] = &["kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"];
+        if IPC.contains(&key) || key.starts_with("fs.mqueue.") {
+            if own("ipc", "ipc") {
+                return Ok(());
+            }
+            return Err(Error::Config(format!("sysctl {key:?} is not allowed in the hosts ipc namespace")));
+        }
+        if key.starts_with("net.") {
+            if own("network", "net") {
+                return Ok(());
+            }
+            return Err(Error::Config(format!("sysctl {key:?} not allowed in host network namespace")));
+        }
+        if key == "kernel.domainname" {
+            if own("uts", "uts") {
+                return Ok(());
+            }
+            return Err(Error::Config(format!("sysctl {key:?} is not allowed in the hosts uts namespace")));
+        }
+        if key == "kernel.hostname" {
+            return Err(Error::Config(format!("sysctl {key:?} is not allowed as it conflicts with the OCI \"hostname\" field")));
+        }
+        Err(Error::Config(format!("sysctl {key:?} is not in a separate kernel namespace")))
+    }
+
     pub fn all_hooks(&self) -> Vec<&Hook> {
         match &self.hooks {
             None => vec![],
@@ -549,6 +597,15 @@ impl Spec {
                 .collect(),
         }
     }
+}
+
+/// A uid or gid the kernel can take: -1 (4294967295) means "leave it as it
+/// is" to setresuid(2), so a process meant to run as it would stay root.
+pub fn check_id(what: &str, id: u32) -> Result<()> {
+    if id == u32::MAX {
+        return Err(Error::Config(format!("{what} {id} is not a valid ID (it is -1, which setresuid takes as \"no change\")")));
+    }
+    Ok(())
 }
 
 /// Logs (at debug) top-level and well-known nested properties the spec does

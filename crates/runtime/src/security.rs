@@ -91,6 +91,10 @@ pub fn drop_bounding(caps: Option<&Capabilities>) -> Result<()> {
 /// then sets effective/permitted/inheritable and the ambient set.
 pub fn switch_user_and_caps(p: &Process) -> Result<()> {
     let u = &p.user;
+    // Checked here too: exec's --user and --process reach this without config validation.
+    for (what, id) in [("uid", u.uid), ("gid", u.gid)].into_iter().chain(u.additional_gids.iter().map(|g| ("additional gid", *g))) {
+        crate::config::check_id(what, id)?;
+    }
     berth_sys::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0).ctx(|| "prctl(PR_SET_KEEPCAPS)".into())?;
     let mut groups = u.additional_gids.clone();
     if groups.is_empty() && u.gid == 0 {
