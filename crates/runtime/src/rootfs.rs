@@ -380,40 +380,39 @@ pub fn setup(plan: &Plan<'_>) -> Result<Option<(OwnedFd, OwnedFd)>> {
 /// After pivot: sysctls, then masked and read-only paths, then a read-only root.
 pub fn finish(spec: &Spec) -> Result<()> {
     let l = spec.linux();
-    for (k, v) in &l.sysctl {
-        let p = PathBuf::from("/proc/sys").join(k.replace('.', "/"));
-        if k.contains("..") || k.contains('/') {
-            return Err(Error::Config(format!("linux.sysctl key {k:?} is not valid")));
+    if !l.sysctl.is_empty() {
+        let proc = ProcHandle::open()?;
+        for (k, v) in &l.sysctl {
+            proc.write(&PathBuf::from("sys").join(k.replace('.', "/")), v).ctx(|| format!("set sysctl {k}={v}"))?;
         }
-        std::fs::write(&p, v).ctx(|| format!("set sysctl {k}={v}"))?;
     }
     let root = Root::open(Path::new("/"))?;
     for p in &l.readonly_paths {
         let r = rel(p);
-        let fd = match root.open_in(&r, libc::O_PATH) {
-            Ok(fd) => fd,
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
-            Err(e) => return Err(Error::io(format!("readonly path {p}"), e)),
-        };
+        let Some(fd) = open_listed_path(&root, &r, "readonlyPaths", p)? else { continue };
         let path = sys::fd_path(fd.as_fd());
         sys::mount(Some(&path), &path, None, libc::MS_BIND | libc::MS_REC, None).ctx(|| format!("bind readonly path {p}"))?;
-        let fd = root.open_in(&r, libc::O_PATH).ctx(|| format!("reopen readonly path {p}"))?;
+        let fd = root.open_in(&r, libc::O_PATH | libc::O_NOFOLLOW).ctx(|| format!("reopen readonly path {p}"))?;
         remount_bind(fd.as_fd(), libc::MS_RDONLY | libc::MS_REC | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC)
             .or_else(|_| remount_bind(fd.as_fd(), libc::MS_RDONLY | libc::MS_REC))
             .ctx(|| format!("make {p} read-only"))?;
     }
+    // Files are masked with the container's /dev/null, once it is checked
+    // to be the null device: an image whose /dev/null is a symlink or a
+    // file of its own would otherwise be bound over them (CVE-2025-31133).
+    let mut null: Option<OwnedFd> = None;
     for p in &l.masked_paths {
         let r = rel(p);
-        let fd = match root.open_in(&r, libc::O_PATH) {
-            Ok(fd) => fd,
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
-            Err(e) => return Err(Error::io(format!("masked path {p}"), e)),
-        };
+        let Some(fd) = open_listed_path(&root, &r, "maskedPaths", p)? else { continue };
         let st = sys::fstat(fd.as_fd()).ctx(|| format!("stat masked path {p}"))?;
         if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
             mount_at(Some(Path::new("tmpfs")), fd.as_fd(), Some("tmpfs"), libc::MS_RDONLY, Some("size=0k")).ctx(|| format!("mask {p}"))?;
         } else {
-            mount_at(Some(Path::new("/dev/null")), fd.as_fd(), None, libc::MS_BIND, None).ctx(|| format!("mask {p}"))?;
+            if null.is_none() {
+                null = Some(real_dev_null(&root)?);
+            }
+            let src = sys::fd_path(null.as_ref().map(|n| n.as_fd()).expect("just set"));
+            mount_at(Some(&src), fd.as_fd(), None, libc::MS_BIND, None).ctx(|| format!("mask {p}"))?;
         }
     }
     if spec.root.as_ref().is_some_and(|r| r.readonly) {
@@ -421,6 +420,63 @@ pub fn finish(spec: &Spec) -> Result<()> {
         remount_bind(fd.as_fd(), libc::MS_RDONLY).ctx(|| "make the root filesystem read-only".into())?;
     }
     Ok(())
+}
+
+/// Opens a path of maskedPaths or readonlyPaths inside the root, with no
+/// symlink followed at its last component; `None` when it does not exist.
+fn open_listed_path(root: &Root, r: &Path, list: &str, p: &str) -> Result<Option<OwnedFd>> {
+    let fd = match root.open_in(r, libc::O_PATH | libc::O_NOFOLLOW) {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
+        Err(e) => return Err(Error::io(format!("{list}: {p}"), e)),
+    };
+    if sys::fstat(fd.as_fd()).ctx(|| format!("{list}: stat {p}"))?.st_mode & libc::S_IFMT == libc::S_IFLNK {
+        return Err(Error::Config(format!("{list}: {p} is a symlink in the container; refusing to follow it")));
+    }
+    Ok(Some(fd))
+}
+
+/// The container's /dev/null, opened with no symlink followed and checked
+/// to be the character device 1:3.
+fn real_dev_null(root: &Root) -> Result<OwnedFd> {
+    let fd = root.open_in(Path::new("dev/null"), libc::O_PATH | libc::O_NOFOLLOW).ctx(|| "maskedPaths: open /dev/null in the container".into())?;
+    let st = sys::fstat(fd.as_fd()).ctx(|| "maskedPaths: stat /dev/null".into())?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFCHR || st.st_rdev != sys::makedev(1, 3) {
+        return Err(Error::Config("maskedPaths: /dev/null in the container is not the null device (char 1:3); refusing to mask with it".into()));
+    }
+    Ok(fd)
+}
+
+/// A procfs that berth opened itself, for writes under /proc: a fresh
+/// detached instance where the mount API allows one, else the container's
+/// /proc checked to be the root of a real procfs mount. Paths under it
+/// resolve with no mount crossed and no symlink followed, so neither the
+/// image nor a volume mounted over a /proc file can redirect a write (the
+/// CVE-2025-52881 class).
+pub struct ProcHandle(OwnedFd);
+
+impl ProcHandle {
+    pub fn open() -> Result<ProcHandle> {
+        if let Ok(fd) = sys::fresh_procfs() {
+            return Ok(ProcHandle(fd));
+        }
+        let root = Root::open(Path::new("/"))?;
+        let fd = root.open_in(Path::new("proc"), libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW).ctx(|| "open /proc".into())?;
+        const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+        let real = sys::fstatfs_type(fd.as_fd()).ctx(|| "statfs /proc".into())? == PROC_SUPER_MAGIC
+            && sys::is_mount_root(fd.as_fd()).unwrap_or(true);
+        if !real {
+            return Err(Error::Config("/proc in the container is not the root of a procfs mount: refusing to write under it".into()));
+        }
+        Ok(ProcHandle(fd))
+    }
+
+    /// Writes `value` to the file at `rel` under this procfs.
+    pub fn write(&self, rel: &Path, value: &str) -> std::io::Result<()> {
+        let how = sys::RESOLVE_BENEATH | sys::RESOLVE_NO_XDEV | sys::RESOLVE_NO_SYMLINKS | sys::RESOLVE_NO_MAGICLINKS;
+        let fd = sys::openat2(self.0.as_fd(), rel, libc::O_WRONLY | libc::O_NOFOLLOW, 0, how)?;
+        std::io::Write::write_all(&mut std::fs::File::from(fd), value.as_bytes())
+    }
 }
 
 /// pivot_root requires that the rootfs' parent mount is not shared.
@@ -679,23 +735,23 @@ fn setup_dev(plan: &Plan<'_>, root: &Root) -> Result<()> {
         let parent = root.mkdir_all(p.parent().unwrap_or(Path::new("dev")), 0o755)?;
         let parent = sys::openat(Some(parent.as_fd()), Path::new("."), libc::O_RDONLY | libc::O_DIRECTORY, 0).ctx(|| "open dev dir".into())?;
         let name = p.file_name().unwrap_or_default();
+        let name = Path::new(name);
+        let what = || format!("/{}", p.display());
         if plan.userns {
-            // mknod is not allowed in a user namespace: bind the host's node.
+            // mknod is not allowed in a user namespace: bind the host's node
+            // on a file of our own making (whatever the image has there,
+            // a symlink above all, is replaced, never followed).
             let host = Path::new("/").join(&p);
-            let t = root.mkfile(&p)?;
+            let t = own_node(parent.as_fd(), name, libc::S_IFREG, 0, 0o644).ctx(|| format!("create {} for the device bind", what()))?;
             mount_at(Some(&host), t.as_fd(), None, libc::MS_BIND, None).ctx(|| format!("bind device {}", host.display()))?;
             continue;
         }
-        match sys::mknodat(parent.as_fd(), Path::new(name), kind | mode, sys::makedev(major, minor)) {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
-            Err(e) => return Err(Error::io(format!("mknod /{}", p.display()), e)),
-        }
-        let fd = root.open_in(&p, libc::O_PATH).ctx(|| format!("open /{}", p.display()))?;
-        // mknod applies the umask: set the mode explicitly.
-        std::fs::set_permissions(sys::fd_path(fd.as_fd()), std::os::unix::fs::PermissionsExt::from_mode(mode)).ctx(|| format!("chmod /{}", p.display()))?;
+        let fd = own_node(parent.as_fd(), name, kind, sys::makedev(major, minor), mode).ctx(|| format!("mknod {}", what()))?;
+        // mknod applies the umask: set the mode explicitly, on the node
+        // just checked (the fd's /proc path reaches that inode, no other).
+        std::fs::set_permissions(sys::fd_path(fd.as_fd()), std::os::unix::fs::PermissionsExt::from_mode(mode)).ctx(|| format!("chmod {}", what()))?;
         if uid.is_some() || gid.is_some() {
-            std::os::unix::fs::chown(sys::fd_path(fd.as_fd()), uid, gid).ctx(|| format!("chown /{}", p.display()))?;
+            std::os::unix::fs::chown(sys::fd_path(fd.as_fd()), uid, gid).ctx(|| format!("chown {}", what()))?;
         }
     }
     for (name, target) in [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")] {
@@ -724,6 +780,32 @@ fn setup_dev(plan: &Plan<'_>, root: &Root) -> Result<()> {
     Ok(())
 }
 
+/// Makes `name` in `dir` a node of type `kind` (S_IFCHR, S_IFBLK, S_IFIFO,
+/// S_IFREG) and device `dev`, and opens it (O_PATH, no symlink followed).
+/// What is there already is kept only if it is exactly that node; anything
+/// else the image put there (a symlink, another device, a file) is removed
+/// first. The returned fd is checked to be the wanted node.
+fn own_node(dir: BorrowedFd<'_>, name: &Path, kind: u32, dev: u64, mode: u32) -> std::io::Result<OwnedFd> {
+    let is_it = |st: &libc::stat| st.st_mode & libc::S_IFMT == kind && (kind == libc::S_IFREG || kind == libc::S_IFIFO || st.st_rdev == dev);
+    match sys::mknodat(dir, name, kind | mode, dev) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+            let cur = sys::openat(Some(dir), name, libc::O_PATH | libc::O_NOFOLLOW, 0)?;
+            if !is_it(&sys::fstat(cur.as_fd())?) {
+                sys::unlinkat(dir, name)?;
+                sys::mknodat(dir, name, kind | mode, dev)?;
+            }
+        }
+        Err(e) => return Err(e),
+    }
+    let fd = sys::openat(Some(dir), name, libc::O_PATH | libc::O_NOFOLLOW, 0)?;
+    if !is_it(&sys::fstat(fd.as_fd())?) {
+        // Swapped between the mknod and the open.
+        return Err(std::io::Error::from_raw_os_error(libc::EEXIST));
+    }
+    Ok(fd)
+}
+
 /// Opens a pty in the container's devpts and binds its slave on /dev/console.
 fn console(plan: &Plan<'_>, root: &Root) -> Result<(OwnedFd, OwnedFd)> {
     let ptmx = root.open_in(Path::new("dev/pts/ptmx"), libc::O_RDWR | libc::O_NOCTTY).ctx(|| "open /dev/pts/ptmx in the container (is /dev/pts mounted?)".into())?;
@@ -731,7 +813,11 @@ fn console(plan: &Plan<'_>, root: &Root) -> Result<(OwnedFd, OwnedFd)> {
     if let Some(sz) = plan.spec.process.as_ref().and_then(|p| p.console_size) {
         sys::set_winsize(master.as_fd(), sz.height, sz.width).ctx(|| "set console size".into())?;
     }
-    let t = root.mkfile(Path::new("dev/console"))?;
+    // On a file of berth's own: a symlink the image put at /dev/console is
+    // replaced, never followed (the CVE-2025-52565 class).
+    let dev = root.mkdir_all(Path::new("dev"), 0o755)?;
+    let dev = sys::openat(Some(dev.as_fd()), Path::new("."), libc::O_RDONLY | libc::O_DIRECTORY, 0).ctx(|| "open /dev".into())?;
+    let t = own_node(dev.as_fd(), Path::new("console"), libc::S_IFREG, 0, 0o600).ctx(|| "create /dev/console".into())?;
     mount_at(Some(&sys::fd_path(slave.as_fd())), t.as_fd(), None, libc::MS_BIND, None).ctx(|| "bind the pty on /dev/console".into())?;
     Ok((master, slave))
 }
