@@ -171,6 +171,19 @@ pub struct Cgroup {
     pub dirs: Vec<Dir>,
 }
 
+/// The cgroup `own` (a `/proc/PID/cgroup`) names in hierarchy `h`.
+fn own_path(h: &Hierarchy, own: &[(String, String)]) -> String {
+    let key_matches = |k: &str| {
+        if h.v2 {
+            k.is_empty()
+        } else {
+            let ks: Vec<&str> = k.split(',').collect();
+            h.controllers.iter().all(|c| ks.contains(&c.as_str()))
+        }
+    };
+    own.iter().find(|(k, _)| key_matches(k)).map(|(_, p)| p.clone()).unwrap_or_default()
+}
+
 fn join_rel(base: &Path, rel: &str) -> PathBuf {
     let mut p = base.to_path_buf();
     for c in rel.split('/').filter(|c| !c.is_empty() && *c != ".") {
@@ -190,15 +203,7 @@ impl Cgroup {
             let base_rel = if path.starts_with('/') {
                 String::new()
             } else {
-                let key_matches = |k: &str| {
-                    if h.v2 {
-                        k.is_empty()
-                    } else {
-                        let ks: Vec<&str> = k.split(',').collect();
-                        h.controllers.iter().all(|c| ks.contains(&c.as_str()))
-                    }
-                };
-                let mine = own.iter().find(|(k, _)| key_matches(k)).map(|(_, p)| p.clone()).unwrap_or_default();
+                let mine = own_path(h, own);
                 if h.v2 {
                     // v2 forbids processes in a cgroup whose children have
                     // controllers: ours has us in it, so containers become
@@ -216,6 +221,31 @@ impl Cgroup {
             dirs.push(Dir { path: h.mount.join(rel), v2: h.v2, controllers: h.controllers.clone(), created: false, top: None });
         }
         Cgroup { dirs }
+    }
+
+    /// Why this cgroup (just resolved, not yet created) cannot be a
+    /// container's own, if it cannot: it is the root of a hierarchy, the
+    /// cgroup `own` names (the caller's) or one of its ancestors, or it
+    /// already holds processes. Teardown kills, freezes and thaws whatever
+    /// is in the container's cgroup, so none of those may ever be one.
+    pub fn refusal(&self, layout: &Layout, own: &[(String, String)]) -> Option<String> {
+        for (d, h) in self.dirs.iter().zip(&layout.hierarchies) {
+            let name = if h.v2 { "unified".to_string() } else { h.controllers.join(",") };
+            if d.path == h.mount {
+                return Some(format!("{} is the root of the {name} cgroup hierarchy", d.path.display()));
+            }
+            let inner = join_rel(Path::new("/"), &own_path(h, own));
+            let caller = h.mount.join(inner.strip_prefix(&h.root).unwrap_or_else(|_| inner.strip_prefix("/").unwrap_or(&inner)));
+            if caller.starts_with(&d.path) {
+                return Some(format!("{} is the caller's own cgroup or one of its ancestors ({})", d.path.display(), caller.display()));
+            }
+            let mut pids = Vec::new();
+            collect_pids(&d.path, &mut pids);
+            if !pids.is_empty() {
+                return Some(format!("container's cgroup is not empty: {} process(es) found in {}", pids.len(), d.path.display()));
+            }
+        }
+        None
     }
 
     pub fn v2_dir(&self) -> Option<&Dir> {

@@ -109,11 +109,19 @@ fn create_in(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record) ->
     if cg_path.split('/').any(|c| c == "..") {
         return Err(Error::Config(format!("linux.cgroupsPath {cg_path:?} must not contain ..")));
     }
-    if !cg_path.contains(':') {
-        rec.cgroup = Cgroup::resolve(&layout, &cg_path, &own);
-    } else {
+    if cg_path.contains('\0') {
+        return Err(Error::Config("linux.cgroupsPath must not contain a NUL byte".into()));
+    }
+    if cg_path.contains(':') {
         return Err(Error::Config(format!("linux.cgroupsPath {cg_path:?} is in the systemd form; the systemd cgroup driver is not supported yet")));
     }
+    // Only a cgroup of the container's own is ever recorded, so teardown
+    // cannot kill, freeze or thaw anything else.
+    let cgroup = Cgroup::resolve(&layout, &cg_path, &own);
+    if let Some(why) = cgroup.refusal(&layout, &own) {
+        return Err(Error::Config(format!("linux.cgroupsPath {cg_path:?}: {why}")));
+    }
+    rec.cgroup = cgroup;
     rec.cgroup.plan();
     // The writable layer likewise: recorded, then made.
     let root = c.dir.parent().unwrap_or(Path::new("/"));
