@@ -260,13 +260,39 @@ pub fn holders(path: &Path) -> Vec<Holder> {
 /// the one it deletes from, as podman does with user namespaces). Without a
 /// watermark (kernels before 6.8), the host's namespace (PID 1's) counts as
 /// the caller's too.
-pub fn leaked_mounts(paths: &[&Path], watermark: u64) -> Vec<Holder> {
+///
+/// `in_setup(ino)` tells whether the mount namespace of inode `ino` is that
+/// of a container still being created (from records only berth writes):
+/// its clone copied every mount of the caller's namespace, including a
+/// container's that has none of its own, and drops that copy at its
+/// pivot_root. Any other copy counts as passing only if it goes away
+/// within a bounded wait ([`PASSING`]); nothing here rests on what a
+/// process calls itself.
+pub fn leaked_mounts(paths: &[&Path], watermark: u64, in_setup: &dyn Fn(u64) -> bool) -> Vec<Holder> {
     // Every namespace the kernel has (listmount, 6.12+), else the namespaces
     // of the processes that /proc shows.
-    leaked_mounts_listmount(paths, watermark).unwrap_or_else(|_| leaked_mounts_procfs(paths))
+    leaked_mounts_listmount(paths, watermark, in_setup).unwrap_or_else(|_| leaked_mounts_procfs(paths, in_setup))
 }
 
-fn leaked_mounts_listmount(paths: &[&Path], watermark: u64) -> std::io::Result<Vec<Holder>> {
+/// The waits, in ms, before a copy of the container's mounts in another
+/// namespace is called a leak (255 ms in all): a clone of another runtime's
+/// create, or of one under another --root, holds one until its pivot_root.
+/// Only paid when such a copy is there.
+const PASSING: [u64; 8] = [1, 2, 4, 8, 16, 32, 64, 128];
+
+/// Waits (at most [`PASSING`]) until `gone()` or `in_setup()`: true if
+/// either came, false if the copy stayed.
+fn passes(gone: &mut dyn FnMut() -> bool, in_setup: &dyn Fn() -> bool) -> bool {
+    for ms in PASSING {
+        if in_setup() || gone() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+    in_setup() || gone()
+}
+
+fn leaked_mounts_listmount(paths: &[&Path], watermark: u64, in_setup: &dyn Fn(u64) -> bool) -> std::io::Result<Vec<Holder>> {
     use std::os::unix::fs::MetadataExt;
     let nss = berth_sys::mount_namespaces()?;
     let own_ino = fs::metadata("/proc/self/ns/mnt")?.ino();
@@ -310,15 +336,14 @@ fn leaked_mounts_listmount(paths: &[&Path], watermark: u64) -> std::io::Result<V
             }
             pid = processes_by_mnt_ns().get(&ino).copied();
         }
+        let mut gone = || !berth_sys::list_mounts(id).is_ok_and(|ms| ms.iter().any(|m| held.contains(&m.id)));
+        if pid.is_some() && passes(&mut gone, &|| in_setup(ino)) {
+            continue;
+        }
         let (pid, command) = match pid {
             Some(p) => (p, comm(p)),
             None => (0, "no process: kept by an nsfs bind mount or open fd".to_string()),
         };
-        if setting_up(pid, &command) {
-            continue;
-        }
-        // Listed again after the command was read: a setup that pivoted and
-        // exec'd in between has dropped its copies by now.
         let Ok(mounts) = berth_sys::list_mounts(id) else { continue };
         for m in mounts.iter().filter(|m| held.contains(&m.id)) {
             out.push(Holder { pid, command: command.clone(), mount_namespace: format!("mnt:[{ino}]"), how: format!("mount {} ({})", m.mount_point, m.fs_type), peers: vec![], container: None });
@@ -361,17 +386,12 @@ fn pinned_mount_holders(path: &Path) -> Vec<Holder> {
     out
 }
 
-/// A berth process setting up another container's new mount namespace:
-/// the clone copied every mount of this one, including a container's that
-/// has none of its own, and pivot_root drops that copy moments later. Not
-/// a leak (the same namespace holding it once the container runs is one).
-/// `command` must be read before the mounts are looked at (again): read
-/// after, it may name what the setup exec'd once its copies were gone.
-fn setting_up(pid: i32, command: &str) -> bool {
-    pid > 0 && command == "berth"
+/// The inode of a "mnt:[N]" namespace name.
+fn ns_ino(name: &str) -> u64 {
+    name.trim_start_matches("mnt:[").trim_end_matches(']').parse().unwrap_or(0)
 }
 
-fn leaked_mounts_procfs(paths: &[&Path]) -> Vec<Holder> {
+fn leaked_mounts_procfs(paths: &[&Path], in_setup: &dyn Fn(u64) -> bool) -> Vec<Holder> {
     let own = fs::read_link("/proc/self/ns/mnt").map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
     let host = fs::read_link("/proc/1/ns/mnt").map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
     let mut out = Vec::new();
@@ -383,16 +403,20 @@ fn leaked_mounts_procfs(paths: &[&Path]) -> Vec<Holder> {
         if candidates.is_empty() {
             continue;
         }
-        // Confirmed in the order setting_up needs: the command, then the
-        // mounts, of the same process in the same namespace.
+        // Confirmed once per process: a namespace being set up, or copies
+        // that go away within the bounded wait, are not leaks.
         let target = Target::new(p);
         let mut confirmed: BTreeMap<i32, Option<(String, Vec<String>)>> = BTreeMap::new();
         for mut h in candidates {
             let now = confirmed.entry(h.pid).or_insert_with(|| {
-                let command = comm(h.pid);
+                let ino = ns_ino(&h.mount_namespace);
+                let mut gone = || target.mounts_of(h.pid).is_none_or(|ms| ms.is_empty());
+                if passes(&mut gone, &|| in_setup(ino)) {
+                    return None;
+                }
                 let hows = target.mounts_of(h.pid)?.into_iter().map(|(how, _)| how).collect();
                 let ns = fs::read_link(format!("/proc/{}/ns/mnt", h.pid)).ok()?.to_string_lossy().into_owned();
-                (ns == h.mount_namespace && !setting_up(h.pid, &command)).then_some((command, hows))
+                (ns == h.mount_namespace).then(|| (comm(h.pid), hows))
             });
             if let Some((command, hows)) = now {
                 if hows.contains(&h.how) {

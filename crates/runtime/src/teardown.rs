@@ -108,6 +108,21 @@ impl Default for Options {
     }
 }
 
+/// True when the mount namespace of inode `ino` is that of the init of a
+/// container under `root` still being created (phase Creating, its PID
+/// confirmed by start time): its clone holds a copy of the caller's mounts
+/// until its pivot_root. The records are berth's own, under a host path no
+/// container reaches, so no container process can pass for one.
+fn create_in_flight(root: &std::path::Path, ino: u64) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(rd) = std::fs::read_dir(root) else { return false };
+    rd.flatten().filter_map(|e| e.file_name().into_string().ok()).any(|name| {
+        let Ok(Some(rec)) = Container::open(root, &name).and_then(|c| c.load()) else { return false };
+        rec.phase == crate::state::Phase::Creating
+            && rec.init().is_some_and(|p| std::fs::metadata(format!("/proc/{}/ns/mnt", p.pid)).is_ok_and(|m| m.ino() == ino))
+    })
+}
+
 /// Kills whatever is left of the container, releases its cgroup and removes
 /// its state. `rec` is `None` when the state file was never written.
 pub fn destroy(c: &Container, rec: Option<&Record>, opts: &Options) -> Result<Timings> {
@@ -178,7 +193,7 @@ pub fn destroy(c: &Container, rec: Option<&Record>, opts: &Options) -> Result<Ti
         if let Some(l) = &rec.layer {
             paths.push(&l.dir);
         }
-        let leaks = crate::busy::leaked_mounts(&paths, rec.mount_watermark);
+        let leaks = crate::busy::leaked_mounts(&paths, rec.mount_watermark, &|ino| create_in_flight(&root, ino));
         if !leaks.is_empty() {
             let list: Vec<String> = leaks.iter().map(|h| format!("pid {} ({}) in {} holds {}", h.pid, h.command, h.mount_namespace, h.how)).collect();
             return Err(Error::State(format!(
