@@ -400,20 +400,17 @@ pub(crate) fn chdir_in_root(cwd: &str) -> Result<()> {
     }
 }
 
-/// True when `p` names an executable regular file, found inside this
-/// process' root with no magic link followed (a path through
-/// `/proc/self/fd/N` does not count as found).
-fn is_executable(p: &Path) -> std::io::Result<bool> {
-    let root = sys::openat(None, Path::new("/"), libc::O_PATH | libc::O_DIRECTORY, 0)?;
-    let fd = sys::openat2(root.as_fd(), p, libc::O_PATH, 0, sys::RESOLVE_IN_ROOT | sys::RESOLVE_NO_MAGICLINKS)?;
-    let st = sys::fstat(fd.as_fd())?;
-    Ok(st.st_mode & libc::S_IFMT == libc::S_IFREG && st.st_mode & 0o111 != 0)
-}
-
 /// Finds the binary as execvp would, with the container's PATH, so that a
 /// missing binary fails `create` with a clear error.
 pub(crate) fn find_executable(arg0: &str, env: &[String], cwd: &str) -> Result<CString> {
-    let is_exec = |p: &Path| is_executable(p);
+    // Resolved as execve will resolve it. (By the execve, berth holds no
+    // host directory fd that a /proc/self/fd path could lead through.)
+    let is_exec = |p: &Path| {
+        std::fs::metadata(p).map(|m| {
+            use std::os::unix::fs::PermissionsExt;
+            m.is_file() && m.permissions().mode() & 0o111 != 0
+        })
+    };
     let cand: Vec<PathBuf> = if arg0.contains('/') {
         vec![if arg0.starts_with('/') { PathBuf::from(arg0) } else { Path::new(cwd).join(arg0) }]
     } else {

@@ -72,6 +72,8 @@ pub struct World {
     pub ids: Vec<String>,
     /// The config has no cgroupsPath of the test's own: each container gets one.
     auto_cgroup: std::cell::Cell<bool>,
+    /// Another copy of the runtime's binary to run (see [`World::use_copy`]).
+    binary: Option<PathBuf>,
 }
 
 impl World {
@@ -97,7 +99,7 @@ impl World {
         fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n").unwrap();
         fs::write(rootfs.join("etc/group"), "root:x:0:\n").unwrap();
         let root = dir.join("state");
-        let w = World { name: name.to_string(), dir, root, bundle, ids: vec![], auto_cgroup: std::cell::Cell::new(true) };
+        let w = World { name: name.to_string(), dir, root, bundle, ids: vec![], auto_cgroup: std::cell::Cell::new(true), binary: None };
         w.write_config(&w.default_config(&["true"]));
         w
     }
@@ -154,8 +156,17 @@ impl World {
         id
     }
 
+    /// Runs a private copy of the runtime's binary from now on (for attacks
+    /// on the binary itself); returns its path.
+    pub fn use_copy(&mut self) -> PathBuf {
+        let p = self.dir.join("runtime-copy");
+        fs::copy(runtime(), &p).unwrap();
+        self.binary = Some(p.clone());
+        p
+    }
+
     pub fn cmd(&self) -> Command {
-        let mut c = Command::new(runtime());
+        let mut c = Command::new(self.binary.clone().unwrap_or_else(|| PathBuf::from(runtime())));
         c.arg("--root").arg(&self.root);
         // Deferred cgroups (the VM's auto mode) in short batches.
         c.env("BERTH_REAP_WINDOW_MS", "20");

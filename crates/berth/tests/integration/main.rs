@@ -15,3 +15,4 @@ mod lifecycle;
 mod namespaces;
 mod process;
 mod rootfs;
+mod security;
