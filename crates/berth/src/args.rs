@@ -180,3 +180,55 @@ impl Args {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Tokens a caller (or a fuzzer) may pass: runc's flags in every form,
+    /// values that are hostile as numbers, paths and IDs.
+    fn token() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("--root".to_string()),
+            Just("-root".to_string()),
+            Just("--log".to_string()),
+            Just("--log-format=json".to_string()),
+            Just("--debug=false".to_string()),
+            Just("--".to_string()),
+            Just("-".to_string()),
+            Just("--timeout".to_string()),
+            Just("--force".to_string()),
+            Just("--bundle=".to_string()),
+            Just("=".to_string()),
+            Just("--=x".to_string()),
+            Just("../x".to_string()),
+            Just("a\0b".to_string()),
+            Just("1e30".to_string()),
+            "\\PC{0,10}",
+            "--?[a-z-]{0,12}(=\\PC{0,6})?",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 600, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_argv_parses_or_fails_in_one_line(argv in prop::collection::vec(token(), 0..10)) {
+            let mut a = Args::new(argv);
+            let check = |r: Result<(), Error>| if let Err(e) = r { assert!(!e.to_string().contains('\n')) };
+            match Global::parse(&mut a) {
+                Err(e) => check(Err(e)),
+                Ok(_) => {
+                    let _ = a.next_positional();
+                    let _ = a.asks_help("exec");
+                    check(a.value(&["timeout", "t"]).map(drop));
+                    let _ = a.flag(&["force", "f"]);
+                    check(a.value(&["bundle", "b"]).map(drop));
+                    check(a.id().map(drop));
+                    check(a.done());
+                }
+            }
+        }
+    }
+}

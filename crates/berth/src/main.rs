@@ -56,7 +56,7 @@ fn main() {
     std::process::exit(match r {
         Ok(code) => code,
         Err(e) => {
-            let msg = e.to_string();
+            let msg = one_line(&e.to_string());
             if log::has_file() {
                 log::error(&msg);
             }
@@ -65,6 +65,20 @@ fn main() {
             if std::env::args().any(|a| a == "why-busy") { 2 } else { 1 }
         }
     });
+}
+
+/// An error as one printable line of bounded length: control characters
+/// (NUL and newlines from a hostile config among them) escaped, and a huge
+/// value cut in its middle.
+fn one_line(msg: &str) -> String {
+    const MAX: usize = 2048;
+    let esc: String = msg.chars().flat_map(|c| if c.is_control() { c.escape_default().collect::<Vec<_>>() } else { vec![c] }).collect();
+    if esc.chars().count() <= MAX {
+        return esc;
+    }
+    let head: String = esc.chars().take(MAX / 2).collect();
+    let tail: String = esc.chars().rev().take(MAX / 4).collect::<Vec<_>>().into_iter().rev().collect();
+    format!("{head}... ({} characters left out) ...{tail}", esc.chars().count() - MAX / 2 - MAX / 4)
 }
 
 fn real_main(argv: Vec<String>) -> Result<i32, Error> {
@@ -153,9 +167,9 @@ fn real_main(argv: Vec<String>) -> Result<i32, Error> {
         }
         "delete" => {
             let force = a.flag(&["force", "f"]);
-            let timeout = a.value(&["timeout"])?.map(|v| v.parse::<f64>()).transpose().map_err(|_| Error::Usage("--timeout takes seconds".into()))?.unwrap_or(10.0);
+            let timeout = a.value(&["timeout"])?.map(|v| lifecycle::parse_duration(&v, "--timeout")).transpose()?.unwrap_or(Duration::from_secs(10));
             let id = a.id()?;
-            match lifecycle::delete(&root, &id, force, Duration::from_secs_f64(timeout)) {
+            match lifecycle::delete(&root, &id, force, timeout) {
                 Ok(_) => Ok(0),
                 // `delete --force` of a container that does not exist succeeds.
                 Err(Error::NotExist(_)) if force => Ok(0),
@@ -195,13 +209,8 @@ fn real_main(argv: Vec<String>) -> Result<i32, Error> {
             let once = a.flag(&["stats"]);
             let interval = a.value(&["interval"])?.unwrap_or_else(|| "5s".into());
             let id = a.id()?;
-            let secs: f64 = interval
-                .strip_suffix("ms")
-                .map(|v| v.parse::<f64>().map(|x| x / 1000.0))
-                .or_else(|| interval.strip_suffix('s').map(|v| v.parse::<f64>()))
-                .unwrap_or_else(|| interval.parse::<f64>())
-                .map_err(|_| Error::Usage(format!("invalid --interval {interval:?} (e.g. 5s, 500ms)")))?;
-            berth_runtime::events::events(&root, &id, once, Duration::from_secs_f64(secs.max(0.001)), &mut std::io::stdout())?;
+            let every = lifecycle::parse_duration(&interval, "--interval")?.max(Duration::from_millis(1));
+            berth_runtime::events::events(&root, &id, once, every, &mut std::io::stdout())?;
             Ok(0)
         }
         "update" => {

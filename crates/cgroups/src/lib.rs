@@ -231,6 +231,9 @@ impl Cgroup {
     pub fn refusal(&self, layout: &Layout, own: &[(String, String)]) -> Option<String> {
         for (d, h) in self.dirs.iter().zip(&layout.hierarchies) {
             let name = if h.v2 { "unified".to_string() } else { h.controllers.join(",") };
+            if d.path.exists() && !d.path.is_dir() {
+                return Some(format!("{} is not a cgroup directory", d.path.display()));
+            }
             if d.path == h.mount {
                 return Some(format!("{} is the root of the {name} cgroup hierarchy", d.path.display()));
             }

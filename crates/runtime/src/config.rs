@@ -367,13 +367,14 @@ impl Spec {
     /// Reads `bundle/config.json`.
     pub fn load(bundle: &Path) -> Result<Spec> {
         let path = bundle.join("config.json");
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(format!("read {}", path.display()), e))?;
+        let text = read_regular_file(&path, MAX_CONFIG)?;
         Spec::parse(&text)
     }
 
     pub fn parse(text: &str) -> Result<Spec> {
         let raw: Value = serde_json::from_str(text).map_err(|e| Error::Config(format!("config.json is not valid JSON: {e}")))?;
         log_unknown("", &raw);
+        check_shapes(&raw)?;
         serde_json::from_value(raw).map_err(|e| Error::Config(format!("config.json: {e}")))
     }
 
@@ -410,6 +411,7 @@ impl Spec {
         if p.args.is_empty() {
             return Err(Error::Config("process.args must not be empty".into()));
         }
+        check_exec_strings(&p.args, &p.env)?;
         if !p.cwd.starts_with('/') {
             return Err(Error::Config(format!("process.cwd {:?} must be an absolute path", p.cwd)));
         }
@@ -597,6 +599,94 @@ impl Spec {
                 .collect(),
         }
     }
+}
+
+/// The largest config.json berth reads (runc has no limit; this one only
+/// keeps a hostile file from exhausting memory).
+pub const MAX_CONFIG: u64 = 64 << 20;
+
+/// Reads a file that must be a regular one of at most `max` bytes: opened
+/// without blocking (a FIFO in its place would hang the reader forever) and
+/// checked before it is read.
+pub fn read_regular_file(path: &Path, max: u64) -> Result<String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| Error::io(format!("read {}", path.display()), e))?;
+    let md = f.metadata().map_err(|e| Error::io(format!("stat {}", path.display()), e))?;
+    if !md.is_file() {
+        return Err(Error::Config(format!("{} is not a regular file", path.display())));
+    }
+    if md.len() > max {
+        return Err(Error::Config(format!("{} is larger than {} MiB", path.display(), max >> 20)));
+    }
+    let mut text = String::new();
+    f.take(max + 1).read_to_string(&mut text).map_err(|e| Error::io(format!("read {}", path.display()), e))?;
+    Ok(text)
+}
+
+/// JSON properties that must be objects, and arrays whose items must be:
+/// serde would take `[]` for a struct (its fields all defaulted), so
+/// `"user": []` would silently mean uid 0.
+fn check_shapes(raw: &Value) -> Result<()> {
+    const OBJECTS: &[&str] = &[
+        "/process", "/process/user", "/process/capabilities", "/process/consoleSize", "/process/ioPriority", "/process/scheduler",
+        "/root", "/hooks", "/annotations", "/linux", "/linux/resources", "/linux/resources/memory", "/linux/resources/cpu",
+        "/linux/resources/pids", "/linux/resources/blockIO", "/linux/resources/network", "/linux/resources/unified",
+        "/linux/resources/rdma", "/linux/sysctl", "/linux/seccomp", "/linux/personality", "/linux/timeOffsets", "/linux/intelRdt",
+    ];
+    const ARRAYS_OF_OBJECTS: &[&str] = &[
+        "/mounts", "/process/rlimits", "/linux/namespaces", "/linux/devices", "/linux/uidMappings", "/linux/gidMappings",
+        "/linux/resources/devices", "/linux/resources/hugepageLimits", "/linux/seccomp/syscalls", "/hooks/prestart",
+        "/hooks/createRuntime", "/hooks/createContainer", "/hooks/startContainer", "/hooks/poststart", "/hooks/poststop",
+    ];
+    let kind = |v: &Value| match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    };
+    for p in OBJECTS {
+        match raw.pointer(p) {
+            Some(Value::Object(_)) | Some(Value::Null) | None => {}
+            Some(v) => return Err(Error::Config(format!("config.json: {} must be an object, not {}", &p[1..].replace('/', "."), kind(v)))),
+        }
+    }
+    for p in ARRAYS_OF_OBJECTS {
+        match raw.pointer(p) {
+            Some(Value::Array(items)) => {
+                if let Some(v) = items.iter().find(|v| !v.is_object()) {
+                    return Err(Error::Config(format!("config.json: the items of {} must be objects, not {}", &p[1..].replace('/', "."), kind(v))));
+                }
+            }
+            Some(Value::Null) | None => {}
+            Some(v) => return Err(Error::Config(format!("config.json: {} must be an array, not {}", &p[1..].replace('/', "."), kind(v)))),
+        }
+    }
+    Ok(())
+}
+
+/// Checks that a process' argument or environment entry can reach execve
+/// as it is: no NUL byte, and (for the environment) KEY=VALUE.
+pub fn check_exec_strings(args: &[String], env: &[String]) -> Result<()> {
+    let shown = |s: &str| format!("{:?}", s.chars().take(64).collect::<String>());
+    if let Some(a) = args.iter().find(|a| a.contains('\0')) {
+        return Err(Error::Config(format!("process.args entry {} contains a NUL byte", shown(a))));
+    }
+    for e in env {
+        if e.contains('\0') {
+            return Err(Error::Config(format!("process.env entry {} contains a NUL byte", shown(e))));
+        }
+        if !e.split_once('=').is_some_and(|(k, _)| !k.is_empty()) {
+            return Err(Error::Config(format!("process.env entry {} is not KEY=VALUE", shown(e))));
+        }
+    }
+    Ok(())
 }
 
 /// A uid or gid the kernel can take: -1 (4294967295) means "leave it as it

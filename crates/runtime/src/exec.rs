@@ -98,6 +98,10 @@ pub fn exec(o: &ExecOptions) -> Result<i32> {
     if p.args.is_empty() {
         return Err(Error::Config("the process to exec has no args".into()));
     }
+    crate::config::check_exec_strings(&p.args, &p.env)?;
+    for (what, id) in [("uid", p.user.uid), ("gid", p.user.gid)] {
+        crate::config::check_id(what, id)?;
+    }
 
     // Which namespaces differ from ours: those are joined.
     let mut ns_flags = 0;
@@ -254,8 +258,9 @@ fn child(
             f.load().ctx(|| "load the seccomp filter".into())?;
         }
     }
-    let argv: Vec<CString> = p.args.iter().map(|a| CString::new(a.as_str()).unwrap_or_default()).collect();
-    let envp: Vec<CString> = p.env.iter().map(|a| CString::new(a.as_str()).unwrap_or_default()).collect();
+    crate::config::check_exec_strings(&p.args, &p.env)?;
+    let cstrings = |v: &[String]| v.iter().filter_map(|a| CString::new(a.as_str()).ok()).collect::<Vec<CString>>();
+    let (argv, envp) = (cstrings(&p.args), cstrings(&p.env));
     let e = sys::execve(&exe, &argv, &envp);
     Err(Error::io(format!("exec {}", p.args[0]), e))
 }

@@ -24,18 +24,41 @@ use std::path::{Path, PathBuf};
 /// One end of the create handshake.
 pub struct Channel(pub OwnedFd);
 
+/// A message is sent in packets of at most this many bytes, each led by
+/// one byte: `+` (more follow) or `.` (the last). A message can be as
+/// large as the config makes it (the state passed to hooks carries every
+/// annotation), while a socket packet is limited by its buffer.
+const PACKET: usize = 32 * 1024;
+
 impl Channel {
     pub fn send(&self, msg: &str) -> Result<()> {
-        sys::send(self.0.as_fd(), msg.as_bytes()).ctx(|| "write to the sync socket".into())
+        let bytes = msg.as_bytes();
+        let mut chunks = bytes.chunks(PACKET).peekable();
+        if chunks.peek().is_none() {
+            return sys::send(self.0.as_fd(), b".").ctx(|| "write to the sync socket".into());
+        }
+        while let Some(c) = chunks.next() {
+            let mut pkt = Vec::with_capacity(c.len() + 1);
+            pkt.push(if chunks.peek().is_some() { b'+' } else { b'.' });
+            pkt.extend_from_slice(c);
+            sys::send(self.0.as_fd(), &pkt).ctx(|| "write to the sync socket".into())?;
+        }
+        Ok(())
     }
 
     pub fn recv(&self) -> Result<String> {
-        let mut buf = vec![0u8; 65536];
-        let (n, _) = sys::recv_fd(self.0.as_fd(), &mut buf).ctx(|| "read the sync socket".into())?;
-        if n == 0 {
-            return Err(Error::Init("the other side of the sync socket closed".into()));
+        let mut buf = vec![0u8; PACKET + 1];
+        let mut msg = Vec::new();
+        loop {
+            let (n, _) = sys::recv_fd(self.0.as_fd(), &mut buf).ctx(|| "read the sync socket".into())?;
+            if n == 0 {
+                return Err(Error::Init("the other side of the sync socket closed".into()));
+            }
+            msg.extend_from_slice(&buf[1..n]);
+            if buf[0] != b'+' {
+                return Ok(String::from_utf8_lossy(&msg).into_owned());
+            }
         }
-        Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
     }
 
     /// Waits for `want`; an `error` message becomes an error.
@@ -326,8 +349,9 @@ fn run(init: &Init<'_>) -> Result<Never> {
             load_seccomp(init, prof, c, state_for_hooks)?;
         }
     }
-    let argv: Vec<CString> = p.args.iter().map(|a| CString::new(a.as_str()).unwrap_or_default()).collect();
-    let envp: Vec<CString> = p.env.iter().map(|a| CString::new(a.as_str()).unwrap_or_default()).collect();
+    crate::config::check_exec_strings(&p.args, &p.env)?;
+    let cstrings = |v: &[String]| v.iter().filter_map(|a| CString::new(a.as_str()).ok()).collect::<Vec<CString>>();
+    let (argv, envp) = (cstrings(&p.args), cstrings(&p.env));
     let Some(exe) = exe else {
         return Err(Error::Config("the container has no process to run".into()));
     };

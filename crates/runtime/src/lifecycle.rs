@@ -475,15 +475,43 @@ pub fn parse_signal(s: &str) -> Result<i32> {
     if let Some((_, n)) = SIGS.iter().find(|(k, _)| *k == name) {
         return Ok(*n);
     }
+    // SIGRTMIN+n and SIGRTMAX-n, each within the 31 real-time signals.
+    let bad = || Error::Usage(format!("invalid signal {s:?}"));
+    let offset = |rest: &str, sign: char| -> Result<i32> {
+        if rest.is_empty() {
+            return Ok(0);
+        }
+        let n = rest.strip_prefix(sign).filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit())).ok_or_else(bad)?;
+        n.parse::<i32>().ok().filter(|n| (0..=30).contains(n)).ok_or_else(bad)
+    };
     if let Some(rest) = name.strip_prefix("RTMIN") {
-        let off: i32 = if rest.is_empty() { 0 } else { rest.trim_start_matches('+').parse().map_err(|_| Error::Usage(format!("invalid signal {s:?}")))? };
-        return Ok(34 + off);
+        return Ok(34 + offset(rest, '+')?);
     }
     if let Some(rest) = name.strip_prefix("RTMAX") {
-        let off: i32 = if rest.is_empty() { 0 } else { rest.trim_start_matches('-').parse().map_err(|_| Error::Usage(format!("invalid signal {s:?}")))? };
-        return Ok(64 - off);
+        return Ok(64 - offset(rest, '-')?);
     }
-    Err(Error::Usage(format!("invalid signal {s:?}")))
+    Err(bad())
+}
+
+/// Parses a duration: seconds (`1.5`), or with a unit (`5s`, `500ms`, `2m`).
+/// It must be finite, not negative, and at most a year: anything else is
+/// an error naming `what`, never a panic or an endless wait.
+pub fn parse_duration(s: &str, what: &str) -> Result<Duration> {
+    let t = s.trim();
+    let (num, scale) = if let Some(v) = t.strip_suffix("ms") {
+        (v, 1e-3)
+    } else if let Some(v) = t.strip_suffix('s') {
+        (v, 1.0)
+    } else if let Some(v) = t.strip_suffix('m') {
+        (v, 60.0)
+    } else if let Some(v) = t.strip_suffix('h') {
+        (v, 3600.0)
+    } else {
+        (t, 1.0)
+    };
+    let secs = num.parse::<f64>().ok().map(|x| x * scale).filter(|x| x.is_finite() && *x >= 0.0 && *x <= 366.0 * 86400.0);
+    let shown: String = s.chars().take(40).collect();
+    secs.map(Duration::from_secs_f64).ok_or_else(|| Error::Usage(format!("invalid {what} {shown:?}: a duration from 0 to a year (e.g. 10, 5s, 500ms)")))
 }
 
 /// `kill`: a signal through the init's confirmed pidfd; with `all`, to

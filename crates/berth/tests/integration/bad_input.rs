@@ -187,3 +187,80 @@ fn settings_berth_cannot_honour_here_are_refused_by_name() {
     }
     w.finish();
 }
+
+#[test]
+fn a_config_json_that_is_a_fifo_fails_at_once() {
+    if not_root() {
+        return;
+    }
+    let mut w = World::new("fifoconfig");
+    let id = w.id();
+    std::fs::remove_file(w.bundle.join("config.json")).unwrap();
+    assert!(std::process::Command::new("mkfifo").arg(w.bundle.join("config.json")).status().unwrap().success());
+    let bundle = w.bundle.to_string_lossy().into_owned();
+    let mut child = w.cmd().args(["create", "--bundle", &bundle, &id]).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let st = wait_within(&mut child, 10).expect("create hung on a FIFO config.json");
+    assert!(!st.success());
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    says(&err, "not a regular file");
+    std::fs::remove_file(w.bundle.join("config.json")).unwrap();
+    w.finish();
+}
+
+#[test]
+fn hundreds_of_kilobytes_of_annotations_reach_the_hooks() {
+    if not_root() {
+        return;
+    }
+    let mut w = World::new("bigannotations");
+    let out = w.dir.join("hook-state");
+    let o = out.to_string_lossy().into_owned();
+    w.config(&["true"], |c| {
+        let big: serde_json::Map<String, serde_json::Value> = (0..300).map(|i| (format!("k{i}"), json!("v".repeat(1000)))).collect();
+        c["annotations"] = serde_json::Value::Object(big);
+        c["hooks"] = json!({"createContainer": [{"path": "/bin/sh", "args": ["sh", "-c", format!("cat > {o}")]}]});
+    });
+    w.run_ok();
+    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(state["annotations"].as_object().unwrap().len(), 300);
+    w.finish();
+}
+
+#[test]
+fn hostile_values_give_one_line_errors_and_leave_nothing() {
+    if not_root() {
+        return;
+    }
+    let mut w = World::new("hostilevalues");
+    let cases: Vec<(Box<dyn Fn(&mut serde_json::Value)>, &str)> = vec![
+        (Box::new(|c| c["process"]["env"] = json!(["PATH=/bin", "NOEQUALS"])), "NOEQUALS"),
+        (Box::new(|c| c["process"]["env"] = json!(["PATH=/bin", "A=b\u{0}c"])), "NUL"),
+        (Box::new(|c| c["process"]["args"] = json!(["sh", "a\u{0}b"])), "NUL"),
+        (Box::new(|c| c["process"]["user"] = json!([])), "process.user"),
+        (Box::new(|c| c["mounts"] = json!([[]])), "mounts"),
+        (Box::new(|c| c["linux"]["cgroupsPath"] = json!("/berth-tests/a\u{0}b")), "cgroupsPath"),
+        (Box::new(|c| c["linux"]["cgroupsPath"] = json!("/cgroup.procs")), "cgroupsPath"),
+        (Box::new(|c| c["hostname"] = json!("h".repeat(200_000))), "sethostname"),
+    ];
+    for (edit, needle) in cases {
+        w.config(&["true"], |c| edit(c));
+        let (code, _, err) = w.run();
+        assert_ne!(code, 0, "accepted: {needle}");
+        assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err:.300}");
+        assert!(err.len() < 4096, "{} bytes of error", err.len());
+        assert!(!err.contains('\0') && !err.contains("panicked"), "{err:.300}");
+        says(&err, needle);
+    }
+    // The CLI's numbers and names.
+    for t in ["nan", "inf", "-1", "1e30"] {
+        let e = w.fails(&["delete", "--timeout", t, "nosuch"]);
+        assert!(!e.contains("panicked"), "{e}");
+        says(&e, "--timeout");
+    }
+    let e = w.fails(&["events", "--interval", "inf", "nosuch"]);
+    says(&e, "--interval");
+    let e = w.fails(&["kill", "nosuch", "SIGRTMAX+1"]);
+    says(&e, "invalid signal");
+    w.finish();
+}
