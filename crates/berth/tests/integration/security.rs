@@ -401,7 +401,7 @@ fn a_cgroups_path_naming_a_shared_cgroup_is_refused() {
     let mut jail = berth_cgroups::Cgroup::resolve(&layout, &jail_path, &own);
     jail.plan();
     jail.create().unwrap();
-    let mut script = String::from("set -e\nfor f in $JAIL; do echo $$ > $f/cgroup.procs; done\nexec unshare --cgroup --pid --fork --mount-proc --mount --propagation private sh -c '\nset -e\nmount -t tmpfs jail /sys/fs/cgroup\n");
+    let mut script = String::from("set -e\nfor f in $JAIL; do echo $$ > $f/cgroup.procs; done\nexec /usr/bin/unshare --cgroup --pid --fork --mount-proc --mount --propagation private sh -c '\nset -e\nmount -t tmpfs jail /sys/fs/cgroup\n");
     for h in &layout.hierarchies {
         let rel = h.mount.strip_prefix("/sys/fs/cgroup").unwrap_or(Path::new("unified"));
         let at = Path::new("/sys/fs/cgroup").join(rel);
@@ -480,9 +480,13 @@ fn the_leak_check_cannot_be_fooled_by_a_process_named_berth() {
     w.config(&["sleep", "1000"], |c| c["linux"]["namespaces"].as_array_mut().unwrap().retain(|n| n["type"] != "mount"));
     let id = w.id();
     w.ok(&["run", "-d", "--bundle", &b, &id]);
-    let fake = w.dir.join("berth");
-    fs::copy("/bin/sleep", &fake).unwrap();
-    let mut holder = std::process::Command::new("unshare").args(["-m", "--propagation", "private"]).arg(&fake).arg("1000").spawn().unwrap();
+    // It names itself (as any process may, through /proc/self/comm), then
+    // waits on its stdin: no child of its own.
+    let mut holder = std::process::Command::new("/usr/bin/unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", "echo -n berth > /proc/$$/comm; read x"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     let pid = holder.id();
     let rootfs = w.bundle.join("rootfs").to_string_lossy().into_owned();
     assert!(eventually(|| fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "berth")
