@@ -139,7 +139,7 @@ fn real_main(argv: Vec<String>) -> Result<i32, Error> {
             let bundle = bundle.unwrap_or_else(|| PathBuf::from("."));
             let pid_file = pid_file.map(|p| absolute(&p));
             let storage = g.storage.clone();
-            let o = CreateOptions { root, id, bundle, pid_file, console_socket, pidfd_socket, preserve_fds, no_pivot, no_new_keyring, ephemeral_layer, storage };
+            let o = CreateOptions { root, id, bundle, pid_file, console_socket, pidfd_socket, preserve_fds, no_pivot, no_new_keyring, ephemeral_layer, storage, console_fd: None };
             if cmd == "create" {
                 lifecycle::create(&o)?;
                 Ok(0)

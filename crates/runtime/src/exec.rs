@@ -114,9 +114,17 @@ pub fn exec(o: &ExecOptions) -> Result<i32> {
             }
         }
     }
+    // A terminal and no console socket: in the foreground, berth is the
+    // terminal's other end (as runc); detached, nobody would be.
+    let mut own_console = None;
     let console = match (&o.console_socket, p.terminal) {
         (Some(s), true) => Some(sys::unix_connect(s).ctx(|| format!("connect to console socket {}", s.display()))?),
-        (None, true) => return Err(Error::Config("--tty needs --console-socket".into())),
+        (None, true) if o.detach => return Err(Error::Config(crate::tty::DETACHED_TTY.into())),
+        (None, true) => {
+            let (ours, theirs) = sys::stream_pair().ctx(|| "socketpair for the terminal".into())?;
+            own_console = Some(ours);
+            Some(theirs)
+        }
         _ => None,
     };
     let seccomp = spec.linux.as_ref().and_then(|l| l.seccomp.as_ref()).map(crate::seccomp::Profile::parse).transpose()?;
@@ -181,7 +189,10 @@ pub fn exec(o: &ExecOptions) -> Result<i32> {
     if o.detach {
         return Ok(0);
     }
-    crate::process::wait_forwarding(&pidfd)
+    match &own_console {
+        Some(sock) => crate::tty::relay(&crate::tty::receive_master(sock)?, &pidfd),
+        None => crate::process::wait_forwarding(&pidfd),
+    }
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -32,6 +32,7 @@ pub mod seccomp;
 pub mod security;
 pub mod state;
 pub mod teardown;
+pub mod tty;
 
 pub use error::{Error, Result};
 

@@ -29,6 +29,9 @@ pub struct CreateOptions {
     /// run.berth.layer=ephemeral asks), kept under `storage`.
     pub ephemeral_layer: bool,
     pub storage: PathBuf,
+    /// A socket of berth's own to send the pty master to, in place of
+    /// `console_socket` (foreground `run` with a terminal).
+    pub console_fd: Option<std::sync::Arc<OwnedFd>>,
 }
 
 /// A container that `create` made: its lock is held while this lives.
@@ -47,6 +50,9 @@ pub fn create(o: &CreateOptions) -> Result<Created> {
     let bundle = std::fs::canonicalize(&o.bundle).ctx(|| format!("bundle {}", o.bundle.display()))?;
     let spec = Spec::load(&bundle)?;
     spec.validate(&bundle)?;
+    if spec.process.as_ref().is_some_and(|p| p.terminal) && o.console_socket.is_none() && o.console_fd.is_none() {
+        return Err(Error::Config(crate::tty::DETACHED_TTY.into()));
+    }
     let rootfs = std::fs::canonicalize(spec.rootfs(&bundle)).ctx(|| "rootfs".into())?;
     let container = Container::create(&o.root, &o.id)?;
     let mut record = Record {
@@ -159,7 +165,10 @@ fn create_in(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record) ->
     sys::mkfifo(&fifo, 0o622).ctx(|| format!("mkfifo {}", fifo.display()))?;
     // Any container user must be able to open it for writing (not the umask's 0600).
     std::fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o622)).ctx(|| format!("chmod {}", fifo.display()))?;
-    let console = o.console_socket.as_deref().map(|p| sys::unix_connect(p).ctx(|| format!("connect to console socket {}", p.display()))).transpose()?;
+    let console = match &o.console_fd {
+        Some(fd) => Some(fd.try_clone().ctx(|| "dup the console socket".into())?),
+        None => o.console_socket.as_deref().map(|p| sys::unix_connect(p).ctx(|| format!("connect to console socket {}", p.display()))).transpose()?,
+    };
     let listener = l
         .seccomp
         .as_ref()
@@ -635,7 +644,34 @@ pub fn run(o: &CreateOptions, detach: bool, keep: bool) -> Result<i32> {
     // The init may be a grandchild (namespaces joined by path): as subreaper
     // this process still reaps it and learns its exit status.
     let _ = sys::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
-    let mut created = create(o)?;
+    // A terminal and no console socket: in the foreground, berth is the
+    // terminal's other end (as runc); detached, nobody would be.
+    let bundle_spec = std::fs::canonicalize(&o.bundle).ok().and_then(|b| Spec::load(&b).ok());
+    let wants_tty = bundle_spec.as_ref().and_then(|s| s.process.as_ref()).is_some_and(|p| p.terminal) && o.console_socket.is_none();
+    if wants_tty && detach {
+        return Err(Error::Config(crate::tty::DETACHED_TTY.into()));
+    }
+    let mut own_console = None;
+    let mut o = o.clone();
+    if wants_tty {
+        let (ours, theirs) = sys::stream_pair().ctx(|| "socketpair for the terminal".into())?;
+        o.console_fd = Some(std::sync::Arc::new(theirs));
+        own_console = Some(ours);
+    }
+    let created = create(&o);
+    o.console_fd = None; // this process' copy of the container's end
+    let mut created = created?;
+    let master = match &own_console {
+        Some(sock) => match crate::tty::receive_master(sock) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                let _ = teardown::destroy(&created.container, Some(&created.record), &teardown::Options::default());
+                return Err(e);
+            }
+        },
+        None => None,
+    };
+    drop(own_console);
     let c = &created.container;
     let result = (|| {
         if created.record.config.as_ref().is_some_and(|s| s.process.is_none()) {
@@ -659,7 +695,10 @@ pub fn run(o: &CreateOptions, detach: bool, keep: bool) -> Result<i32> {
         return Ok(0);
     }
     created.container.unlock();
-    let code = crate::process::wait_forwarding(&created.init.pidfd)?;
+    let code = match &master {
+        Some(m) => crate::tty::relay(m, &created.init.pidfd)?,
+        None => crate::process::wait_forwarding(&created.init.pidfd)?,
+    };
     if !keep && created.container.relock()? {
         // Whatever another command changed meanwhile, tear down what is there.
         let rec = created.container.load()?.unwrap_or(rec);

@@ -1252,3 +1252,74 @@ pub fn unlinkat(dirfd: BorrowedFd<'_>, name: &Path) -> io::Result<()> {
     // SAFETY: valid fd and C string.
     check(unsafe { libc::unlinkat(dirfd.as_raw_fd(), c.as_ptr(), 0) }).map(drop)
 }
+
+/// A terminal's window size (TIOCGWINSZ): (rows, cols).
+pub fn get_winsize(fd: BorrowedFd<'_>) -> io::Result<(u16, u16)> {
+    // SAFETY: TIOCGWINSZ writes a winsize we own (zeroed first).
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: valid fd and output struct.
+    check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) })?;
+    Ok((ws.ws_row, ws.ws_col))
+}
+
+/// `isatty(3)`.
+pub fn is_tty(fd: BorrowedFd<'_>) -> bool {
+    // SAFETY: plain call on a valid fd.
+    unsafe { libc::isatty(fd.as_raw_fd()) == 1 }
+}
+
+/// A terminal's settings, saved to be put back.
+#[derive(Clone, Copy)]
+pub struct Termios(libc::termios);
+
+/// Puts the terminal `fd` in raw mode (cfmakeraw); returns what it was.
+pub fn tty_raw(fd: BorrowedFd<'_>) -> io::Result<Termios> {
+    // SAFETY: tcgetattr fills a termios we own (zeroed first).
+    let mut t: libc::termios = unsafe { std::mem::zeroed() };
+    // SAFETY: valid fd and output struct.
+    check(unsafe { libc::tcgetattr(fd.as_raw_fd(), &mut t) })?;
+    let saved = Termios(t);
+    // SAFETY: cfmakeraw only changes the struct we pass.
+    unsafe { libc::cfmakeraw(&mut t) };
+    // SAFETY: valid fd and struct.
+    check(unsafe { libc::tcsetattr(fd.as_raw_fd(), libc::TCSANOW, &t) })?;
+    Ok(saved)
+}
+
+/// Puts back settings saved by [`tty_raw`].
+pub fn tty_restore(fd: BorrowedFd<'_>, t: &Termios) -> io::Result<()> {
+    // SAFETY: valid fd and struct.
+    check(unsafe { libc::tcsetattr(fd.as_raw_fd(), libc::TCSANOW, &t.0) }).map(drop)
+}
+
+/// `socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC)`.
+pub fn stream_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: valid out array of two ints.
+    check(unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) })?;
+    // SAFETY: two new fds owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// `read(2)` into `buf`; Ok(0) at end of file.
+pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: writes at most buf.len() bytes into buf.
+    check_l(unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) } as libc::c_long).map(|n| n as usize)
+}
+
+/// `write(2)` of all of `buf` (retrying short writes).
+pub fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        // SAFETY: reads at most buf.len() bytes from buf.
+        let n = unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        buf = &buf[n as usize..];
+    }
+    Ok(())
+}

@@ -60,7 +60,7 @@ fn busybox() -> PathBuf {
 const APPLETS: &[&str] = &[
     "sh", "ls", "cat", "echo", "id", "sleep", "true", "false", "hostname", "ps", "mount", "grep", "stat", "touch", "mkdir",
     "readlink", "ulimit", "umask", "wc", "head", "tail", "tty", "kill", "test", "ip", "env", "pwd", "dd", "uname", "awk", "cut",
-    "tr", "nproc", "find", "rm", "chmod", "date", "seq", "pidof", "sysctl", "printf", "mknod", "ln", "yes", "xargs", "sort",
+    "tr", "nproc", "find", "rm", "chmod", "date", "seq", "pidof", "sysctl", "printf", "mknod", "ln", "yes", "xargs", "sort", "stty",
 ];
 
 /// One test's world: a bundle with its own rootfs, a private --root.

@@ -16,3 +16,4 @@ mod namespaces;
 mod process;
 mod rootfs;
 mod security;
+mod terminal;

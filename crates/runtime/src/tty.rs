@@ -1,0 +1,121 @@
+//! The foreground terminal: `run` (and `exec -t`) of a process with
+//! `terminal: true` and no `--console-socket`, as runc does it. The
+//! container's setup opens the pty and sends its master over a socket pair
+//! of berth's own (the same message it sends to a console socket); berth
+//! then relays its stdin to the master and the master to its stdout, with
+//! the caller's terminal in raw mode (if stdin is one) and the window size
+//! passed on, at the start and at every SIGWINCH. Other signals go to the
+//! process, as without a terminal. The caller's terminal is put back as it
+//! was whatever happens.
+
+use crate::{Error, Result};
+use berth_sys as sys;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+/// runc's words, which callers may match.
+pub const DETACHED_TTY: &str = "cannot allocate tty if runc will detach without setting console socket";
+
+/// Receives the pty master that the container's setup sent over `sock`.
+pub fn receive_master(sock: &OwnedFd) -> Result<OwnedFd> {
+    let mut buf = [0u8; 4096];
+    let (_, fd) = sys::recv_fd(sock.as_fd(), &mut buf).map_err(|e| Error::io("receive the pty master", e))?;
+    fd.ok_or_else(|| Error::Init("the container's setup sent no pty master".into()))
+}
+
+/// The caller's terminal in raw mode while this lives.
+struct Raw<'a> {
+    fd: BorrowedFd<'a>,
+    saved: sys::Termios,
+}
+
+impl Drop for Raw<'_> {
+    fn drop(&mut self) {
+        let _ = sys::tty_restore(self.fd, &self.saved);
+    }
+}
+
+fn copy_winsize(from: BorrowedFd<'_>, to: BorrowedFd<'_>) {
+    if let Ok((rows, cols)) = sys::get_winsize(from) {
+        let _ = sys::set_winsize(to, rows, cols);
+    }
+}
+
+/// Relays between this process' stdio and `master` until the process
+/// `pidfd` refers to exits, then returns its exit code (128 + the signal
+/// that ended it).
+pub fn relay(master: &OwnedFd, pidfd: &OwnedFd) -> Result<i32> {
+    let stdin = sys::borrow_raw(0).ok();
+    let stdout = sys::borrow_raw(1).ok();
+    let tty_in = stdin.filter(|f| sys::is_tty(*f));
+    if let Some(t) = tty_in {
+        copy_winsize(t, master.as_fd());
+    }
+    let _raw = match tty_in {
+        Some(t) => Some(Raw { fd: t, saved: sys::tty_raw(t).map_err(|e| Error::io("put the terminal in raw mode", e))? }),
+        None => None,
+    };
+    let sigs = [libc::SIGHUP, libc::SIGINT, libc::SIGQUIT, libc::SIGTERM, libc::SIGUSR1, libc::SIGUSR2, libc::SIGWINCH, libc::SIGCONT, libc::SIGTSTP];
+    let sfd = sys::signalfd(&sigs).map_err(|e| Error::io("signalfd", e))?;
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut reading_stdin = stdin.is_some();
+    let mut master_open = true;
+    let to_stdout = |data: &[u8]| {
+        if let Some(o) = stdout {
+            let _ = sys::write_all(o, data);
+        }
+    };
+    loop {
+        // pidfd, signals, then the master and stdin while they are open.
+        let mut fds = vec![pidfd.as_fd(), sfd.as_fd()];
+        let at_master = master_open.then(|| {
+            fds.push(master.as_fd());
+            fds.len() - 1
+        });
+        let at_stdin = match (reading_stdin, stdin) {
+            (true, Some(i)) => {
+                fds.push(i);
+                Some(fds.len() - 1)
+            }
+            _ => None,
+        };
+        let r = sys::poll_in(&fds, -1).map_err(|e| Error::io("wait for the terminal", e))?;
+        if let Some(m) = at_master.filter(|m| r[*m] != 0) {
+            match sys::read(fds[m], &mut buf) {
+                Ok(0) | Err(_) => master_open = false, // EIO: no process holds the pty any more
+                Ok(n) => to_stdout(&buf[..n]),
+            }
+        }
+        if let Some(i) = at_stdin.filter(|i| r[*i] != 0) {
+            match sys::read(fds[i], &mut buf) {
+                Ok(0) | Err(_) => reading_stdin = false,
+                Ok(n) => {
+                    let _ = sys::write_all(master.as_fd(), &buf[..n]);
+                }
+            }
+        }
+        if r[1] != 0 {
+            if let Ok(s) = sys::read_signal(sfd.as_fd()) {
+                match (s, tty_in) {
+                    (libc::SIGWINCH, Some(t)) => copy_winsize(t, master.as_fd()),
+                    _ => {
+                        let _ = sys::pidfd_send_signal(pidfd.as_fd(), s);
+                    }
+                }
+            }
+        }
+        if r[0] != 0 {
+            break;
+        }
+    }
+    // What the process wrote just before it ended.
+    while master_open && sys::poll_in(&[master.as_fd()], 0).is_ok_and(|r| r[0] != 0) {
+        match sys::read(master.as_fd(), &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => to_stdout(&buf[..n]),
+        }
+    }
+    match sys::waitid_pidfd(pidfd.as_fd(), false).map_err(|e| Error::io("wait for the process", e))? {
+        Some(st) => Ok(st.code()),
+        None => Err(Error::State("the process' exit status was lost".into())),
+    }
+}
