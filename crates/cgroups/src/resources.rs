@@ -231,13 +231,13 @@ pub fn apply(cg: &Cgroup, r: &Resources, device_rules: &[DeviceRule]) -> Result<
     if let Some(m) = &r.memory {
         let d = t.need("memory", "linux.resources.memory")?;
         if d.v2 {
-            if let Some(v) = m.limit {
+            if let Some(v) = m.limit.filter(|v| *v != 0) {
                 set(&d.path, "memory.max", max_or(v))?;
             }
-            if let Some(v) = m.reservation {
+            if let Some(v) = m.reservation.filter(|v| *v != 0) {
                 set(&d.path, "memory.low", max_or(v))?;
             }
-            if let Some(v) = m.swap {
+            if let Some(v) = m.swap.filter(|v| *v != 0) {
                 // OCI's swap is memory+swap; v2's memory.swap.max is swap alone.
                 let s = match (v, m.limit) {
                     (v, _) if v < 0 => "max".to_string(),
@@ -249,7 +249,7 @@ pub fn apply(cg: &Cgroup, r: &Resources, device_rules: &[DeviceRule]) -> Result<
             if m.swappiness.is_some() {
                 return Err(unsupported("linux.resources.memory.swappiness (cgroup v2)"));
             }
-            if m.kernel.is_some() || m.kernel_tcp.is_some() {
+            if m.kernel.is_some_and(|v| v != 0) || m.kernel_tcp.is_some_and(|v| v != 0) {
                 return Err(unsupported("linux.resources.memory.kernel/kernelTCP (cgroup v2)"));
             }
             if m.disable_oom_killer == Some(true) {
@@ -257,8 +257,8 @@ pub fn apply(cg: &Cgroup, r: &Resources, device_rules: &[DeviceRule]) -> Result<
             }
         } else {
             let p = &d.path;
-            let lim = m.limit.map(max_or_v1);
-            let swap = m.swap.map(max_or_v1);
+            let lim = m.limit.filter(|v| *v != 0).map(max_or_v1);
+            let swap = m.swap.filter(|v| *v != 0).map(max_or_v1);
             if let Some(l) = &lim {
                 // memory.limit must stay <= memsw.limit: try both orders.
                 if set(p, "memory.limit_in_bytes", l).is_err() {
@@ -274,10 +274,10 @@ pub fn apply(cg: &Cgroup, r: &Resources, device_rules: &[DeviceRule]) -> Result<
                 }
                 set(p, "memory.memsw.limit_in_bytes", s)?;
             }
-            if let Some(v) = m.reservation {
+            if let Some(v) = m.reservation.filter(|v| *v != 0) {
                 set(p, "memory.soft_limit_in_bytes", max_or_v1(v))?;
             }
-            if let Some(v) = m.kernel {
+            if let Some(v) = m.kernel.filter(|v| *v != 0) {
                 // Deprecated, and recent kernels accept and ignore it; where
                 // the file is gone it cannot be honoured at all.
                 if !p.join("memory.kmem.limit_in_bytes").exists() {
@@ -285,7 +285,7 @@ pub fn apply(cg: &Cgroup, r: &Resources, device_rules: &[DeviceRule]) -> Result<
                 }
                 set(p, "memory.kmem.limit_in_bytes", max_or_v1(v))?;
             }
-            if let Some(v) = m.kernel_tcp {
+            if let Some(v) = m.kernel_tcp.filter(|v| *v != 0) {
                 set(p, "memory.kmem.tcp.limit_in_bytes", max_or_v1(v))?;
             }
             if let Some(v) = m.swappiness {
@@ -306,9 +306,11 @@ pub fn apply(cg: &Cgroup, r: &Resources, device_rules: &[DeviceRule]) -> Result<
                     let w = 1 + ((s.clamp(2, 262144) - 2) * 9999) / 262142;
                     set(&d.path, "cpu.weight", w)?;
                 }
-                if c.quota.is_some() || c.period.is_some() {
-                    let q = c.quota.filter(|q| *q > 0).map_or("max".to_string(), |q| q.to_string());
-                    let per = c.period.unwrap_or(100000);
+                // 0 is "not set" for both, as runc reads them.
+                let (quota, period) = (c.quota.filter(|q| *q != 0), c.period.filter(|p| *p > 0));
+                if quota.is_some() || period.is_some() {
+                    let q = quota.filter(|q| *q > 0).map_or("max".to_string(), |q| q.to_string());
+                    let per = period.unwrap_or(100000);
                     set(&d.path, "cpu.max", format!("{q} {per}"))?;
                 }
                 if let Some(b) = c.burst {
@@ -355,7 +357,8 @@ pub fn apply(cg: &Cgroup, r: &Resources, device_rules: &[DeviceRule]) -> Result<
             }
         }
     }
-    if let Some(p) = &r.pids {
+    // A pids limit of 0 is "not set" (runc); -1 is unlimited.
+    if let Some(p) = r.pids.as_ref().filter(|p| p.limit != 0) {
         let d = t.need("pids", "linux.resources.pids")?;
         set(&d.path, "pids.max", if p.limit > 0 { p.limit.to_string() } else { "max".into() })?;
     }
@@ -428,14 +431,17 @@ fn max_or_v1(v: i64) -> String {
 fn apply_blkio(t: &Target<'_>, b: &BlockIo) -> Result<()> {
     let d = t.dir("blkio").or_else(|| t.dir("io")).ok_or_else(|| unsupported("linux.resources.blockIO"))?;
     let p = &d.path;
+    // Weights of 0 are "not set": Docker sends blockIO.weight 0 when the
+    // user gave none, and runc skips it.
+    let weight = b.weight.filter(|w| *w != 0);
     if d.v2 {
-        if let Some(w) = b.weight {
+        if let Some(w) = weight {
             let w2 = 1 + (u64::from(w).clamp(10, 1000) - 10) * 9999 / 990;
             let f = if p.join("io.bfq.weight").exists() { "io.bfq.weight" } else { "io.weight" };
             set(p, f, if f == "io.bfq.weight" { u64::from(w) } else { w2 })?;
         }
         for wd in &b.weight_device {
-            if let Some(w) = wd.weight {
+            if let Some(w) = wd.weight.filter(|w| *w != 0) {
                 set(p, "io.bfq.weight", format!("{}:{} {}", wd.major, wd.minor, w))?;
             }
         }
@@ -453,21 +459,21 @@ fn apply_blkio(t: &Target<'_>, b: &BlockIo) -> Result<()> {
         return Ok(());
     }
     let weight_file = |plain: &str, bfq: &str| if p.join(plain).exists() { plain.to_string() } else { bfq.to_string() };
-    if let Some(w) = b.weight {
+    if let Some(w) = weight {
         let f = weight_file("blkio.weight", "blkio.bfq.weight");
         if !p.join(&f).exists() {
             return Err(unsupported("linux.resources.blockIO.weight (no blkio weight file)"));
         }
         set(p, &f, w)?;
     }
-    if let Some(w) = b.leaf_weight {
+    if let Some(w) = b.leaf_weight.filter(|w| *w != 0) {
         if !p.join("blkio.leaf_weight").exists() {
             return Err(unsupported("linux.resources.blockIO.leafWeight"));
         }
         set(p, "blkio.leaf_weight", w)?;
     }
     for wd in &b.weight_device {
-        if let Some(w) = wd.weight {
+        if let Some(w) = wd.weight.filter(|w| *w != 0) {
             let f = weight_file("blkio.weight_device", "blkio.bfq.weight_device");
             if !p.join(&f).exists() {
                 return Err(unsupported("linux.resources.blockIO.weightDevice"));

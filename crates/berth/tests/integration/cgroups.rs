@@ -363,3 +363,23 @@ fn events_report_an_oom_kill() {
     assert_eq!(oom[0]["id"], id.as_str());
     w.finish();
 }
+
+#[test]
+fn values_runc_reads_as_not_set_are_not_set() {
+    if not_root() {
+        return;
+    }
+    // What Docker and others send for "no limit": 0 for weights, limits,
+    // quota and period; runc skips them, so must berth.
+    let mut w = World::new("notset");
+    w.config(&["true"], |c| {
+        c["linux"]["resources"] = serde_json::json!({
+            "blockIO": {"weight": 0, "leafWeight": 0, "weightDevice": [{"major": 8, "minor": 0, "weight": 0}]},
+            "memory": {"limit": 0, "reservation": 0, "swap": 0, "kernel": 0, "kernelTCP": 0},
+            "cpu": {"shares": 0, "quota": 0, "period": 0, "realtimeRuntime": 0, "realtimePeriod": 0},
+            "pids": {"limit": 0}
+        });
+    });
+    w.run_ok();
+    w.finish();
+}
