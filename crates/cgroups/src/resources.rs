@@ -297,7 +297,15 @@ pub fn apply(cg: &Cgroup, r: &Resources, device_rules: &[DeviceRule]) -> Result<
         }
     }
     if let Some(c) = &r.cpu {
-        let any_cpu = c.shares.is_some() || c.quota.is_some() || c.period.is_some() || c.burst.is_some() || c.realtime_runtime.is_some() || c.realtime_period.is_some() || c.idle.is_some();
+        // Zeros are "not set" (runc): they need no cpu controller either.
+        let nz = |v: Option<i64>| v.is_some_and(|v| v != 0);
+        let any_cpu = c.shares.is_some_and(|v| v != 0)
+            || nz(c.quota)
+            || c.period.is_some_and(|v| v != 0)
+            || c.burst.is_some()
+            || nz(c.realtime_runtime)
+            || c.realtime_period.is_some_and(|v| v != 0)
+            || c.idle.is_some();
         if any_cpu {
             let d = t.need("cpu", "linux.resources.cpu")?;
             if d.v2 {
@@ -319,7 +327,7 @@ pub fn apply(cg: &Cgroup, r: &Resources, device_rules: &[DeviceRule]) -> Result<
                 if let Some(i) = c.idle {
                     set(&d.path, "cpu.idle", i)?;
                 }
-                if c.realtime_runtime.is_some() || c.realtime_period.is_some() {
+                if c.realtime_runtime.is_some_and(|v| v != 0) || c.realtime_period.is_some_and(|v| v != 0) {
                     return Err(unsupported("linux.resources.cpu.realtimeRuntime (cgroup v2)"));
                 }
             } else {

@@ -28,10 +28,12 @@ const REEXEC_ENV: &str = "_BERTH_EXE_PROTECTED";
 
 /// Why the running binary is safe to expose to a container, if it is.
 pub fn protection() -> Option<&'static str> {
-    let fd = sys::openat(None, Path::new("/proc/self/exe"), libc::O_RDONLY, 0).ok()?;
-    if sys::fstatvfs_flags(fd.as_fd()).is_ok_and(|f| f & libc::ST_RDONLY != 0) {
+    // O_PATH first: a binary may be executable and not readable.
+    let path = sys::openat(None, Path::new("/proc/self/exe"), libc::O_PATH, 0).ok()?;
+    if sys::fstatvfs_flags(path.as_fd()).is_ok_and(|f| f & libc::ST_RDONLY != 0) {
         return Some("read-only mount");
     }
+    let fd = sys::openat(None, Path::new("/proc/self/exe"), libc::O_RDONLY, 0).ok()?;
     let want = libc::F_SEAL_WRITE | libc::F_SEAL_SEAL;
     if sys::file_seals(fd.as_fd()).is_ok_and(|s| s & want == want) {
         return Some("sealed memfd");
@@ -45,7 +47,10 @@ pub fn protection() -> Option<&'static str> {
 pub fn ensure_protected() -> Result<()> {
     let again = std::env::var_os(REEXEC_ENV).is_some();
     std::env::remove_var(REEXEC_ENV);
-    if protection().is_some() {
+    if let Some(how) = protection() {
+        if again {
+            crate::log::debug(&format!("berth re-executed from a {how} copy of its binary"));
+        }
         return Ok(());
     }
     if again {

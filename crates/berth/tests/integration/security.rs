@@ -548,3 +548,22 @@ fn cve_2021_30465_a_mount_target_swapped_to_a_symlink_stays_inside_the_rootfs() 
     assert_eq!(fs::read_dir(outside.join("b")).unwrap().count(), 1, "something was made outside the rootfs");
     w.finish();
 }
+
+#[test]
+fn the_binary_protection_has_a_sealed_memfd_where_the_mount_api_is_denied() {
+    if not_root() || berth_only() {
+        return;
+    }
+    // Here: a read-only clone of the binary. In a user namespace of its own
+    // berth may not clone mounts of the host's namespace: a sealed memfd.
+    let w = World::new("exeprotect");
+    let root = w.root.to_string_lossy().into_owned();
+    let o = std::process::Command::new(runtime()).args(["--debug", "--root", &root, "exec", "nosuch", "true"]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("re-executed from a read-only mount copy"), "{err}");
+    let o = std::process::Command::new("/usr/bin/unshare").args(["-U", "-r"]).arg(runtime()).args(["--debug", "--root", &root, "exec", "nosuch", "true"]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("re-executed from a sealed memfd copy"), "{err}");
+    assert!(err.contains("does not exist"), "{err}");
+    w.finish();
+}
