@@ -62,7 +62,11 @@ fn main() {
             }
             eprintln!("berth: {msg}");
             // why-busy: 0 nothing holds it, 1 holders listed, 2 error.
-            if std::env::args().any(|a| a == "why-busy") { 2 } else { 1 }
+            if std::env::args().any(|a| a == "why-busy") {
+                2
+            } else {
+                1
+            }
         }
     });
 }
@@ -130,7 +134,12 @@ fn real_main(argv: Vec<String>) -> Result<i32, Error> {
             let console_socket = a.value(&["console-socket"])?.map(PathBuf::from);
             let pid_file = a.value(&["pid-file"])?.map(PathBuf::from);
             let pidfd_socket = a.value(&["pidfd-socket"])?.map(PathBuf::from);
-            let preserve_fds = a.value(&["preserve-fds"])?.map(|v| v.parse::<u32>()).transpose().map_err(|_| Error::Usage("--preserve-fds takes a number".into()))?.unwrap_or(0);
+            let preserve_fds = a
+                .value(&["preserve-fds"])?
+                .map(|v| v.parse::<u32>())
+                .transpose()
+                .map_err(|_| Error::Usage("--preserve-fds takes a number".into()))?
+                .unwrap_or(0);
             let no_pivot = a.flag(&["no-pivot"]);
             let no_new_keyring = a.flag(&["no-new-keyring"]);
             let ephemeral_layer = a.flag(&["ephemeral-layer"]);
@@ -139,7 +148,20 @@ fn real_main(argv: Vec<String>) -> Result<i32, Error> {
             let bundle = bundle.unwrap_or_else(|| PathBuf::from("."));
             let pid_file = pid_file.map(|p| absolute(&p));
             let storage = g.storage.clone();
-            let o = CreateOptions { root, id, bundle, pid_file, console_socket, pidfd_socket, preserve_fds, no_pivot, no_new_keyring, ephemeral_layer, storage, console_fd: None };
+            let o = CreateOptions {
+                root,
+                id,
+                bundle,
+                pid_file,
+                console_socket,
+                pidfd_socket,
+                preserve_fds,
+                no_pivot,
+                no_new_keyring,
+                ephemeral_layer,
+                storage,
+                console_fd: None,
+            };
             if cmd == "create" {
                 lifecycle::create(&o)?;
                 Ok(0)
@@ -167,7 +189,8 @@ fn real_main(argv: Vec<String>) -> Result<i32, Error> {
         }
         "delete" => {
             let force = a.flag(&["force", "f"]);
-            let timeout = a.value(&["timeout"])?.map(|v| lifecycle::parse_duration(&v, "--timeout")).transpose()?.unwrap_or(Duration::from_secs(10));
+            let timeout =
+                a.value(&["timeout"])?.map(|v| lifecycle::parse_duration(&v, "--timeout")).transpose()?.unwrap_or(Duration::from_secs(10));
             let id = a.id()?;
             match lifecycle::delete(&root, &id, force, timeout) {
                 Ok(_) => Ok(0),
@@ -275,7 +298,10 @@ fn real_main(argv: Vec<String>) -> Result<i32, Error> {
                     let text = String::from_utf8_lossy(&out.stdout);
                     let mut lines = text.lines();
                     let header = lines.next().unwrap_or("");
-                    let col = header.split_whitespace().position(|c| c == "PID").ok_or_else(|| Error::Usage("ps output has no PID column".into()))?;
+                    let col = header
+                        .split_whitespace()
+                        .position(|c| c == "PID")
+                        .ok_or_else(|| Error::Usage("ps output has no PID column".into()))?;
                     println!("{header}");
                     for l in lines {
                         if l.split_whitespace().nth(col).and_then(|p| p.parse::<i32>().ok()).is_some_and(|p| pids.contains(&p)) {

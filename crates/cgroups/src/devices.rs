@@ -28,7 +28,10 @@ fn access_bits(a: &str) -> i32 {
 }
 
 fn is_all(r: &DeviceRule) -> bool {
-    matches!(r.kind.as_deref(), None | Some("a")) && r.major.is_none_or(|m| m < 0) && r.minor.is_none_or(|m| m < 0) && access_bits(r.access.as_deref().unwrap_or("rwm")) == 7
+    matches!(r.kind.as_deref(), None | Some("a"))
+        && r.major.is_none_or(|m| m < 0)
+        && r.minor.is_none_or(|m| m < 0)
+        && access_bits(r.access.as_deref().unwrap_or("rwm")) == 7
 }
 
 /// The program for `rules`.
@@ -40,12 +43,12 @@ pub fn program(rules: &[DeviceRule]) -> Vec<BpfInsn> {
         None => (true, rules),
     };
     let mut p = vec![
-        insn(0x61, R2, R1, 0, 0),      // r2 = ctx->access_type
-        insn(0x54, R2, 0, 0, 0xffff),  // r2 &= 0xffff (type)
-        insn(0x61, R3, R1, 0, 0),      // r3 = ctx->access_type
-        insn(0x74, R3, 0, 0, 16),      // r3 >>= 16 (access)
-        insn(0x61, R4, R1, 4, 0),      // r4 = ctx->major
-        insn(0x61, R5, R1, 8, 0),      // r5 = ctx->minor
+        insn(0x61, R2, R1, 0, 0),     // r2 = ctx->access_type
+        insn(0x54, R2, 0, 0, 0xffff), // r2 &= 0xffff (type)
+        insn(0x61, R3, R1, 0, 0),     // r3 = ctx->access_type
+        insn(0x74, R3, 0, 0, 16),     // r3 >>= 16 (access)
+        insn(0x61, R4, R1, 4, 0),     // r4 = ctx->major
+        insn(0x61, R5, R1, 8, 0),     // r5 = ctx->minor
     ];
     // Last rule first: the first match returns.
     for r in rest.iter().rev() {
@@ -69,7 +72,7 @@ pub fn program(rules: &[DeviceRule]) -> Vec<BpfInsn> {
         }
         block.push(insn(0xb7, R0, 0, 0, r.allow as i32)); // r0 = allow
         block.push(insn(0x95, 0, 0, 0, 0)); // exit
-        // Every conditional jump skips to the end of this block.
+                                            // Every conditional jump skips to the end of this block.
         let n = block.len();
         for (i, b) in block.iter_mut().enumerate() {
             if b.code == 0x55 {

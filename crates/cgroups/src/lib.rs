@@ -13,7 +13,9 @@ mod resources;
 
 pub use devices::program as device_program;
 
-pub use resources::{apply, default_device_rules, BlockIo, Cpu, DeviceRule, Hugepage, Memory, Pids, Resources, ThrottleDevice, WeightDevice};
+pub use resources::{
+    apply, default_device_rules, BlockIo, Cpu, DeviceRule, Hugepage, Memory, Pids, Resources, ThrottleDevice, WeightDevice,
+};
 
 use std::fmt;
 use std::fs;
@@ -93,7 +95,10 @@ impl Layout {
                 "cgroup" => {
                     let controllers: Vec<String> = opts
                         .split(',')
-                        .filter(|o| !matches!(*o, "rw" | "ro" | "relatime" | "noatime" | "nosuid" | "nodev" | "noexec" | "clone_children") && !o.starts_with("release_agent="))
+                        .filter(|o| {
+                            !matches!(*o, "rw" | "ro" | "relatime" | "noatime" | "nosuid" | "nodev" | "noexec" | "clone_children")
+                                && !o.starts_with("release_agent=")
+                        })
                         .map(str::to_string)
                         .collect();
                     // A hierarchy mounted twice (bind mounts) counts once.
@@ -328,7 +333,8 @@ impl Cgroup {
             }
             let mut matched = false;
             for (orig, d) in self.dirs.iter().zip(out.dirs.iter_mut()) {
-                let applies = if ctrls.is_empty() { true } else { !orig.v2 && orig.controllers.iter().any(|c| ctrls.contains(&c.as_str())) };
+                let applies =
+                    if ctrls.is_empty() { true } else { !orig.v2 && orig.controllers.iter().any(|c| ctrls.contains(&c.as_str())) };
                 if !applies {
                     continue;
                 }
@@ -609,7 +615,8 @@ fn remove_tree(dir: &Path) -> Result<()> {
 fn enable_v2_controllers(dir: &Path) -> Result<()> {
     let avail = fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
     let enabled = fs::read_to_string(dir.join("cgroup.subtree_control")).unwrap_or_default();
-    let want: Vec<String> = avail.split_whitespace().filter(|c| !enabled.split_whitespace().any(|e| e == *c)).map(|c| format!("+{c}")).collect();
+    let want: Vec<String> =
+        avail.split_whitespace().filter(|c| !enabled.split_whitespace().any(|e| e == *c)).map(|c| format!("+{c}")).collect();
     if want.is_empty() {
         return Ok(());
     }

@@ -187,11 +187,7 @@ struct Target<'a> {
 }
 
 fn unsupported(setting: &str) -> crate::Error {
-    err(
-        &format!("{setting} is not supported by this host's cgroups"),
-        Path::new(setting),
-        io::Error::from_raw_os_error(libc::ENOTSUP),
-    )
+    err(&format!("{setting} is not supported by this host's cgroups"), Path::new(setting), io::Error::from_raw_os_error(libc::ENOTSUP))
 }
 
 impl Target<'_> {
@@ -517,7 +513,8 @@ fn apply_devices(t: &Target<'_>, rules: &[DeviceRule]) -> Result<()> {
     if let Some(d) = t.cg.v2_dir() {
         let prog = crate::devices::program(rules);
         let fd = berth_sys::openat(None, &d.path, libc::O_RDONLY | libc::O_DIRECTORY, 0).map_err(|e| err("open cgroup", &d.path, e))?;
-        return berth_sys::attach_device_program(std::os::fd::AsFd::as_fd(&fd), &prog).map_err(|e| err("attach the device eBPF program to", &d.path, e));
+        return berth_sys::attach_device_program(std::os::fd::AsFd::as_fd(&fd), &prog)
+            .map_err(|e| err("attach the device eBPF program to", &d.path, e));
     }
     Err(unsupported("linux.resources.devices"))
 }

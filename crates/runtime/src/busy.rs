@@ -33,7 +33,8 @@ fn under(p: &Path, base: &Path) -> bool {
 }
 
 fn pids() -> Vec<i32> {
-    let mut v: Vec<i32> = fs::read_dir("/proc").map(|rd| rd.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect()).unwrap_or_default();
+    let mut v: Vec<i32> =
+        fs::read_dir("/proc").map(|rd| rd.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect()).unwrap_or_default();
     v.sort();
     v
 }
@@ -184,7 +185,11 @@ impl<'a> Target<'a> {
                 }
             }
             if let Some(how) = how {
-                let peers = pre[6..].iter().filter(|f| f.starts_with("shared:") || f.starts_with("master:")).map(|f| f.split(':').nth(1).unwrap_or("").to_string()).collect();
+                let peers = pre[6..]
+                    .iter()
+                    .filter(|f| f.starts_with("shared:") || f.starts_with("master:"))
+                    .map(|f| f.split(':').nth(1).unwrap_or("").to_string())
+                    .collect();
                 out.push((how, peers));
             }
         }
@@ -300,14 +305,19 @@ fn leaked_mounts_listmount(paths: &[&Path], watermark: u64, in_setup: &dyn Fn(u6
     let own = nss.iter().find(|n| n.1 == own_ino).ok_or_else(|| std::io::Error::from_raw_os_error(libc::ENOENT))?;
     let own_mounts = berth_sys::list_mounts(own.0)?;
     let hit = |mp: &str| paths.iter().any(|p| under(Path::new(mp), p));
-    let ours: HashSet<u64> = own_mounts.iter().filter(|m| hit(&m.mount_point)).flat_map(|m| [m.peer_group, m.master]).filter(|g| *g != 0).collect();
+    let ours: HashSet<u64> =
+        own_mounts.iter().filter(|m| hit(&m.mount_point)).flat_map(|m| [m.peer_group, m.master]).filter(|g| *g != 0).collect();
     let mut candidates: Vec<(u64, u64, Vec<u64>)> = Vec::new();
     for (id, ino) in &nss {
         if *ino == own_ino || *ino == host_ino {
             continue;
         }
         let Ok(mounts) = berth_sys::list_mounts(*id) else { continue };
-        let held: Vec<u64> = mounts.iter().filter(|m| hit(&m.mount_point) && m.id > watermark && !ours.contains(&m.peer_group) && !ours.contains(&m.master)).map(|m| m.id).collect();
+        let held: Vec<u64> = mounts
+            .iter()
+            .filter(|m| hit(&m.mount_point) && m.id > watermark && !ours.contains(&m.peer_group) && !ours.contains(&m.master))
+            .map(|m| m.id)
+            .collect();
         if !held.is_empty() {
             candidates.push((*id, *ino, held));
         }
@@ -346,7 +356,14 @@ fn leaked_mounts_listmount(paths: &[&Path], watermark: u64, in_setup: &dyn Fn(u6
         };
         let Ok(mounts) = berth_sys::list_mounts(id) else { continue };
         for m in mounts.iter().filter(|m| held.contains(&m.id)) {
-            out.push(Holder { pid, command: command.clone(), mount_namespace: format!("mnt:[{ino}]"), how: format!("mount {} ({})", m.mount_point, m.fs_type), peers: vec![], container: None });
+            out.push(Holder {
+                pid,
+                command: command.clone(),
+                mount_namespace: format!("mnt:[{ino}]"),
+                how: format!("mount {} ({})", m.mount_point, m.fs_type),
+                peers: vec![],
+                container: None,
+            });
         }
     }
     Ok(out)
@@ -399,7 +416,8 @@ fn leaked_mounts_procfs(paths: &[&Path], in_setup: &dyn Fn(u64) -> bool) -> Vec<
         // One walk of /proc: ours, then the others' that are no peers of ours.
         let (mine, others): (Vec<Holder>, Vec<Holder>) = mount_holders(p, &[]).into_iter().partition(|h| h.mount_namespace == own);
         let ours: HashSet<String> = mine.into_iter().flat_map(|h| h.peers).collect();
-        let candidates: Vec<Holder> = others.into_iter().filter(|h| h.mount_namespace != host && !h.peers.iter().any(|g| ours.contains(g))).collect();
+        let candidates: Vec<Holder> =
+            others.into_iter().filter(|h| h.mount_namespace != host && !h.peers.iter().any(|g| ours.contains(g))).collect();
         if candidates.is_empty() {
             continue;
         }

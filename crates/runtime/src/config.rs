@@ -447,7 +447,12 @@ impl Spec {
             return Err(Error::Config(format!("rootfs {} does not exist or is not a directory", rootfs.display())));
         }
         if self.hooks.as_ref().is_some_and(|h| {
-            !(h.prestart.is_empty() && h.create_runtime.is_empty() && h.create_container.is_empty() && h.start_container.is_empty() && h.poststart.is_empty() && h.poststop.is_empty())
+            !(h.prestart.is_empty()
+                && h.create_runtime.is_empty()
+                && h.create_container.is_empty()
+                && h.start_container.is_empty()
+                && h.poststart.is_empty()
+                && h.poststop.is_empty())
         }) {
             // Hooks are validated and run by the hooks module.
             for h in self.all_hooks() {
@@ -491,7 +496,10 @@ impl Spec {
         for k in l.sysctl.keys() {
             self.check_sysctl(k)?;
         }
-        for (what, id) in [("process.user.uid", p.user.uid), ("process.user.gid", p.user.gid)].into_iter().chain(p.user.additional_gids.iter().map(|g| ("process.user.additionalGids", *g))) {
+        for (what, id) in [("process.user.uid", p.user.uid), ("process.user.gid", p.user.gid)]
+            .into_iter()
+            .chain(p.user.additional_gids.iter().map(|g| ("process.user.additionalGids", *g)))
+        {
             check_id(what, id)?;
         }
         if let Some(prop) = l.rootfs_propagation.as_deref().filter(|s| !s.is_empty()) {
@@ -560,7 +568,16 @@ impl Spec {
                 }
             })
         };
-        const IPC: &[&str] = &["kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"];
+        const IPC: &[&str] = &[
+            "kernel.msgmax",
+            "kernel.msgmnb",
+            "kernel.msgmni",
+            "kernel.sem",
+            "kernel.shmall",
+            "kernel.shmmax",
+            "kernel.shmmni",
+            "kernel.shm_rmid_forced",
+        ];
         if IPC.contains(&key) || key.starts_with("fs.mqueue.") {
             if own("ipc", "ipc") {
                 return Ok(());
@@ -633,15 +650,46 @@ pub fn read_regular_file(path: &Path, max: u64) -> Result<String> {
 /// `"user": []` would silently mean uid 0.
 fn check_shapes(raw: &Value) -> Result<()> {
     const OBJECTS: &[&str] = &[
-        "/process", "/process/user", "/process/capabilities", "/process/consoleSize", "/process/ioPriority", "/process/scheduler",
-        "/root", "/hooks", "/annotations", "/linux", "/linux/resources", "/linux/resources/memory", "/linux/resources/cpu",
-        "/linux/resources/pids", "/linux/resources/blockIO", "/linux/resources/network", "/linux/resources/unified",
-        "/linux/resources/rdma", "/linux/sysctl", "/linux/seccomp", "/linux/personality", "/linux/timeOffsets", "/linux/intelRdt",
+        "/process",
+        "/process/user",
+        "/process/capabilities",
+        "/process/consoleSize",
+        "/process/ioPriority",
+        "/process/scheduler",
+        "/root",
+        "/hooks",
+        "/annotations",
+        "/linux",
+        "/linux/resources",
+        "/linux/resources/memory",
+        "/linux/resources/cpu",
+        "/linux/resources/pids",
+        "/linux/resources/blockIO",
+        "/linux/resources/network",
+        "/linux/resources/unified",
+        "/linux/resources/rdma",
+        "/linux/sysctl",
+        "/linux/seccomp",
+        "/linux/personality",
+        "/linux/timeOffsets",
+        "/linux/intelRdt",
     ];
     const ARRAYS_OF_OBJECTS: &[&str] = &[
-        "/mounts", "/process/rlimits", "/linux/namespaces", "/linux/devices", "/linux/uidMappings", "/linux/gidMappings",
-        "/linux/resources/devices", "/linux/resources/hugepageLimits", "/linux/seccomp/syscalls", "/hooks/prestart",
-        "/hooks/createRuntime", "/hooks/createContainer", "/hooks/startContainer", "/hooks/poststart", "/hooks/poststop",
+        "/mounts",
+        "/process/rlimits",
+        "/linux/namespaces",
+        "/linux/devices",
+        "/linux/uidMappings",
+        "/linux/gidMappings",
+        "/linux/resources/devices",
+        "/linux/resources/hugepageLimits",
+        "/linux/seccomp/syscalls",
+        "/hooks/prestart",
+        "/hooks/createRuntime",
+        "/hooks/createContainer",
+        "/hooks/startContainer",
+        "/hooks/poststart",
+        "/hooks/poststop",
     ];
     let kind = |v: &Value| match v {
         Value::Null => "null",
@@ -661,7 +709,11 @@ fn check_shapes(raw: &Value) -> Result<()> {
         match raw.pointer(p) {
             Some(Value::Array(items)) => {
                 if let Some(v) = items.iter().find(|v| !v.is_object()) {
-                    return Err(Error::Config(format!("config.json: the items of {} must be objects, not {}", &p[1..].replace('/', "."), kind(v))));
+                    return Err(Error::Config(format!(
+                        "config.json: the items of {} must be objects, not {}",
+                        &p[1..].replace('/', "."),
+                        kind(v)
+                    )));
                 }
             }
             Some(Value::Null) | None => {}
@@ -682,7 +734,7 @@ pub fn check_exec_strings(args: &[String], env: &[String]) -> Result<()> {
         if e.contains('\0') {
             return Err(Error::Config(format!("process.env entry {} contains a NUL byte", shown(e))));
         }
-        if !e.split_once('=').is_some_and(|(k, _)| !k.is_empty()) {
+        if e.split_once('=').is_none_or(|(k, _)| k.is_empty()) {
             return Err(Error::Config(format!("process.env entry {} is not KEY=VALUE", shown(e))));
         }
     }
@@ -702,7 +754,19 @@ pub fn check_id(what: &str, id: u32) -> Result<()> {
 /// not define; they are ignored.
 fn log_unknown(prefix: &str, v: &Value) {
     const TOP: &[&str] = &[
-        "ociVersion", "process", "root", "hostname", "domainname", "mounts", "hooks", "annotations", "linux", "solaris", "windows", "vm", "zos",
+        "ociVersion",
+        "process",
+        "root",
+        "hostname",
+        "domainname",
+        "mounts",
+        "hooks",
+        "annotations",
+        "linux",
+        "solaris",
+        "windows",
+        "vm",
+        "zos",
     ];
     if let (true, Some(obj)) = (prefix.is_empty(), v.as_object()) {
         for k in obj.keys() {
@@ -759,7 +823,8 @@ pub fn default_spec_json(rootless: bool) -> Value {
         let uid = berth_sys::getuid();
         l.insert("uidMappings".into(), serde_json::json!([{"containerID": 0, "hostID": uid, "size": 1}]));
         l.insert("gidMappings".into(), serde_json::json!([{"containerID": 0, "hostID": uid, "size": 1}]));
-        l["namespaces"] = serde_json::json!([{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}, {"type": "user"}]);
+        l["namespaces"] =
+            serde_json::json!([{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}, {"type": "user"}]);
     }
     v
 }
@@ -786,7 +851,8 @@ mod tests {
 
     #[test]
     fn unknown_properties_are_ignored() {
-        let s = Spec::parse(r#"{"ociVersion":"1.0.2","someFutureField":{"a":1},"process":{"args":["x"],"cwd":"/","futureKnob":true}}"#).unwrap();
+        let s = Spec::parse(r#"{"ociVersion":"1.0.2","someFutureField":{"a":1},"process":{"args":["x"],"cwd":"/","futureKnob":true}}"#)
+            .unwrap();
         assert_eq!(s.oci_version, "1.0.2");
     }
 }

@@ -38,7 +38,8 @@ fn get(m: &Map<String, Value>, k: &str) -> u64 {
 pub fn stats(cg: &berth_cgroups::Cgroup) -> Value {
     let mut data = json!({"cpu": {"usage": {}, "throttling": {}}, "memory": {"usage": {}}, "pids": {}, "blkio": {}, "hugetlb": {}});
     if let Some(d) = cg.v1_dir("cpuacct") {
-        let percpu: Vec<u64> = read(&d.path.join("cpuacct.usage_percpu")).unwrap_or_default().split_whitespace().filter_map(|x| x.parse().ok()).collect();
+        let percpu: Vec<u64> =
+            read(&d.path.join("cpuacct.usage_percpu")).unwrap_or_default().split_whitespace().filter_map(|x| x.parse().ok()).collect();
         let st = kv(&d.path.join("cpuacct.stat"));
         // cpuacct.stat counts USER_HZ ticks (100 per second).
         data["cpu"]["usage"] = json!({"total": num(&d.path.join("cpuacct.usage")), "percpu": percpu, "kernel": get(&st, "system") * 10_000_000, "user": get(&st, "user") * 10_000_000});

@@ -54,9 +54,12 @@ pub fn ensure_protected() -> Result<()> {
         return Ok(());
     }
     if again {
-        return Err(Error::State("the berth binary could not be protected from the container (it still runs from a writable file after re-executing)".into()));
+        return Err(Error::State(
+            "the berth binary could not be protected from the container (it still runs from a writable file after re-executing)".into(),
+        ));
     }
-    let argv: Vec<CString> = std::env::args_os().filter_map(|a| CString::new(std::os::unix::ffi::OsStrExt::as_bytes(a.as_os_str())).ok()).collect();
+    let argv: Vec<CString> =
+        std::env::args_os().filter_map(|a| CString::new(std::os::unix::ffi::OsStrExt::as_bytes(a.as_os_str())).ok()).collect();
     let mut envp: Vec<CString> = std::env::vars_os()
         .filter_map(|(k, v)| {
             let mut kv = std::os::unix::ffi::OsStrExt::as_bytes(k.as_os_str()).to_vec();
@@ -80,7 +83,8 @@ pub fn ensure_protected() -> Result<()> {
     };
     // Without the mount API (or the privilege for it): a sealed copy.
     let src = sys::openat(None, Path::new("/proc/self/exe"), libc::O_RDONLY, 0).map_err(|e| Error::io("open /proc/self/exe", e))?;
-    let copy = sys::sealed_memfd_copy(src.as_fd(), c"berth").map_err(|e| Error::io(format!("protect the berth binary (read-only clone: {clone_err}; sealed copy)"), e))?;
+    let copy = sys::sealed_memfd_copy(src.as_fd(), c"berth")
+        .map_err(|e| Error::io(format!("protect the berth binary (read-only clone: {clone_err}; sealed copy)"), e))?;
     let e = sys::execveat_fd(copy.as_fd(), &argv, &envp);
     Err(Error::io(format!("re-execute berth from its protected copy (read-only clone: {clone_err})"), e))
 }

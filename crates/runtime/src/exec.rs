@@ -90,7 +90,11 @@ pub fn exec(o: &ExecOptions) -> Result<i32> {
     if p.cwd.is_empty() {
         p.cwd = "/".into();
     }
-    for cap in p.capabilities.iter().flat_map(|c| c.bounding.iter().chain(&c.effective).chain(&c.permitted).chain(&c.inheritable).chain(&c.ambient)) {
+    for cap in p
+        .capabilities
+        .iter()
+        .flat_map(|c| c.bounding.iter().chain(&c.effective).chain(&c.permitted).chain(&c.inheritable).chain(&c.ambient))
+    {
         if security::cap_number(cap).is_none() {
             return Err(Error::Config(format!("unknown capability {cap:?}")));
         }

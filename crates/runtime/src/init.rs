@@ -274,7 +274,10 @@ fn run(init: &Init<'_>) -> Result<Never> {
 
     // The process' stdio: a terminal, or what `create` was given.
     if let Some((master, slave)) = &pty {
-        let sock = init.console_socket.as_ref().ok_or_else(|| Error::Config("process.terminal is true but no --console-socket was given".into()))?;
+        let sock = init
+            .console_socket
+            .as_ref()
+            .ok_or_else(|| Error::Config("process.terminal is true but no --console-socket was given".into()))?;
         use_terminal(master, slave, sock)?;
     } else {
         fix_stdio_owner(p.user.uid, p.user.gid);
@@ -382,7 +385,8 @@ fn load_seccomp(init: &Init<'_>, prof: &crate::seccomp::Profile, f: &sys::seccom
 /// runc does) and makes the slave this process' stdio and controlling tty.
 pub(crate) fn use_terminal(master: &OwnedFd, slave: &OwnedFd, sock: &OwnedFd) -> Result<()> {
     let n = sys::pty_number(master.as_fd()).ctx(|| "pty number".into())?;
-    sys::send_fd(sock.as_fd(), format!("/dev/pts/{n}").as_bytes(), master.as_fd()).ctx(|| "send the pty master to the console socket".into())?;
+    sys::send_fd(sock.as_fd(), format!("/dev/pts/{n}").as_bytes(), master.as_fd())
+        .ctx(|| "send the pty master to the console socket".into())?;
     for fd in 0..3 {
         sys::dup2(slave.as_fd(), fd).ctx(|| "dup the pty".into())?;
     }
@@ -414,7 +418,9 @@ pub(crate) fn fix_stdio_owner(uid: u32, gid: u32) {
 pub(crate) fn chdir_in_root(cwd: &str) -> Result<()> {
     let what = || format!("chdir to cwd ({cwd:?}) set in config.json");
     let root = sys::openat(None, Path::new("/"), libc::O_PATH | libc::O_DIRECTORY, 0).ctx(what)?;
-    let dir = sys::openat2(root.as_fd(), Path::new(cwd), libc::O_PATH | libc::O_DIRECTORY, 0, sys::RESOLVE_IN_ROOT | sys::RESOLVE_NO_MAGICLINKS).ctx(what)?;
+    let dir =
+        sys::openat2(root.as_fd(), Path::new(cwd), libc::O_PATH | libc::O_DIRECTORY, 0, sys::RESOLVE_IN_ROOT | sys::RESOLVE_NO_MAGICLINKS)
+            .ctx(what)?;
     sys::fchdir(dir.as_fd()).ctx(what)?;
     // getcwd(3) says "(unreachable)" for a directory outside the root.
     match std::env::current_dir() {

@@ -15,10 +15,10 @@
 
 pub mod busy;
 pub mod config;
-pub mod events;
-pub mod exec;
 mod error;
+pub mod events;
 pub mod exe;
+pub mod exec;
 pub mod features;
 pub mod hooks;
 pub mod init;
@@ -56,6 +56,7 @@ pub const FAULT_POINTS: &[&str] = &[
 /// `point`, berth dies here at once (SIGKILL), as a crash would.
 pub fn fault(point: &str) {
     if std::env::var_os("BERTH_FAULT_INJECT").is_some_and(|v| v == point) {
-        let _ = berth_sys::pidfd_open(berth_sys::getpid()).and_then(|fd| berth_sys::pidfd_send_signal(std::os::fd::AsFd::as_fd(&fd), libc::SIGKILL));
+        let _ = berth_sys::pidfd_open(berth_sys::getpid())
+            .and_then(|fd| berth_sys::pidfd_send_signal(std::os::fd::AsFd::as_fd(&fd), libc::SIGKILL));
     }
 }

@@ -119,7 +119,9 @@ fn create_in(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record) ->
         return Err(Error::Config("linux.cgroupsPath must not contain a NUL byte".into()));
     }
     if cg_path.contains(':') {
-        return Err(Error::Config(format!("linux.cgroupsPath {cg_path:?} is in the systemd form; the systemd cgroup driver is not supported yet")));
+        return Err(Error::Config(format!(
+            "linux.cgroupsPath {cg_path:?} is in the systemd form; the systemd cgroup driver is not supported yet"
+        )));
     }
     // Only a cgroup of the container's own is ever recorded, so teardown
     // cannot kill, freeze or thaw anything else.
@@ -167,7 +169,11 @@ fn create_in(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record) ->
     std::fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o622)).ctx(|| format!("chmod {}", fifo.display()))?;
     let console = match &o.console_fd {
         Some(fd) => Some(fd.try_clone().ctx(|| "dup the console socket".into())?),
-        None => o.console_socket.as_deref().map(|p| sys::unix_connect(p).ctx(|| format!("connect to console socket {}", p.display()))).transpose()?,
+        None => o
+            .console_socket
+            .as_deref()
+            .map(|p| sys::unix_connect(p).ctx(|| format!("connect to console socket {}", p.display())))
+            .transpose()?,
     };
     let listener = l
         .seccomp
@@ -278,7 +284,8 @@ fn create_in(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record) ->
     drop(listener);
     let chan = Channel(parent_end);
     crate::fault("create:cloned");
-    let first = Process::open(pid, process::stat(pid).map(|s| s.0).unwrap_or(0)).ok_or_else(|| Error::Init("the container process died at once".into()))?;
+    let first = Process::open(pid, process::stat(pid).map(|s| s.0).unwrap_or(0))
+        .ok_or_else(|| Error::Init("the container process died at once".into()))?;
     rec.pid = pid;
     rec.start_time = first.start_time;
     c.save(rec)?;
@@ -476,10 +483,39 @@ pub fn parse_signal(s: &str) -> Result<i32> {
     let up = s.to_ascii_uppercase();
     let name = up.strip_prefix("SIG").unwrap_or(&up);
     const SIGS: &[(&str, i32)] = &[
-        ("HUP", 1), ("INT", 2), ("QUIT", 3), ("ILL", 4), ("TRAP", 5), ("ABRT", 6), ("IOT", 6), ("BUS", 7), ("FPE", 8),
-        ("KILL", 9), ("USR1", 10), ("SEGV", 11), ("USR2", 12), ("PIPE", 13), ("ALRM", 14), ("TERM", 15), ("STKFLT", 16),
-        ("CHLD", 17), ("CONT", 18), ("STOP", 19), ("TSTP", 20), ("TTIN", 21), ("TTOU", 22), ("URG", 23), ("XCPU", 24),
-        ("XFSZ", 25), ("VTALRM", 26), ("PROF", 27), ("WINCH", 28), ("IO", 29), ("POLL", 29), ("PWR", 30), ("SYS", 31),
+        ("HUP", 1),
+        ("INT", 2),
+        ("QUIT", 3),
+        ("ILL", 4),
+        ("TRAP", 5),
+        ("ABRT", 6),
+        ("IOT", 6),
+        ("BUS", 7),
+        ("FPE", 8),
+        ("KILL", 9),
+        ("USR1", 10),
+        ("SEGV", 11),
+        ("USR2", 12),
+        ("PIPE", 13),
+        ("ALRM", 14),
+        ("TERM", 15),
+        ("STKFLT", 16),
+        ("CHLD", 17),
+        ("CONT", 18),
+        ("STOP", 19),
+        ("TSTP", 20),
+        ("TTIN", 21),
+        ("TTOU", 22),
+        ("URG", 23),
+        ("XCPU", 24),
+        ("XFSZ", 25),
+        ("VTALRM", 26),
+        ("PROF", 27),
+        ("WINCH", 28),
+        ("IO", 29),
+        ("POLL", 29),
+        ("PWR", 30),
+        ("SYS", 31),
     ];
     if let Some((_, n)) = SIGS.iter().find(|(k, _)| *k == name) {
         return Ok(*n);
@@ -520,7 +556,8 @@ pub fn parse_duration(s: &str, what: &str) -> Result<Duration> {
     };
     let secs = num.parse::<f64>().ok().map(|x| x * scale).filter(|x| x.is_finite() && *x >= 0.0 && *x <= 366.0 * 86400.0);
     let shown: String = s.chars().take(40).collect();
-    secs.map(Duration::from_secs_f64).ok_or_else(|| Error::Usage(format!("invalid {what} {shown:?}: a duration from 0 to a year (e.g. 10, 5s, 500ms)")))
+    secs.map(Duration::from_secs_f64)
+        .ok_or_else(|| Error::Usage(format!("invalid {what} {shown:?}: a duration from 0 to a year (e.g. 10, 5s, 500ms)")))
 }
 
 /// `kill`: a signal through the init's confirmed pidfd; with `all`, to
@@ -572,7 +609,11 @@ pub fn delete(root: &Path, id: &str, force: bool, deadline: Duration) -> Result<
         }
     }
     if crate::log::debug_enabled() {
-        crate::log::debug(&format!("delete {id}: locked and loaded in {:.3}ms, status read in {:.3}ms", locked.as_secs_f64() * 1e3, (t0.elapsed() - locked).as_secs_f64() * 1e3));
+        crate::log::debug(&format!(
+            "delete {id}: locked and loaded in {:.3}ms, status read in {:.3}ms",
+            locked.as_secs_f64() * 1e3,
+            (t0.elapsed() - locked).as_secs_f64() * 1e3
+        ));
     }
     teardown::destroy(&c, rec.as_ref(), &teardown::Options { deadline, poststop: true })
 }
@@ -589,7 +630,13 @@ pub fn update(root: &Path, id: &str, r: &berth_cgroups::Resources) -> Result<()>
     // program is rebuilt from every rule so far, the new ones last, and
     // replaces the old one: the same outcome.
     let mut devices = r.devices.clone();
-    let stored = rec.config.as_ref().and_then(|s| s.linux.as_ref()).and_then(|l| l.resources.as_ref()).map(|r| r.devices.clone()).unwrap_or_default();
+    let stored = rec
+        .config
+        .as_ref()
+        .and_then(|s| s.linux.as_ref())
+        .and_then(|l| l.resources.as_ref())
+        .map(|r| r.devices.clone())
+        .unwrap_or_default();
     if !r.devices.is_empty() && rec.cgroup.v1_dir("devices").is_none() {
         let mut all = stored.clone();
         if !all.is_empty() {
@@ -706,4 +753,3 @@ pub fn run(o: &CreateOptions, detach: bool, keep: bool) -> Result<i32> {
     }
     Ok(code)
 }
-

@@ -75,7 +75,17 @@ pub fn describe(pid: i32) -> String {
 /// supervisor sends to this process (as runc does); returns its exit code,
 /// 128 + the signal if a signal ended it. Used by foreground `run` and `exec`.
 pub fn wait_forwarding(pidfd: &OwnedFd) -> Result<i32> {
-    let sigs = [libc::SIGHUP, libc::SIGINT, libc::SIGQUIT, libc::SIGTERM, libc::SIGUSR1, libc::SIGUSR2, libc::SIGWINCH, libc::SIGCONT, libc::SIGTSTP];
+    let sigs = [
+        libc::SIGHUP,
+        libc::SIGINT,
+        libc::SIGQUIT,
+        libc::SIGTERM,
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+        libc::SIGWINCH,
+        libc::SIGCONT,
+        libc::SIGTSTP,
+    ];
     let sfd = berth_sys::signalfd(&sigs).map_err(|e| Error::io("signalfd", e))?;
     loop {
         let r = berth_sys::poll_in(&[pidfd.as_fd(), sfd.as_fd()], -1).map_err(|e| Error::io("wait for the process", e))?;

@@ -55,7 +55,8 @@ pub fn dir(root: &Path) -> PathBuf {
 }
 
 fn lock(path: &Path, op: i32) -> Result<Option<OwnedFd>> {
-    let fd = berth_sys::openat(None, path, libc::O_RDWR | libc::O_CREAT | libc::O_CLOEXEC, 0o600).ctx(|| format!("open {}", path.display()))?;
+    let fd =
+        berth_sys::openat(None, path, libc::O_RDWR | libc::O_CREAT | libc::O_CLOEXEC, 0o600).ctx(|| format!("open {}", path.display()))?;
     match berth_sys::flock(fd.as_fd(), op) {
         Ok(()) => Ok(Some(fd)),
         Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Ok(None),
@@ -91,7 +92,9 @@ fn read_job(f: &Path) -> Option<Job> {
 /// job has nothing left to do.
 fn rewrite(file: &Path, job: &Job) -> Result<()> {
     if job.is_empty() {
-        return std::fs::remove_file(file).or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) }).ctx(|| format!("remove {}", file.display()));
+        return std::fs::remove_file(file)
+            .or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
+            .ctx(|| format!("remove {}", file.display()));
     }
     let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = file.with_file_name(format!(".{name}.tmp"));

@@ -103,7 +103,11 @@ fn recursive_option(o: &str) -> Option<(u64, u64)> {
 }
 
 pub fn known_mount_option(o: &str) -> bool {
-    flag_option(o).is_some() || propagation_flag(o).is_some() || recursive_option(o).is_some() || matches!(o, "idmap" | "ridmap" | "tmpcopyup") || unsupported_option(o)
+    flag_option(o).is_some()
+        || propagation_flag(o).is_some()
+        || recursive_option(o).is_some()
+        || matches!(o, "idmap" | "ridmap" | "tmpcopyup")
+        || unsupported_option(o)
 }
 
 /// A mount's options split into flags, clear-flags, propagation and data.
@@ -260,7 +264,12 @@ impl Root {
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
                     // Created through the parent's fd, then reopened with
                     // RESOLVE_IN_ROOT: a link swapped in meanwhile stays inside.
-                    let parent = self.open_in(cur.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")), libc::O_RDONLY | libc::O_DIRECTORY).ctx(|| format!("open /{}", cur.display()))?;
+                    let parent = self
+                        .open_in(
+                            cur.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")),
+                            libc::O_RDONLY | libc::O_DIRECTORY,
+                        )
+                        .ctx(|| format!("open /{}", cur.display()))?;
                     match sys::mkdirat(parent.as_fd(), Path::new(name), mode) {
                         Ok(()) => {}
                         Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
@@ -293,7 +302,13 @@ impl Root {
     }
 }
 
-fn mount_at(src: Option<&Path>, target: BorrowedFd<'_>, fstype: Option<&str>, flags: libc::c_ulong, data: Option<&str>) -> std::io::Result<()> {
+fn mount_at(
+    src: Option<&Path>,
+    target: BorrowedFd<'_>,
+    fstype: Option<&str>,
+    flags: libc::c_ulong,
+    data: Option<&str>,
+) -> std::io::Result<()> {
     sys::mount(src, &sys::fd_path(target), fstype, flags, data)
 }
 
@@ -345,7 +360,8 @@ pub fn setup(plan: &Plan<'_>) -> Result<Option<(OwnedFd, OwnedFd)>> {
         // volatile: no sync of the upper filesystem when it is unmounted.
         Some(data) => sys::mount(Some(Path::new("overlay")), plan.rootfs, Some("overlay"), 0, Some(data))
             .ctx(|| format!("mount the ephemeral layer (overlay {data}) on {}", plan.rootfs.display()))?,
-        None => sys::mount(Some(plan.rootfs), plan.rootfs, None, libc::MS_BIND | libc::MS_REC, None).ctx(|| format!("bind rootfs {}", plan.rootfs.display()))?,
+        None => sys::mount(Some(plan.rootfs), plan.rootfs, None, libc::MS_BIND | libc::MS_REC, None)
+            .ctx(|| format!("bind rootfs {}", plan.rootfs.display()))?,
     }
     let root = Root::open(plan.rootfs)?;
 
@@ -439,10 +455,14 @@ fn open_listed_path(root: &Root, r: &Path, list: &str, p: &str) -> Result<Option
 /// The container's /dev/null, opened with no symlink followed and checked
 /// to be the character device 1:3.
 fn real_dev_null(root: &Root) -> Result<OwnedFd> {
-    let fd = root.open_in(Path::new("dev/null"), libc::O_PATH | libc::O_NOFOLLOW).ctx(|| "maskedPaths: open /dev/null in the container".into())?;
+    let fd = root
+        .open_in(Path::new("dev/null"), libc::O_PATH | libc::O_NOFOLLOW)
+        .ctx(|| "maskedPaths: open /dev/null in the container".into())?;
     let st = sys::fstat(fd.as_fd()).ctx(|| "maskedPaths: stat /dev/null".into())?;
     if st.st_mode & libc::S_IFMT != libc::S_IFCHR || st.st_rdev != sys::makedev(1, 3) {
-        return Err(Error::Config("maskedPaths: /dev/null in the container is not the null device (char 1:3); refusing to mask with it".into()));
+        return Err(Error::Config(
+            "maskedPaths: /dev/null in the container is not the null device (char 1:3); refusing to mask with it".into(),
+        ));
     }
     Ok(fd)
 }
@@ -516,8 +536,11 @@ fn mount_one(plan: &Plan<'_>, root: &Root, m: &Mount, idmapped: Option<BorrowedF
         let meta = std::fs::metadata(sp).ctx(|| format!("bind mount source {src}"))?;
         let target = if meta.is_dir() { root.mkdir_all(&dest, 0o755)? } else { root.mkfile(&dest)? };
         match idmapped {
-            Some(tree) => sys::move_mount_fd(tree, target.as_fd()).ctx(|| format!("move the idmapped mount of {src} onto {}", m.destination))?,
-            None => mount_at(Some(sp), target.as_fd(), None, libc::MS_BIND | (o.flags & libc::MS_REC), None).ctx(|| format!("bind {src} on {}", m.destination))?,
+            Some(tree) => {
+                sys::move_mount_fd(tree, target.as_fd()).ctx(|| format!("move the idmapped mount of {src} onto {}", m.destination))?
+            }
+            None => mount_at(Some(sp), target.as_fd(), None, libc::MS_BIND | (o.flags & libc::MS_REC), None)
+                .ctx(|| format!("bind {src} on {}", m.destination))?,
         }
         let extra = o.flags & !(libc::MS_BIND | libc::MS_REC | libc::MS_REMOUNT);
         if extra != 0 {
@@ -550,7 +573,8 @@ fn mount_one(plan: &Plan<'_>, root: &Root, m: &Mount, idmapped: Option<BorrowedF
             copy_tree(&sys::fd_path(from.as_fd()), &sys::fd_path(to.as_fd())).ctx(|| format!("tmpcopyup into {}", m.destination))?;
             // The tmpfs root takes the directory's owner and mode too.
             let st = sys::fstat(from.as_fd()).ctx(|| format!("stat {}", m.destination))?;
-            std::os::unix::fs::chown(sys::fd_path(to.as_fd()), Some(st.st_uid), Some(st.st_gid)).ctx(|| format!("chown {}", m.destination))?;
+            std::os::unix::fs::chown(sys::fd_path(to.as_fd()), Some(st.st_uid), Some(st.st_gid))
+                .ctx(|| format!("chown {}", m.destination))?;
             std::fs::set_permissions(sys::fd_path(to.as_fd()), std::os::unix::fs::PermissionsExt::from_mode(st.st_mode & 0o7777))
                 .ctx(|| format!("chmod {}", m.destination))?;
         }
@@ -563,7 +587,8 @@ fn mount_one(plan: &Plan<'_>, root: &Root, m: &Mount, idmapped: Option<BorrowedF
     if o.recursive_attrs() {
         let t = root.open_in(&dest, libc::O_PATH).ctx(|| format!("open {}", m.destination))?;
         let attr = sys::MountAttr { attr_set: o.rec_set, attr_clr: o.rec_clr, ..Default::default() };
-        sys::mount_setattr(t.as_fd(), true, &attr).ctx(|| format!("set recursive mount attributes of {} ({:?})", m.destination, m.options))?;
+        sys::mount_setattr(t.as_fd(), true, &attr)
+            .ctx(|| format!("set recursive mount attributes of {} ({:?})", m.destination, m.options))?;
     }
     drop(target);
     Ok(())
@@ -649,8 +674,10 @@ pub fn prepare_idmapped(spec: &Spec) -> Result<Vec<(usize, OwnedFd)>> {
         }
         let src = m.source.as_deref().ok_or_else(|| Error::Config(format!("bind mount {} has no source", m.destination)))?;
         let recursive_tree = o.flags & libc::MS_REC != 0;
-        let tree = sys::open_tree_clone(Path::new(src), recursive_tree).ctx(|| format!("open_tree {src} for idmapped mount {}", m.destination))?;
-        let ns = sys::new_userns(&map_text(uids), &map_text(gids)).ctx(|| format!("user namespace for idmapped mount {}", m.destination))?;
+        let tree =
+            sys::open_tree_clone(Path::new(src), recursive_tree).ctx(|| format!("open_tree {src} for idmapped mount {}", m.destination))?;
+        let ns =
+            sys::new_userns(&map_text(uids), &map_text(gids)).ctx(|| format!("user namespace for idmapped mount {}", m.destination))?;
         let attr = sys::MountAttr { attr_set: sys::MOUNT_ATTR_IDMAP, userns_fd: ns.as_raw_fd() as u64, ..Default::default() };
         sys::mount_setattr(tree.as_fd(), o.idmap == Some(true), &attr)
             .ctx(|| format!("idmap the mount of {src} for {} (the filesystem must support idmapped mounts)", m.destination))?;
@@ -667,14 +694,17 @@ fn mount_cgroup(plan: &Plan<'_>, root: &Root, m: &Mount, dest: &Path, o: &Option
     let flags = o.flags & !(libc::MS_BIND | libc::MS_REC | libc::MS_REMOUNT);
     if plan.cgroup_layout.pure_v2() {
         if plan.new_cgroupns {
-            return mount_at(Some(Path::new("cgroup2")), target.as_fd(), Some("cgroup2"), flags, None).ctx(|| format!("mount cgroup2 on {}", m.destination));
+            return mount_at(Some(Path::new("cgroup2")), target.as_fd(), Some("cgroup2"), flags, None)
+                .ctx(|| format!("mount cgroup2 on {}", m.destination));
         }
         let d = plan.cgroup.v2_dir().ok_or_else(|| Error::Config("no cgroup v2 directory".into()))?;
-        mount_at(Some(&d.path), target.as_fd(), None, libc::MS_BIND, None).ctx(|| format!("bind {} on {}", d.path.display(), m.destination))?;
+        mount_at(Some(&d.path), target.as_fd(), None, libc::MS_BIND, None)
+            .ctx(|| format!("bind {} on {}", d.path.display(), m.destination))?;
         let t = root.open_in(dest, libc::O_PATH).ctx(|| "reopen cgroup mount".into())?;
         return remount_bind(t.as_fd(), flags).ctx(|| format!("remount {}", m.destination));
     }
-    mount_at(Some(Path::new("tmpfs")), target.as_fd(), Some("tmpfs"), flags & !libc::MS_RDONLY, Some("mode=755")).ctx(|| format!("mount tmpfs on {}", m.destination))?;
+    mount_at(Some(Path::new("tmpfs")), target.as_fd(), Some("tmpfs"), flags & !libc::MS_RDONLY, Some("mode=755"))
+        .ctx(|| format!("mount tmpfs on {}", m.destination))?;
     for d in &plan.cgroup.dirs {
         let name = if d.v2 {
             "unified".to_string()
@@ -700,7 +730,8 @@ fn mount_cgroup(plan: &Plan<'_>, root: &Root, m: &Mount, dest: &Path, o: &Option
     Ok(())
 }
 
-const DEFAULT_DEVICES: &[(&str, u64, u64)] = &[("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)];
+const DEFAULT_DEVICES: &[(&str, u64, u64)] =
+    &[("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)];
 
 /// A device node to make in the container's /dev.
 struct DevNode {
@@ -719,7 +750,15 @@ fn setup_dev(plan: &Plan<'_>, root: &Root) -> Result<()> {
     let devd = sys::openat(Some(dev.as_fd()), Path::new("."), libc::O_RDONLY | libc::O_DIRECTORY, 0).ctx(|| "open /dev".into())?;
     let mut list: Vec<DevNode> = DEFAULT_DEVICES
         .iter()
-        .map(|(n, ma, mi)| DevNode { path: PathBuf::from(format!("dev/{n}")), kind: libc::S_IFCHR, major: *ma, minor: *mi, mode: 0o666, uid: None, gid: None })
+        .map(|(n, ma, mi)| DevNode {
+            path: PathBuf::from(format!("dev/{n}")),
+            kind: libc::S_IFCHR,
+            major: *ma,
+            minor: *mi,
+            mode: 0o666,
+            uid: None,
+            gid: None,
+        })
         .collect();
     for d in &plan.spec.linux().devices {
         let kind = match d.kind.as_str() {
@@ -729,11 +768,20 @@ fn setup_dev(plan: &Plan<'_>, root: &Root) -> Result<()> {
         };
         let p = rel(&d.path);
         list.retain(|x| x.path != p);
-        list.push(DevNode { path: p, kind, major: d.major as u64, minor: d.minor as u64, mode: d.file_mode.unwrap_or(0o666) & 0o7777, uid: d.uid, gid: d.gid });
+        list.push(DevNode {
+            path: p,
+            kind,
+            major: d.major as u64,
+            minor: d.minor as u64,
+            mode: d.file_mode.unwrap_or(0o666) & 0o7777,
+            uid: d.uid,
+            gid: d.gid,
+        });
     }
     for DevNode { path: p, kind, major, minor, mode, uid, gid } in list {
         let parent = root.mkdir_all(p.parent().unwrap_or(Path::new("dev")), 0o755)?;
-        let parent = sys::openat(Some(parent.as_fd()), Path::new("."), libc::O_RDONLY | libc::O_DIRECTORY, 0).ctx(|| "open dev dir".into())?;
+        let parent =
+            sys::openat(Some(parent.as_fd()), Path::new("."), libc::O_RDONLY | libc::O_DIRECTORY, 0).ctx(|| "open dev dir".into())?;
         let name = p.file_name().unwrap_or_default();
         let name = Path::new(name);
         let what = || format!("/{}", p.display());
@@ -749,12 +797,15 @@ fn setup_dev(plan: &Plan<'_>, root: &Root) -> Result<()> {
         let fd = own_node(parent.as_fd(), name, kind, sys::makedev(major, minor), mode).ctx(|| format!("mknod {}", what()))?;
         // mknod applies the umask: set the mode explicitly, on the node
         // just checked (the fd's /proc path reaches that inode, no other).
-        std::fs::set_permissions(sys::fd_path(fd.as_fd()), std::os::unix::fs::PermissionsExt::from_mode(mode)).ctx(|| format!("chmod {}", what()))?;
+        std::fs::set_permissions(sys::fd_path(fd.as_fd()), std::os::unix::fs::PermissionsExt::from_mode(mode))
+            .ctx(|| format!("chmod {}", what()))?;
         if uid.is_some() || gid.is_some() {
             std::os::unix::fs::chown(sys::fd_path(fd.as_fd()), uid, gid).ctx(|| format!("chown {}", what()))?;
         }
     }
-    for (name, target) in [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")] {
+    for (name, target) in
+        [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")]
+    {
         match sys::symlinkat(Path::new(target), devd.as_fd(), Path::new(name)) {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
@@ -786,7 +837,8 @@ fn setup_dev(plan: &Plan<'_>, root: &Root) -> Result<()> {
 /// else the image put there (a symlink, another device, a file) is removed
 /// first. The returned fd is checked to be the wanted node.
 fn own_node(dir: BorrowedFd<'_>, name: &Path, kind: u32, dev: u64, mode: u32) -> std::io::Result<OwnedFd> {
-    let is_it = |st: &libc::stat| st.st_mode & libc::S_IFMT == kind && (kind == libc::S_IFREG || kind == libc::S_IFIFO || st.st_rdev == dev);
+    let is_it =
+        |st: &libc::stat| st.st_mode & libc::S_IFMT == kind && (kind == libc::S_IFREG || kind == libc::S_IFIFO || st.st_rdev == dev);
     match sys::mknodat(dir, name, kind | mode, dev) {
         Ok(()) => {}
         Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
@@ -808,7 +860,9 @@ fn own_node(dir: BorrowedFd<'_>, name: &Path, kind: u32, dev: u64, mode: u32) ->
 
 /// Opens a pty in the container's devpts and binds its slave on /dev/console.
 fn console(plan: &Plan<'_>, root: &Root) -> Result<(OwnedFd, OwnedFd)> {
-    let ptmx = root.open_in(Path::new("dev/pts/ptmx"), libc::O_RDWR | libc::O_NOCTTY).ctx(|| "open /dev/pts/ptmx in the container (is /dev/pts mounted?)".into())?;
+    let ptmx = root
+        .open_in(Path::new("dev/pts/ptmx"), libc::O_RDWR | libc::O_NOCTTY)
+        .ctx(|| "open /dev/pts/ptmx in the container (is /dev/pts mounted?)".into())?;
     let (master, slave) = sys::open_pty(ptmx).ctx(|| "open pty".into())?;
     if let Some(sz) = plan.spec.process.as_ref().and_then(|p| p.console_size) {
         sys::set_winsize(master.as_fd(), sz.height, sz.width).ctx(|| "set console size".into())?;

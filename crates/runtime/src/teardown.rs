@@ -195,7 +195,8 @@ pub fn destroy(c: &Container, rec: Option<&Record>, opts: &Options) -> Result<Ti
         }
         let leaks = crate::busy::leaked_mounts(&paths, rec.mount_watermark, &|ino| create_in_flight(&root, ino));
         if !leaks.is_empty() {
-            let list: Vec<String> = leaks.iter().map(|h| format!("pid {} ({}) in {} holds {}", h.pid, h.command, h.mount_namespace, h.how)).collect();
+            let list: Vec<String> =
+                leaks.iter().map(|h| format!("pid {} ({}) in {} holds {}", h.pid, h.command, h.mount_namespace, h.how)).collect();
             return Err(Error::State(format!(
                 "container {}: its mounts survive in other mount namespaces: {}; unmount them there (or end those processes) and run delete again",
                 c.id,
@@ -283,7 +284,8 @@ fn wait_exit(fds: &[std::os::fd::BorrowedFd<'_>], deadline: Instant) -> std::res
 /// is the end of the container, and waiting further would measure someone
 /// else's reaper.
 fn wait_exit_or_emptied(rec: &Record, init: &Process, deadline: Instant) -> std::result::Result<(), ()> {
-    let events = if rec.own_pidns { rec.cgroup.v2_events_file().and_then(|f| berth_sys::inotify_watch(&f, libc::IN_MODIFY).ok()) } else { None };
+    let events =
+        if rec.own_pidns { rec.cgroup.v2_events_file().and_then(|f| berth_sys::inotify_watch(&f, libc::IN_MODIFY).ok()) } else { None };
     let Some(ino) = events else {
         return wait_exit(&[init.pidfd.as_fd()], deadline);
     };
@@ -343,7 +345,10 @@ fn stuck(rec: &Record, what: &str) -> Error {
         pids.push(rec.pid);
     }
     let list: Vec<String> = pids.iter().take(10).map(|p| process::describe(*p)).collect();
-    Error::Timeout(format!("{what} before the deadline; still there: {}", if list.is_empty() { "nothing visible".into() } else { list.join("; ") }))
+    Error::Timeout(format!(
+        "{what} before the deadline; still there: {}",
+        if list.is_empty() { "nothing visible".into() } else { list.join("; ") }
+    ))
 }
 
 /// The init, if alive, for callers that want to signal it.

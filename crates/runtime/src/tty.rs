@@ -54,7 +54,17 @@ pub fn relay(master: &OwnedFd, pidfd: &OwnedFd) -> Result<i32> {
         Some(t) => Some(Raw { fd: t, saved: sys::tty_raw(t).map_err(|e| Error::io("put the terminal in raw mode", e))? }),
         None => None,
     };
-    let sigs = [libc::SIGHUP, libc::SIGINT, libc::SIGQUIT, libc::SIGTERM, libc::SIGUSR1, libc::SIGUSR2, libc::SIGWINCH, libc::SIGCONT, libc::SIGTSTP];
+    let sigs = [
+        libc::SIGHUP,
+        libc::SIGINT,
+        libc::SIGQUIT,
+        libc::SIGTERM,
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+        libc::SIGWINCH,
+        libc::SIGCONT,
+        libc::SIGTSTP,
+    ];
     let sfd = sys::signalfd(&sigs).map_err(|e| Error::io("signalfd", e))?;
     let mut buf = vec![0u8; 16 * 1024];
     let mut reading_stdin = stdin.is_some();

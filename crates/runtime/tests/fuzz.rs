@@ -87,8 +87,10 @@ fn rich_config() -> Value {
     v["linux"]["sysctl"] = serde_json::json!({"net.ipv4.ip_forward": "1"});
     v["linux"]["cgroupsPath"] = serde_json::json!("/berth/x");
     v["linux"]["devices"] = serde_json::json!([{"type": "c", "path": "/dev/fuse", "major": 10, "minor": 229}]);
-    v["linux"]["resources"] = serde_json::json!({"memory": {"limit": 1048576}, "cpu": {"shares": 2}, "pids": {"limit": 10}, "blockIO": {"weight": 0}});
-    v["linux"]["seccomp"] = serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]});
+    v["linux"]["resources"] =
+        serde_json::json!({"memory": {"limit": 1048576}, "cpu": {"shares": 2}, "pids": {"limit": 10}, "blockIO": {"weight": 0}});
+    v["linux"]["seccomp"] =
+        serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]});
     v
 }
 
@@ -166,7 +168,11 @@ fn known_hostile_values_are_refused_in_one_line() {
     }
     assert_eq!(parse_signal("SIGRTMAX-2").unwrap(), 62);
     assert_eq!(parse_signal("RTMIN+3").unwrap(), 37);
-    for text in [r#"{"ociVersion":"1.0.0","process":{"user":[],"args":["x"],"cwd":"/"}}"#, r#"{"ociVersion":"1.0.0","mounts":[[]]}"#, r#"{"ociVersion":"1.0.0","linux":[]}"#] {
+    for text in [
+        r#"{"ociVersion":"1.0.0","process":{"user":[],"args":["x"],"cwd":"/"}}"#,
+        r#"{"ociVersion":"1.0.0","mounts":[[]]}"#,
+        r#"{"ociVersion":"1.0.0","linux":[]}"#,
+    ] {
         one_line(&Spec::parse(text).unwrap_err());
     }
     let s = Spec::parse(r#"{"ociVersion":"1.0.0","process":{"args":["x"],"cwd":"/","env":["NOEQUALS"]}}"#).unwrap();

@@ -89,9 +89,7 @@ pub fn clone3(flags: u64, cgroup_fd: Option<BorrowedFd<'_>>) -> io::Result<Forke
     // SAFETY: `args` is a valid clone_args of the size we pass; with no stack
     // given the child runs on a copy of our stack, like fork(). The caller
     // guarantees we are single-threaded.
-    let r = unsafe {
-        libc::syscall(libc::SYS_clone3, &mut args as *mut CloneArgs, std::mem::size_of::<CloneArgs>())
-    };
+    let r = unsafe { libc::syscall(libc::SYS_clone3, &mut args as *mut CloneArgs, std::mem::size_of::<CloneArgs>()) };
     let r = check_l(r)?;
     if r == 0 {
         Ok(Forked::Child)
@@ -125,9 +123,7 @@ pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
 /// `pidfd_send_signal(2)`.
 pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
     // SAFETY: plain syscall; a null siginfo is allowed.
-    let r = unsafe {
-        libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), sig, std::ptr::null::<libc::siginfo_t>(), 0)
-    };
+    let r = unsafe { libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), sig, std::ptr::null::<libc::siginfo_t>(), 0) };
     check_l(r).map(drop)
 }
 
@@ -231,13 +227,7 @@ pub fn unshare(flags: i32) -> io::Result<()> {
 }
 
 /// `mount(2)`. `source`/`fstype`/`data` may be absent.
-pub fn mount(
-    source: Option<&Path>,
-    target: &Path,
-    fstype: Option<&str>,
-    flags: libc::c_ulong,
-    data: Option<&str>,
-) -> io::Result<()> {
+pub fn mount(source: Option<&Path>, target: &Path, fstype: Option<&str>, flags: libc::c_ulong, data: Option<&str>) -> io::Result<()> {
     let src = source.map(cstr).transpose()?;
     let tgt = cstr(target)?;
     let fs = opt_cstr(fstype)?;
@@ -427,11 +417,7 @@ pub fn capset(c: CapSets) -> io::Result<()> {
     let hdr = Header { version: 0x20080522, pid: 0 };
     let data = [
         Data { effective: c.effective as u32, permitted: c.permitted as u32, inheritable: c.inheritable as u32 },
-        Data {
-            effective: (c.effective >> 32) as u32,
-            permitted: (c.permitted >> 32) as u32,
-            inheritable: (c.inheritable >> 32) as u32,
-        },
+        Data { effective: (c.effective >> 32) as u32, permitted: (c.permitted >> 32) as u32, inheritable: (c.inheritable >> 32) as u32 },
     ];
     // SAFETY: header and the two-element data array have the v3 layout.
     check_l(unsafe { libc::syscall(libc::SYS_capset, &hdr as *const Header, data.as_ptr()) }).map(drop)
@@ -826,7 +812,10 @@ pub fn attach_device_program(cgroup: BorrowedFd<'_>, insns: &[BpfInsn]) -> io::R
         let _ = load(&mut log);
         let msg = String::from_utf8_lossy(&log[..log.iter().position(|b| *b == 0).unwrap_or(0)]);
         let last = msg.trim().lines().last().unwrap_or("").to_string();
-        return Err(io::Error::new(e.kind(), format!("{e}{}", if last.is_empty() { String::new() } else { format!(" (verifier: {last})") })));
+        return Err(io::Error::new(
+            e.kind(),
+            format!("{e}{}", if last.is_empty() { String::new() } else { format!(" (verifier: {last})") }),
+        ));
     }
     // SAFETY: the kernel returned a new fd.
     let prog = unsafe { OwnedFd::from_raw_fd(prog as RawFd) };
@@ -839,7 +828,7 @@ pub fn attach_device_program(cgroup: BorrowedFd<'_>, insns: &[BpfInsn]) -> io::R
     at[4..8].copy_from_slice(&(prog.as_raw_fd() as u32).to_ne_bytes());
     at[8..12].copy_from_slice(&6u32.to_ne_bytes()); // BPF_CGROUP_DEVICE
     at[12..16].copy_from_slice(&2u32.to_ne_bytes()); // BPF_F_ALLOW_MULTI
-    // SAFETY: `at` is a valid bpf_attr for BPF_PROG_ATTACH (8).
+                                                     // SAFETY: `at` is a valid bpf_attr for BPF_PROG_ATTACH (8).
     check_l(unsafe { libc::syscall(libc::SYS_bpf, 8, at.as_ptr(), at.len()) })?;
     for id in old {
         let mut g = [0u8; 128];
@@ -852,7 +841,7 @@ pub fn attach_device_program(cgroup: BorrowedFd<'_>, insns: &[BpfInsn]) -> io::R
         d[0..4].copy_from_slice(&(cgroup.as_raw_fd() as u32).to_ne_bytes());
         d[4..8].copy_from_slice(&(old_prog.as_raw_fd() as u32).to_ne_bytes());
         d[8..12].copy_from_slice(&6u32.to_ne_bytes()); // BPF_CGROUP_DEVICE
-        // SAFETY: a valid bpf_attr for BPF_PROG_DETACH (9).
+                                                       // SAFETY: a valid bpf_attr for BPF_PROG_DETACH (9).
         check_l(unsafe { libc::syscall(libc::SYS_bpf, 9, d.as_ptr(), d.len()) })?;
     }
     Ok(())
@@ -956,7 +945,7 @@ pub fn list_mounts(ns_id: u64) -> io::Result<Vec<MountEntry>> {
     let mut buf = vec![0u8; 64 * 1024];
     for id in ids {
         let r = req(id, 0x2 | 0x10 | 0x20); // MNT_BASIC | MNT_POINT | FS_TYPE
-        // SAFETY: valid request; `buf` is writable for its whole length.
+                                            // SAFETY: valid request; `buf` is writable for its whole length.
         let rc = unsafe { libc::syscall(457, r.as_ptr(), buf.as_mut_ptr(), buf.len(), 0) };
         if rc < 0 {
             continue; // unmounted meanwhile
@@ -1031,7 +1020,14 @@ pub fn mount_setattr(fd: BorrowedFd<'_>, recursive: bool, attr: &MountAttr) -> i
     let flags = libc::AT_EMPTY_PATH | if recursive { libc::AT_RECURSIVE } else { 0 };
     // SAFETY: valid fd, empty C string, attr of the size passed.
     check_l(unsafe {
-        libc::syscall(libc::SYS_mount_setattr, fd.as_raw_fd(), c"".as_ptr(), flags, attr as *const MountAttr, std::mem::size_of::<MountAttr>())
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            flags,
+            attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
     })
     .map(drop)
 }
@@ -1052,8 +1048,10 @@ pub fn move_mount_fd(from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> io::Result<()>
     const F_EMPTY_PATH: u32 = 0x4;
     const T_EMPTY_PATH: u32 = 0x40;
     // SAFETY: valid fds and empty C strings.
-    check_l(unsafe { libc::syscall(libc::SYS_move_mount, from.as_raw_fd(), c"".as_ptr(), to.as_raw_fd(), c"".as_ptr(), F_EMPTY_PATH | T_EMPTY_PATH) })
-        .map(drop)
+    check_l(unsafe {
+        libc::syscall(libc::SYS_move_mount, from.as_raw_fd(), c"".as_ptr(), to.as_raw_fd(), c"".as_ptr(), F_EMPTY_PATH | T_EMPTY_PATH)
+    })
+    .map(drop)
 }
 
 /// A user namespace with the given uid_map and gid_map contents (lines
@@ -1197,7 +1195,9 @@ pub fn sealed_memfd_copy(src: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd
     let mut done: i64 = 0;
     while done < size {
         // SAFETY: valid fds; a null offset uses and advances src's offset.
-        let n = check_l(unsafe { libc::sendfile(m.as_raw_fd(), src.as_raw_fd(), std::ptr::null_mut(), (size - done) as usize) } as libc::c_long)?;
+        let n = check_l(
+            unsafe { libc::sendfile(m.as_raw_fd(), src.as_raw_fd(), std::ptr::null_mut(), (size - done) as usize) } as libc::c_long
+        )?;
         if n == 0 {
             return Err(io::Error::from_raw_os_error(libc::EIO));
         }
@@ -1226,7 +1226,16 @@ pub fn fresh_procfs() -> io::Result<OwnedFd> {
     // SAFETY: valid C string; the returned fd is ours.
     let fs = owned(unsafe { libc::syscall(libc::SYS_fsopen, c"proc".as_ptr(), FSOPEN_CLOEXEC) } as libc::c_int)?;
     // SAFETY: CMD_CREATE takes no key, value or aux.
-    check_l(unsafe { libc::syscall(libc::SYS_fsconfig, fs.as_raw_fd(), FSCONFIG_CMD_CREATE, std::ptr::null::<libc::c_char>(), std::ptr::null::<libc::c_void>(), 0) })?;
+    check_l(unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            FSCONFIG_CMD_CREATE,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_void>(),
+            0,
+        )
+    })?;
     let attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC;
     // SAFETY: valid fs context fd; the returned mount fd is ours.
     owned(unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, attrs) } as libc::c_int)

@@ -21,7 +21,13 @@ extern "C" {
     fn seccomp_arch_add(ctx: *mut libc::c_void, arch_token: u32) -> libc::c_int;
     fn seccomp_arch_resolve_name(name: *const libc::c_char) -> u32;
     fn seccomp_syscall_resolve_name(name: *const libc::c_char) -> libc::c_int;
-    fn seccomp_rule_add_array(ctx: *mut libc::c_void, action: u32, syscall: libc::c_int, arg_cnt: libc::c_uint, args: *const ArgCmp) -> libc::c_int;
+    fn seccomp_rule_add_array(
+        ctx: *mut libc::c_void,
+        action: u32,
+        syscall: libc::c_int,
+        arg_cnt: libc::c_uint,
+        args: *const ArgCmp,
+    ) -> libc::c_int;
     fn seccomp_attr_set(ctx: *mut libc::c_void, attr: libc::c_int, value: u32) -> libc::c_int;
     fn seccomp_load(ctx: *const libc::c_void) -> libc::c_int;
     fn seccomp_notify_fd(ctx: *const libc::c_void) -> libc::c_int;

@@ -64,12 +64,22 @@ struct Args {
 fn pod_config(a: &Args, name: &str, node_network: bool) -> cri::PodSandboxConfig {
     let mode = if node_network { cri::NamespaceMode::Node } else { cri::NamespaceMode::Pod };
     cri::PodSandboxConfig {
-        metadata: Some(cri::PodSandboxMetadata { name: name.into(), uid: format!("uid-{name}-{}", std::process::id()), namespace: "berth-test".into(), attempt: 0 }),
+        metadata: Some(cri::PodSandboxMetadata {
+            name: name.into(),
+            uid: format!("uid-{name}-{}", std::process::id()),
+            namespace: "berth-test".into(),
+            attempt: 0,
+        }),
         hostname: if node_network { String::new() } else { name.into() },
         linux: Some(cri::LinuxPodSandboxConfig {
             cgroup_parent: a.cgroup_parent.clone(),
             security_context: Some(cri::LinuxSandboxSecurityContext {
-                namespace_options: Some(cri::NamespaceOption { network: mode as i32, pid: cri::NamespaceMode::Pod as i32, ipc: cri::NamespaceMode::Pod as i32, ..Default::default() }),
+                namespace_options: Some(cri::NamespaceOption {
+                    network: mode as i32,
+                    pid: cri::NamespaceMode::Pod as i32,
+                    ipc: cri::NamespaceMode::Pod as i32,
+                    ..Default::default()
+                }),
                 ..Default::default()
             }),
             ..Default::default()
@@ -83,7 +93,10 @@ fn container_config(a: &Args, name: &str, memory: i64) -> cri::ContainerConfig {
         metadata: Some(cri::ContainerMetadata { name: name.into(), attempt: 0 }),
         image: Some(cri::ImageSpec { image: a.image.clone(), ..Default::default() }),
         command: vec!["sh".into(), "-c".into(), "trap 'exit 0' TERM; while :; do sleep 0.2; done".into()],
-        linux: Some(cri::LinuxContainerConfig { resources: Some(cri::LinuxContainerResources { memory_limit_in_bytes: memory, ..Default::default() }), ..Default::default() }),
+        linux: Some(cri::LinuxContainerConfig {
+            resources: Some(cri::LinuxContainerResources { memory_limit_in_bytes: memory, ..Default::default() }),
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }
@@ -160,7 +173,9 @@ async fn pod(c: &mut Client, a: &Args, r: &mut Report, name: &str, node_network:
     let t = Instant::now();
     let res = match c.stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: pod_id.clone() }).await {
         Err(e) => Err(status(e)),
-        Ok(_) if !berth_status(a, &pod_id).is_empty() && berth_status(a, &pod_id) != "stopped" => Err(format!("berth still says {}", berth_status(a, &pod_id))),
+        Ok(_) if !berth_status(a, &pod_id).is_empty() && berth_status(a, &pod_id) != "stopped" => {
+            Err(format!("berth still says {}", berth_status(a, &pod_id)))
+        }
         Ok(_) => Ok(String::new()),
     };
     r.check(&format!("StopPodSandbox ({kind})"), t, res);
@@ -175,7 +190,11 @@ async fn pod(c: &mut Client, a: &Args, r: &mut Report, name: &str, node_network:
 
 async fn container(c: &mut Client, a: &Args, r: &mut Report, pod_id: &str, pod_cfg: &cri::PodSandboxConfig, kind: &str, ip: &str) {
     let t = Instant::now();
-    let req = cri::CreateContainerRequest { pod_sandbox_id: pod_id.into(), config: Some(container_config(a, "app", 64 << 20)), sandbox_config: Some(pod_cfg.clone()) };
+    let req = cri::CreateContainerRequest {
+        pod_sandbox_id: pod_id.into(),
+        config: Some(container_config(a, "app", 64 << 20)),
+        sandbox_config: Some(pod_cfg.clone()),
+    };
     let id = match c.create_container(req).await {
         Ok(x) => x.into_inner().container_id,
         Err(e) => {
@@ -205,7 +224,10 @@ async fn container(c: &mut Client, a: &Args, r: &mut Report, pod_id: &str, pod_c
     r.check(&format!("ContainerStatus says running ({kind})"), t, res);
     let t = Instant::now();
     let probe = if ip.is_empty() { "echo out; exit 3".to_string() } else { format!("ip addr | grep -q 'inet {ip}/' && echo out; exit 3") };
-    let res = match c.exec_sync(cri::ExecSyncRequest { container_id: id.clone(), cmd: vec!["sh".into(), "-c".into(), probe], timeout: 20 }).await {
+    let res = match c
+        .exec_sync(cri::ExecSyncRequest { container_id: id.clone(), cmd: vec!["sh".into(), "-c".into(), probe], timeout: 20 })
+        .await
+    {
         Err(e) => Err(status(e)),
         Ok(x) => {
             let x = x.into_inner();
@@ -223,7 +245,9 @@ async fn container(c: &mut Client, a: &Args, r: &mut Report, pod_id: &str, pod_c
         Err(e) => Err(status(e)),
         Ok(_) => match c.container_status(cri::ContainerStatusRequest { container_id: id.clone(), verbose: false }).await {
             Ok(s) => match s.into_inner().status {
-                Some(s) if s.state == cri::ContainerState::ContainerExited as i32 && s.exit_code == 0 => Ok("SIGTERM reached it (exit 0)".into()),
+                Some(s) if s.state == cri::ContainerState::ContainerExited as i32 && s.exit_code == 0 => {
+                    Ok("SIGTERM reached it (exit 0)".into())
+                }
                 s => Err(format!("after stop: {:?}", s.map(|s| (s.state, s.exit_code)))),
             },
             Err(e) => Err(status(e)),
@@ -246,7 +270,13 @@ async fn main() {
         eprintln!("usage: berth-cri-client SOCKET BERTH BERTH_ROOT CGROUP_PARENT IMAGE");
         std::process::exit(2);
     };
-    let a = Args { socket: socket.clone(), berth: berth.clone(), berth_root: berth_root.clone(), cgroup_parent: cgroup_parent.clone(), image: image.clone() };
+    let a = Args {
+        socket: socket.clone(),
+        berth: berth.clone(),
+        berth_root: berth_root.clone(),
+        cgroup_parent: cgroup_parent.clone(),
+        image: image.clone(),
+    };
     let mut r = Report { passed: 0, failed: 0 };
     let t = Instant::now();
     // The CRI plugin answers once it has loaded (and found its runtimes).

@@ -143,7 +143,10 @@ fn failure_inside_the_container_setup_leaves_nothing() {
     let mut w = World::new("setupfail");
     // A bind mount whose source does not exist fails during setup.
     w.config(&["true"], |c| {
-        c["mounts"].as_array_mut().unwrap().push(json!({"destination": "/x", "type": "bind", "source": "/nonexistent/source", "options": ["bind"]}));
+        c["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"destination": "/x", "type": "bind", "source": "/nonexistent/source", "options": ["bind"]}));
     });
     let e = create_fails(&mut w);
     says(&e, "/nonexistent/source");
@@ -233,7 +236,8 @@ fn hostile_values_give_one_line_errors_and_leave_nothing() {
         return;
     }
     let mut w = World::new("hostilevalues");
-    let cases: Vec<(Box<dyn Fn(&mut serde_json::Value)>, &str)> = vec![
+    type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+    let cases: Vec<(Edit, &str)> = vec![
         (Box::new(|c| c["process"]["env"] = json!(["PATH=/bin", "NOEQUALS"])), "NOEQUALS"),
         (Box::new(|c| c["process"]["env"] = json!(["PATH=/bin", "A=b\u{0}c"])), "NUL"),
         (Box::new(|c| c["process"]["args"] = json!(["sh", "a\u{0}b"])), "NUL"),

@@ -28,7 +28,8 @@ fn why_busy_names_the_holder_of_a_mount_in_a_foreign_namespace_and_a_container()
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains(&holder.id().to_string()) && text.contains("mount") && text.contains("tmpfs"), "{text}");
-    let json: serde_json::Value = serde_json::from_slice(&w.berth(&["why-busy", "--format", "json", target.to_str().unwrap()]).stdout).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_slice(&w.berth(&["why-busy", "--format", "json", target.to_str().unwrap()]).stdout).unwrap();
     assert!(json.as_array().unwrap().iter().any(|h| h["pid"] == holder.id() && h["mount_namespace"].as_str().unwrap().starts_with("mnt:")));
     holder.kill().unwrap();
     holder.wait().unwrap();
@@ -117,7 +118,11 @@ fn why_busy_sees_overlay_dirs_and_loop_backing_files() {
     let ready = w.dir.join("ready");
     let script = format!(
         "mount -t overlay overlay -o lowerdir={},upperdir={},workdir={} {} && touch {} && exec sleep 1000",
-        lower.display(), upper.display(), work.display(), merged.display(), ready.display()
+        lower.display(),
+        upper.display(),
+        work.display(),
+        merged.display(),
+        ready.display()
     );
     let mut holder = std::process::Command::new("unshare").args(["-m", "--propagation", "private", "sh", "-c", &script]).spawn().unwrap();
     assert!(eventually(|| ready.exists()), "overlay not mounted");

@@ -137,7 +137,8 @@ fn hugetlb_limits_and_the_unified_map_go_where_the_controller_is() {
     // On this project's hybrid host hugetlb lives on the v2 hierarchy, next
     // to v1 controllers; on a pure v2 host everything does.
     let layout = berth_cgroups::Layout::host().unwrap();
-    let v2_has_hugetlb = layout.v2().is_some_and(|h| std::fs::read_to_string(h.mount.join("cgroup.controllers")).unwrap_or_default().contains("hugetlb"));
+    let v2_has_hugetlb =
+        layout.v2().is_some_and(|h| std::fs::read_to_string(h.mount.join("cgroup.controllers")).unwrap_or_default().contains("hugetlb"));
     let mut w = World::new("hugetlb");
     w.config(&["sleep", "1000"], |c| {
         c["linux"]["resources"]["hugepageLimits"] = json!([{"pageSize": "2MB", "limit": 4194304}]);
@@ -358,7 +359,8 @@ fn events_report_an_oom_kill() {
     // is ended here, and only what it printed counts).
     wait_within(&mut stream, 20);
     let text = out.join().unwrap();
-    let oom: Vec<serde_json::Value> = text.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).filter(|v| v["type"] == "oom").collect();
+    let oom: Vec<serde_json::Value> =
+        text.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).filter(|v| v["type"] == "oom").collect();
     assert!(!oom.is_empty(), "no oom event in: {text}");
     assert_eq!(oom[0]["id"], id.as_str());
     w.finish();

@@ -58,9 +58,9 @@ fn busybox() -> PathBuf {
 }
 
 const APPLETS: &[&str] = &[
-    "sh", "ls", "cat", "echo", "id", "sleep", "true", "false", "hostname", "ps", "mount", "grep", "stat", "touch", "mkdir",
-    "readlink", "ulimit", "umask", "wc", "head", "tail", "tty", "kill", "test", "ip", "env", "pwd", "dd", "uname", "awk", "cut",
-    "tr", "nproc", "find", "rm", "chmod", "date", "seq", "pidof", "sysctl", "printf", "mknod", "ln", "yes", "xargs", "sort", "stty",
+    "sh", "ls", "cat", "echo", "id", "sleep", "true", "false", "hostname", "ps", "mount", "grep", "stat", "touch", "mkdir", "readlink",
+    "ulimit", "umask", "wc", "head", "tail", "tty", "kill", "test", "ip", "env", "pwd", "dd", "uname", "awk", "cut", "tr", "nproc", "find",
+    "rm", "chmod", "date", "seq", "pidof", "sysctl", "printf", "mknod", "ln", "yes", "xargs", "sort", "stty",
 ];
 
 /// One test's world: a bundle with its own rootfs, a private --root.
@@ -150,7 +150,8 @@ impl World {
 
     /// A fresh container ID for this test.
     pub fn id(&mut self) -> String {
-        let id = format!("t{}-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::SeqCst), self.name.chars().take(20).collect::<String>());
+        let id =
+            format!("t{}-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::SeqCst), self.name.chars().take(20).collect::<String>());
         self.ids.push(id.clone());
         self.set_cgroup(&id);
         id
@@ -310,7 +311,11 @@ impl World {
             for e in rd.flatten() {
                 if let Ok(r) = fs::metadata(e.path().join("root")) {
                     if (r.dev(), r.ino()) == (m.dev(), m.ino()) {
-                        l.push(format!("process {} ({}) rooted in the rootfs", e.file_name().to_string_lossy(), fs::read_to_string(e.path().join("comm")).unwrap_or_default().trim()));
+                        l.push(format!(
+                            "process {} ({}) rooted in the rootfs",
+                            e.file_name().to_string_lossy(),
+                            fs::read_to_string(e.path().join("comm")).unwrap_or_default().trim()
+                        ));
                     }
                 }
             }

@@ -70,7 +70,13 @@ fn killed_at_random_moments_of_create_then_delete_force_leaves_nothing() {
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         let delay = std::time::Duration::from_micros((seed >> 33) % 12000);
         let id = w.id();
-        let mut child = w.cmd().args(["create", "--bundle", &bundle, &id]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+        let mut child = w
+            .cmd()
+            .args(["create", "--bundle", &bundle, &id])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
         std::thread::sleep(delay);
         let _ = child.kill();
         let _ = child.wait();
@@ -118,8 +124,17 @@ echo ok"#,
         bundle = w.bundle.display(),
         id = id
     );
-    let o = std::process::Command::new("unshare").args(["--pid", "--fork", "--mount-proc", "sh", "-c", &script]).current_dir(&w.dir).output().unwrap();
+    let o = std::process::Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "sh", "-c", &script])
+        .current_dir(&w.dir)
+        .output()
+        .unwrap();
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success() && out.trim_end().ends_with("ok"), "status {:?} stdout {out} stderr {}", o.status, String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success() && out.trim_end().ends_with("ok"),
+        "status {:?} stdout {out} stderr {}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
     w.finish();
 }

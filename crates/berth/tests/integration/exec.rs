@@ -26,7 +26,10 @@ fn exec_runs_in_the_containers_namespaces_and_cgroup() {
     assert!(procs.lines().any(|l| l == pid), "exec'd process not in the container's cgroup: {procs}");
     // delete --force takes the exec'd process too.
     w.ok(&["delete", "--force", &id]);
-    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists() || std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z"));
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z")
+    );
     w.finish();
 }
 
@@ -65,7 +68,11 @@ fn exec_with_a_tty_through_the_console_socket() {
     w.ok(&["start", &id]);
     let sock_path = w.dir.join("exec-console.sock");
     let listener = std::os::unix::net::UnixListener::bind(&sock_path).unwrap();
-    let mut child = w.cmd().args(["exec", "--tty", "--console-socket", sock_path.to_str().unwrap(), &id, "sh", "-c", "tty; echo done"]).spawn().unwrap();
+    let mut child = w
+        .cmd()
+        .args(["exec", "--tty", "--console-socket", sock_path.to_str().unwrap(), &id, "sh", "-c", "tty; echo done"])
+        .spawn()
+        .unwrap();
     let conn = accept_within(&listener, 20);
     let mut buf = [0u8; 64];
     let (_, fd) = berth_sys::recv_fd(conn.as_fd(), &mut buf).unwrap();
@@ -124,7 +131,19 @@ fn exec_pidfd_socket_gets_the_exec_process_and_cgroup_picks_a_sub_cgroup() {
     let sock_path = w.dir.join("exec-pidfd.sock");
     let listener = std::os::unix::net::UnixListener::bind(&sock_path).unwrap();
     let pf = w.dir.join("exec-sub.pid");
-    w.ok(&["exec", "--detach", "--cgroup", "sub", "--pid-file", pf.to_str().unwrap(), "--pidfd-socket", sock_path.to_str().unwrap(), &id, "sleep", "1000"]);
+    w.ok(&[
+        "exec",
+        "--detach",
+        "--cgroup",
+        "sub",
+        "--pid-file",
+        pf.to_str().unwrap(),
+        "--pidfd-socket",
+        sock_path.to_str().unwrap(),
+        &id,
+        "sleep",
+        "1000",
+    ]);
     let conn = accept_within(&listener, 20);
     let mut buf = [0u8; 64];
     let (_, fd) = berth_sys::recv_fd(std::os::fd::AsFd::as_fd(&conn), &mut buf).unwrap();
@@ -173,14 +192,20 @@ fn exec_groups_caps_no_new_privs_preserve_fds_and_ignore_paused() {
     assert!(nnp.trim().ends_with('1'), "{nnp}");
     // --preserve-fds 1: fd 3 of berth reaches the process.
     let f = w.dir.join("exec-fd3.out");
-    let cmd = format!("exec 3>{} ; exec {} --root {} exec --preserve-fds 1 {id} sh -c 'echo via-fd3 >&3'", f.display(), runtime(), w.root.display());
+    let cmd = format!(
+        "exec 3>{} ; exec {} --root {} exec --preserve-fds 1 {id} sh -c 'echo via-fd3 >&3'",
+        f.display(),
+        runtime(),
+        w.root.display()
+    );
     assert!(std::process::Command::new("sh").arg("-c").arg(cmd).status().unwrap().success());
     assert_eq!(std::fs::read_to_string(&f).unwrap(), "via-fd3\n");
     // A paused container refuses exec unless --ignore-paused; then the
     // process runs once the container is resumed.
     w.ok(&["pause", &id]);
     w.fails(&["exec", &id, "true"]);
-    let child = w.cmd().args(["exec", "--ignore-paused", &id, "sh", "-c", "echo ran"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let child =
+        w.cmd().args(["exec", "--ignore-paused", &id, "sh", "-c", "echo ran"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(200));
     w.ok(&["resume", &id]);
     let out = child.wait_with_output().unwrap();

@@ -120,7 +120,13 @@ fn deferred_cgroups_go_in_one_batch_without_anyone_asking() {
     let ids: Vec<String> = (0..3).map(|_| w.create()).collect();
     let dirs: Vec<_> = ids.iter().flat_map(|id| w.cgroup_dirs(id)).collect();
     for id in &ids {
-        let o = w.cmd().env("BERTH_CGROUP_REAP", "deferred").env("BERTH_REAP_WINDOW_MS", "700").args(["delete", "--force", id]).output().unwrap();
+        let o = w
+            .cmd()
+            .env("BERTH_CGROUP_REAP", "deferred")
+            .env("BERTH_REAP_WINDOW_MS", "700")
+            .args(["delete", "--force", id])
+            .output()
+            .unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
     // Still there right after the deletes: they wait for their batch...
@@ -145,7 +151,9 @@ fn a_container_restarted_under_a_deferred_cgroup_gets_its_own_and_callers_may_re
     let own = berth_cgroups::parse_proc_cgroup(&std::fs::read_to_string("/proc/self/cgroup").unwrap());
     let dirs = berth_cgroups::Cgroup::resolve(&layout, &cg, &own).dirs;
     let inos = || dirs.iter().map(|d| std::fs::metadata(&d.path).map(|m| m.ino()).unwrap_or(0)).collect::<Vec<_>>();
-    let procs = || dirs.iter().map(|d| std::fs::read_to_string(d.path.join("cgroup.procs")).unwrap_or_default().trim().to_string()).collect::<Vec<_>>();
+    let procs = || {
+        dirs.iter().map(|d| std::fs::read_to_string(d.path.join("cgroup.procs")).unwrap_or_default().trim().to_string()).collect::<Vec<_>>()
+    };
     // No reaper runs while this is held, so the batch cannot come first.
     std::fs::create_dir_all(w.root.join("@reaper")).unwrap();
     let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(w.root.join("@reaper/lock")).unwrap();

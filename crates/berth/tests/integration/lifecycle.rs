@@ -340,7 +340,8 @@ fn preserved_fds_reach_the_container() {
     let bundle = w.bundle.to_string_lossy().into_owned();
     let f = w.dir.join("fd3.out");
     // sh opens the file as fd 3, then execs berth with it.
-    let cmd = format!("exec 3>{} ; exec {} --root {} run --preserve-fds 1 --bundle {} {}", f.display(), runtime(), w.root.display(), bundle, id);
+    let cmd =
+        format!("exec 3>{} ; exec {} --root {} run --preserve-fds 1 --bundle {} {}", f.display(), runtime(), w.root.display(), bundle, id);
     let st = std::process::Command::new("sh").arg("-c").arg(cmd).status().unwrap();
     assert!(st.success());
     assert_eq!(std::fs::read_to_string(&f).unwrap(), "through-fd3\n");
@@ -461,7 +462,8 @@ fn hook_failures_timeouts_and_hooks_that_ignore_stdin() {
     let hook = |path: &str| serde_json::json!([{"path": path}]);
     w.config(&["true"], |c| {
         c["annotations"] = serde_json::Value::Object(big.clone());
-        c["hooks"] = serde_json::json!({"createRuntime": hook("/bin/true"), "poststart": hook("/bin/false"), "poststop": hook("/bin/false")});
+        c["hooks"] =
+            serde_json::json!({"createRuntime": hook("/bin/true"), "poststart": hook("/bin/false"), "poststop": hook("/bin/false")});
     });
     // poststart and poststop failures are warnings: the container ran.
     let (code, _, err) = w.run();
@@ -476,7 +478,9 @@ fn hook_failures_timeouts_and_hooks_that_ignore_stdin() {
 
     // A hook over its timeout is killed; create fails at once, cleaned up.
     let t0 = std::time::Instant::now();
-    w.config(&["true"], |c| c["hooks"] = serde_json::json!({"createRuntime": [{"path": "/bin/sleep", "args": ["sleep", "30"], "timeout": 1}]}));
+    w.config(&["true"], |c| {
+        c["hooks"] = serde_json::json!({"createRuntime": [{"path": "/bin/sleep", "args": ["sleep", "30"], "timeout": 1}]})
+    });
     let (code, _, err) = w.run();
     assert_ne!(code, 0);
     says(&err, "did not finish within 1 s");
@@ -486,7 +490,10 @@ fn hook_failures_timeouts_and_hooks_that_ignore_stdin() {
 
 #[test]
 fn every_command_answers_help() {
-    for cmd in ["create", "start", "run", "state", "kill", "delete", "list", "ps", "exec", "update", "events", "pause", "resume", "spec", "features"] {
+    for cmd in [
+        "create", "start", "run", "state", "kill", "delete", "list", "ps", "exec", "update", "events", "pause", "resume", "spec",
+        "features",
+    ] {
         let o = std::process::Command::new(runtime()).args([cmd, "--help"]).output().unwrap();
         assert!(o.status.success(), "{cmd} --help: {}", String::from_utf8_lossy(&o.stderr));
         assert!(!o.stdout.is_empty(), "{cmd} --help printed nothing");

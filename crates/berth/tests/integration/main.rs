@@ -5,11 +5,11 @@
 mod common;
 
 mod bad_input;
+mod busy;
 mod cgroups;
 mod console;
 mod crash;
 mod exec;
-mod busy;
 mod layer;
 mod lifecycle;
 mod namespaces;

@@ -114,7 +114,8 @@ fn time_namespace_applies_offsets() {
     w.config(&["cat", "/proc/uptime"], |c| {
         c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "time"}));
         c["linux"]["timeOffsets"] = json!({"boottime": {"secs": 86400 * 365, "nanosecs": 0}});
-        c["hooks"] = json!({"poststart": [{"path": "/bin/sh", "args": ["sh", "-c", format!("cat /proc/uptime > {}", hook_out.display())]}]});
+        c["hooks"] =
+            json!({"poststart": [{"path": "/bin/sh", "args": ["sh", "-c", format!("cat /proc/uptime > {}", hook_out.display())]}]});
     });
     let out = w.run_ok();
     let hook_up: f64 = std::fs::read_to_string(&hook_out).unwrap().split_whitespace().next().unwrap().parse().unwrap();

@@ -9,7 +9,17 @@ fn default_devices_and_dev_symlinks() {
     let mut w = World::new("devices");
     w.config(&["sh", "-c", "for d in null zero full random urandom tty; do stat -c '%n %t:%T %a' /dev/$d; done; readlink /dev/ptmx; readlink /dev/fd; readlink /dev/stdin; echo x > /dev/null && head -c 3 /dev/zero | wc -c"], |_| {});
     let out = w.run_ok();
-    for want in ["/dev/null 1:3 666", "/dev/zero 1:5 666", "/dev/full 1:7 666", "/dev/random 1:8 666", "/dev/urandom 1:9 666", "/dev/tty 5:0 666", "pts/ptmx", "/proc/self/fd", "/proc/self/fd/0"] {
+    for want in [
+        "/dev/null 1:3 666",
+        "/dev/zero 1:5 666",
+        "/dev/full 1:7 666",
+        "/dev/random 1:8 666",
+        "/dev/urandom 1:9 666",
+        "/dev/tty 5:0 666",
+        "pts/ptmx",
+        "/proc/self/fd",
+        "/proc/self/fd/0",
+    ] {
         assert!(out.contains(want), "missing {want:?} in {out}");
     }
     assert!(out.trim_end().ends_with('3'));
@@ -41,7 +51,14 @@ fn masked_and_readonly_paths() {
         return;
     }
     let mut w = World::new("masked");
-    w.config(&["sh", "-c", "wc -c < /proc/timer_list; ls /sys/firmware | wc -l; echo 1 > /proc/sys/kernel/domainname && echo writable || echo ro"], |_| {});
+    w.config(
+        &[
+            "sh",
+            "-c",
+            "wc -c < /proc/timer_list; ls /sys/firmware | wc -l; echo 1 > /proc/sys/kernel/domainname && echo writable || echo ro",
+        ],
+        |_| {},
+    );
     let out = w.run_ok();
     let l: Vec<&str> = out.lines().collect();
     assert_eq!(l.len(), 3, "{out}");
@@ -170,7 +187,11 @@ fn recursive_mount_attributes_reach_submounts() {
     let mut w = World::new("rro");
     let vol = w.dir.join("vol");
     std::fs::create_dir_all(vol.join("sub")).unwrap();
-    assert!(std::process::Command::new("mount").args(["-t", "tmpfs", "rro-test", vol.join("sub").to_str().unwrap()]).status().unwrap().success());
+    assert!(std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "rro-test", vol.join("sub").to_str().unwrap()])
+        .status()
+        .unwrap()
+        .success());
     let guard = HostMount(vol.join("sub"));
     let probe = "for d in /a /a/sub /b /b/sub; do touch $d/x 2>/dev/null && echo $d rw || echo $d ro; done; \
                  awk '$5 == \"/b/sub\" { print $6 }' /proc/self/mountinfo";
@@ -209,7 +230,9 @@ fn idmapped_bind_mounts_with_their_own_or_the_containers_mappings() {
         m.push(json!({"destination": "/plain", "type": "bind", "source": src.to_str().unwrap(), "options": ["bind"]}));
     });
     let (code, out, err) = w.run();
-    let fs = String::from_utf8_lossy(&std::process::Command::new("stat").args(["-fc", "%T"]).arg(&src).output().unwrap().stdout).trim().to_string();
+    let fs = String::from_utf8_lossy(&std::process::Command::new("stat").args(["-fc", "%T"]).arg(&src).output().unwrap().stdout)
+        .trim()
+        .to_string();
     if code != 0 && fs == "tmpfs" && !other_runtime() {
         // tmpfs supports idmapped mounts from Linux 6.3 on: the error must say so.
         says(&err, "the filesystem must support idmapped mounts");
@@ -259,7 +282,10 @@ fn tmpcopyup_starts_a_tmpfs_with_the_images_files() {
     let probe = "cat /srv/data/link; stat -c '%u:%g' /srv/data/sub/file; stat -c '%a' /srv/data; \
                  echo new > /srv/data/new; awk '$5 == \"/srv/data\" { print $9 }' /proc/self/mountinfo";
     w.config(&["sh", "-c", probe], |c| {
-        c["mounts"].as_array_mut().unwrap().push(json!({"destination": "/srv/data", "type": "tmpfs", "source": "tmpfs", "options": ["tmpcopyup", "nosuid"]}));
+        c["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"destination": "/srv/data", "type": "tmpfs", "source": "tmpfs", "options": ["tmpcopyup", "nosuid"]}));
     });
     let out = w.run_ok();
     assert_eq!(out, "from the image\n1234:4321\n1777\ntmpfs\n");

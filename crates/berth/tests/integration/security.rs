@@ -71,7 +71,8 @@ fn cve_2019_5736_exec_cannot_overwrite_the_runtime_binary() {
     // The runtime runs /evil, that is itself, in the container; it blocks
     // on the fifo as its log file until the attacker holds its exe.
     let _ = w.berth(&["exec", &id, "/evil", "--log", "/tmp/f", "state", "x"]);
-    assert!(eventually(|| fs::read_to_string(w.bundle.join("rootfs/tmp/out")).is_ok_and(|o| o.contains("refused") || o.contains("WROTE") || o.contains("busy"))));
+    assert!(eventually(|| fs::read_to_string(w.bundle.join("rootfs/tmp/out"))
+        .is_ok_and(|o| o.contains("refused") || o.contains("WROTE") || o.contains("busy"))));
     exe_attack_outcome(&w, &copy, &before);
     w.finish();
 }
@@ -124,7 +125,8 @@ fn cve_2024_21626_cwd_through_an_inherited_fd_cannot_reach_the_host() {
         if code == 0 {
             // Listing a host /proc (its kcore, sysrq-trigger) or an
             // unreachable cwd: out of the container.
-            let out_of_root = out.contains("(unreachable)") || out.lines().any(|l| matches!(l, "kcore" | "sysrq-trigger" | "self" | "thread-self"));
+            let out_of_root =
+                out.contains("(unreachable)") || out.lines().any(|l| matches!(l, "kcore" | "sysrq-trigger" | "self" | "thread-self"));
             assert!(!out_of_root, "fd {n}: the container's cwd is the host's: {out}");
             assert!(other_runtime(), "fd {n}: a cwd through a magic link was accepted: {out}");
         } else {
@@ -166,7 +168,12 @@ fn cve_2025_31133_masked_paths_are_never_bound_from_an_image_dev_null() {
     symlink("/etc/planted", r.join("dev/null")).unwrap();
     assert!(fs::symlink_metadata(r.join("dev/null")).unwrap().file_type().is_symlink());
     w.config(&["sh", "-c", "cat /proc/keys; echo end; stat -c %F /dev/null"], |c| {
-        c["mounts"].as_array_mut().unwrap().retain(|m| m["destination"] != "/dev" && m["destination"] != "/dev/pts" && m["destination"] != "/dev/shm" && m["destination"] != "/dev/mqueue");
+        c["mounts"].as_array_mut().unwrap().retain(|m| {
+            m["destination"] != "/dev"
+                && m["destination"] != "/dev/pts"
+                && m["destination"] != "/dev/shm"
+                && m["destination"] != "/dev/mqueue"
+        });
     });
     let (code, out, err) = w.run();
     if code == 0 {
@@ -193,8 +200,14 @@ fn device_setup_never_follows_an_image_symlink() {
         symlink(format!("/etc/{victim}"), r.join("dev").join(dev)).unwrap();
     }
     w.config(&["sh", "-c", "stat -c '%F %t:%T' /dev/zero /dev/fuse"], |c| {
-        c["mounts"].as_array_mut().unwrap().retain(|m| m["destination"] != "/dev" && m["destination"] != "/dev/pts" && m["destination"] != "/dev/shm" && m["destination"] != "/dev/mqueue");
-        c["linux"]["devices"] = json!([{"type": "c", "path": "/dev/fuse", "major": 10, "minor": 229, "fileMode": 438, "uid": 1000, "gid": 1000}]);
+        c["mounts"].as_array_mut().unwrap().retain(|m| {
+            m["destination"] != "/dev"
+                && m["destination"] != "/dev/pts"
+                && m["destination"] != "/dev/shm"
+                && m["destination"] != "/dev/mqueue"
+        });
+        c["linux"]["devices"] =
+            json!([{"type": "c", "path": "/dev/fuse", "major": 10, "minor": 229, "fileMode": 438, "uid": 1000, "gid": 1000}]);
     });
     let out = w.run_ok();
     assert!(out.lines().all(|l| l.starts_with("character special")), "{out}");
@@ -319,7 +332,10 @@ fn cve_2025_52881_a_sysctl_write_is_not_redirected_by_a_mount_over_proc() {
     fs::write(&vol, "volume\n").unwrap();
     let v = vol.to_string_lossy().into_owned();
     w.config(&["cat", "/proc/sys/net/core/somaxconn"], |c| {
-        c["mounts"].as_array_mut().unwrap().push(json!({"destination": "/proc/sys/net/core/somaxconn", "type": "bind", "source": v, "options": ["bind"]}));
+        c["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"destination": "/proc/sys/net/core/somaxconn", "type": "bind", "source": v, "options": ["bind"]}));
         c["linux"]["sysctl"] = json!({"net.core.somaxconn": "1234"});
         c["linux"]["readonlyPaths"] = json!([]);
     });
@@ -489,8 +505,11 @@ fn the_leak_check_cannot_be_fooled_by_a_process_named_berth() {
         .unwrap();
     let pid = holder.id();
     let rootfs = w.bundle.join("rootfs").to_string_lossy().into_owned();
-    assert!(eventually(|| fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "berth")
-        && fs::read_to_string(format!("/proc/{pid}/mountinfo")).is_ok_and(|m| m.contains(&rootfs))), "the holder never held a copy");
+    assert!(
+        eventually(|| fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "berth")
+            && fs::read_to_string(format!("/proc/{pid}/mountinfo")).is_ok_and(|m| m.contains(&rootfs))),
+        "the holder never held a copy"
+    );
     let o = w.berth(&["delete", "--force", &id]);
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     let _ = holder.kill();
@@ -515,7 +534,10 @@ fn cve_2021_30465_a_mount_target_swapped_to_a_symlink_stays_inside_the_rootfs() 
     fs::write(outside.join("b/host-file"), "host\n").unwrap();
     fs::create_dir_all(r.join("mnt")).unwrap();
     w.config(&["sh", "-c", "ls /mnt/a/b; cat /proc/self/mountinfo"], |c| {
-        c["mounts"].as_array_mut().unwrap().push(json!({"destination": "/mnt/a/b", "type": "tmpfs", "source": "tmpfs", "options": ["size=64k"]}));
+        c["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"destination": "/mnt/a/b", "type": "tmpfs", "source": "tmpfs", "options": ["size=64k"]}));
     });
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (s, mnt, out) = (stop.clone(), r.join("mnt"), outside.clone());
@@ -561,7 +583,12 @@ fn the_binary_protection_has_a_sealed_memfd_where_the_mount_api_is_denied() {
     let o = std::process::Command::new(runtime()).args(["--debug", "--root", &root, "exec", "nosuch", "true"]).output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("re-executed from a read-only mount copy"), "{err}");
-    let o = std::process::Command::new("/usr/bin/unshare").args(["-U", "-r"]).arg(runtime()).args(["--debug", "--root", &root, "exec", "nosuch", "true"]).output().unwrap();
+    let o = std::process::Command::new("/usr/bin/unshare")
+        .args(["-U", "-r"])
+        .arg(runtime())
+        .args(["--debug", "--root", &root, "exec", "nosuch", "true"])
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("re-executed from a sealed memfd copy"), "{err}");
     assert!(err.contains("does not exist"), "{err}");

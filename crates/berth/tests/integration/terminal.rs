@@ -1,11 +1,11 @@
 //! The foreground terminal: `run` and `exec -t` with `terminal: true` and
 //! no console socket, through a pty the test makes (CI has no terminal).
 use crate::common::*;
+use berth_sys::libc;
 use serde_json::json;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use berth_sys::libc;
 
 /// A pty of the test's own: (master, slave), the slave `rows` x `cols`.
 fn pty(rows: u16, cols: u16) -> (OwnedFd, OwnedFd) {
