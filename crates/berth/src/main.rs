@@ -49,7 +49,9 @@ GLOBAL OPTIONS:
 fn main() {
     let started = std::time::Instant::now();
     let argv: Vec<String> = std::env::args().skip(1).collect();
-    let r = real_main(argv);
+    // The command, once parsed: it decides the exit code of an error.
+    let mut cmd = None;
+    let r = real_main(argv, &mut cmd);
     if log::debug_enabled() {
         log::debug(&format!("command took {:.3}ms", started.elapsed().as_secs_f64() * 1e3));
     }
@@ -62,7 +64,7 @@ fn main() {
             }
             eprintln!("berth: {msg}");
             // why-busy: 0 nothing holds it, 1 holders listed, 2 error.
-            if std::env::args().any(|a| a == "why-busy") {
+            if cmd.as_deref() == Some("why-busy") {
                 2
             } else {
                 1
@@ -85,7 +87,7 @@ fn one_line(msg: &str) -> String {
     format!("{head}... ({} characters left out) ...{tail}", esc.chars().count() - MAX / 2 - MAX / 4)
 }
 
-fn real_main(argv: Vec<String>) -> Result<i32, Error> {
+fn real_main(argv: Vec<String>, parsed: &mut Option<String>) -> Result<i32, Error> {
     let mut a = Args::new(argv);
     let g = Global::parse(&mut a)?;
     let file = match &g.log {
@@ -110,6 +112,7 @@ fn real_main(argv: Vec<String>) -> Result<i32, Error> {
         print!("{USAGE}");
         return Ok(if g.help { 0 } else { 1 });
     };
+    *parsed = Some(cmd.clone());
     if a.asks_help(&cmd) {
         print!("{USAGE}");
         return Ok(0);

@@ -422,8 +422,18 @@ impl Cgroup {
         let deadline = Instant::now() + Duration::from_millis(500);
         loop {
             let s = fs::read_to_string(dir.join("freezer.state")).unwrap_or_default();
-            if s.trim() == "FROZEN" || Instant::now() > deadline {
+            if s.trim() == "FROZEN" {
                 return Ok(());
+            }
+            if Instant::now() > deadline {
+                // Half frozen is no state to leave a container in: thawed
+                // again, and the caller told (a pause must not say it worked).
+                let _ = write(&dir.join("freezer.state"), "THAWED");
+                return Err(err(
+                    "freeze (still FREEZING after 500 ms: a task could not be frozen)",
+                    dir,
+                    io::Error::from_raw_os_error(libc::EBUSY),
+                ));
             }
             std::thread::sleep(Duration::from_micros(200));
             write(&dir.join("freezer.state"), "FROZEN")?;

@@ -533,18 +533,26 @@ pub fn recv_fd(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, Optio
     if n < 0 {
         return Err(io::Error::last_os_error());
     }
-    let mut fd = None;
-    // SAFETY: walking the control messages the kernel wrote.
+    // Every fd the message carried is taken (and all but the first closed
+    // when `fds` drops): none may stay open unowned in this process.
+    let mut fds: Vec<OwnedFd> = Vec::new();
+    // SAFETY: walking the control messages the kernel wrote; each
+    // SCM_RIGHTS payload holds (cmsg_len - CMSG_LEN(0)) / sizeof(int) fds,
+    // new in this process and owned by nobody else.
     unsafe {
         let mut c = libc::CMSG_FIRSTHDR(&msg);
         while !c.is_null() {
             if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
-                let raw = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const RawFd);
-                fd = Some(OwnedFd::from_raw_fd(raw));
+                let count = ((*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize) / std::mem::size_of::<RawFd>();
+                let data = libc::CMSG_DATA(c) as *const RawFd;
+                for i in 0..count {
+                    fds.push(OwnedFd::from_raw_fd(std::ptr::read_unaligned(data.add(i))));
+                }
             }
             c = libc::CMSG_NXTHDR(&msg, c);
         }
     }
+    let fd = if fds.is_empty() { None } else { Some(fds.remove(0)) };
     Ok((n as usize, fd))
 }
 
@@ -630,7 +638,7 @@ pub fn read_signal(fd: BorrowedFd<'_>) -> io::Result<i32> {
 pub fn reset_signals() {
     // SAFETY: resetting dispositions and the mask of this process.
     unsafe {
-        for s in 1..libc::SIGRTMAX() {
+        for s in 1..=libc::SIGRTMAX() {
             if s != libc::SIGKILL && s != libc::SIGSTOP {
                 libc::signal(s, libc::SIG_DFL);
             }
@@ -1331,4 +1339,69 @@ pub fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
         buf = &buf[n as usize..];
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sends `fds` in one SCM_RIGHTS message.
+    fn send_fds(sock: BorrowedFd<'_>, fds: &[RawFd]) {
+        let data = [b'x'];
+        let mut iov = libc::iovec { iov_base: data.as_ptr() as *mut libc::c_void, iov_len: 1 };
+        // SAFETY: pure size computation.
+        let space = unsafe { libc::CMSG_SPACE(std::mem::size_of_val(fds) as u32) } as usize;
+        let mut cbuf = vec![0u8; space];
+        // SAFETY: a zeroed msghdr is valid; every pointer set below outlives the call.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf.as_mut_ptr() as *mut libc::c_void;
+        msg.msg_controllen = space;
+        // SAFETY: the control buffer has room for one header and the fds.
+        unsafe {
+            let c = libc::CMSG_FIRSTHDR(&msg);
+            (*c).cmsg_level = libc::SOL_SOCKET;
+            (*c).cmsg_type = libc::SCM_RIGHTS;
+            (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of_val(fds) as u32) as usize;
+            std::ptr::copy_nonoverlapping(fds.as_ptr(), libc::CMSG_DATA(c) as *mut RawFd, fds.len());
+            assert_eq!(libc::sendmsg(sock.as_raw_fd(), &msg, 0), 1);
+        }
+    }
+
+    fn is_open(fd: RawFd) -> bool {
+        // SAFETY: F_GETFD only asks whether the number is open.
+        unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
+    }
+
+    #[test]
+    fn recv_fd_closes_every_fd_past_the_first() {
+        use std::os::fd::AsFd;
+        let (a, b) = seqpacket_pair().unwrap();
+        let (p, q) = stream_pair().unwrap();
+        send_fds(a.as_fd(), &[p.as_raw_fd(), q.as_raw_fd(), p.as_raw_fd()]);
+        let before: Vec<RawFd> = (0..1024).filter(|fd| is_open(*fd)).collect();
+        let mut buf = [0u8; 8];
+        let (n, first) = recv_fd(b.as_fd(), &mut buf).unwrap();
+        assert_eq!(n, 1);
+        let first = first.expect("the first fd");
+        let after: Vec<RawFd> = (0..1024).filter(|fd| is_open(*fd)).collect();
+        // Exactly one new fd stays open: the one returned.
+        assert_eq!(after.len(), before.len() + 1, "received fds leaked: {before:?} -> {after:?}");
+        assert!(after.contains(&first.as_raw_fd()));
+    }
+
+    #[test]
+    fn reset_signals_reaches_sigrtmax() {
+        // SAFETY: dispositions of this test process; SIGRTMAX is not used by the harness.
+        unsafe {
+            libc::signal(libc::SIGRTMAX(), libc::SIG_IGN);
+        }
+        reset_signals();
+        // SAFETY: reads the disposition into a zeroed sigaction.
+        let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+        // SAFETY: a null new action only reads the old one.
+        unsafe { libc::sigaction(libc::SIGRTMAX(), std::ptr::null(), &mut old) };
+        assert_eq!(old.sa_sigaction, libc::SIG_DFL);
+    }
 }

@@ -175,3 +175,15 @@ fn delete_from_another_namespace_leaves_the_callers_own_rootfs_mount_alone() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     w.finish();
 }
+
+#[test]
+fn only_why_busy_itself_exits_2_on_an_error() {
+    if not_root() || berth_only() {
+        return;
+    }
+    // A container may be named why-busy: its errors are the command's own (1).
+    let w = World::new("whybusycode");
+    assert_eq!(w.berth(&["delete", "why-busy"]).status.code(), Some(1));
+    assert_eq!(w.berth(&["why-busy", "/nonexistent/path"]).status.code(), Some(2));
+    w.finish();
+}
