@@ -913,6 +913,66 @@ mod tests {
         assert_eq!(o.flags, 0);
     }
 
+    /// A rootfs in a fresh temp dir, removed when dropped.
+    struct TempRoot(PathBuf);
+    impl TempRoot {
+        fn new(name: &str) -> TempRoot {
+            let d = std::env::temp_dir().join(format!("berth-resolver-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&d);
+            std::fs::create_dir_all(d.join("etc")).unwrap();
+            TempRoot(d)
+        }
+        fn link(&self, at: &str, to: &str) {
+            std::os::unix::fs::symlink(to, self.0.join(at)).unwrap();
+        }
+    }
+    impl Drop for TempRoot {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn resolver_keeps_hostile_symlinks_inside_the_root() {
+        let t = TempRoot::new("hostile");
+        t.link("abs", "/etc");
+        t.link("up", "../../../../../../etc");
+        t.link("dangling", "/nowhere/deeper");
+        t.link("chain1", "chain2");
+        t.link("chain2", "/abs/x");
+        let root = Root::open(&t.0).unwrap();
+        // Absolute targets and .. stop at the root.
+        assert_eq!(root.resolve(Path::new("abs/passwd")).unwrap(), PathBuf::from("etc/passwd"));
+        assert_eq!(root.resolve(Path::new("up/passwd")).unwrap(), PathBuf::from("etc/passwd"));
+        assert_eq!(root.resolve(Path::new("../../../etc")).unwrap(), PathBuf::from("etc"));
+        // A dangling link is followed to where it points, inside.
+        assert_eq!(root.resolve(Path::new("dangling/x")).unwrap(), PathBuf::from("nowhere/deeper/x"));
+        assert_eq!(root.resolve(Path::new("chain1")).unwrap(), PathBuf::from("etc/x"));
+        // Directories made through links land inside the root.
+        root.mkdir_all(Path::new("up/made/here"), 0o755).unwrap();
+        assert!(t.0.join("etc/made/here").is_dir());
+        root.mkdir_all(Path::new("dangling/m"), 0o755).unwrap();
+        assert!(t.0.join("nowhere/deeper/m").is_dir());
+        root.mkfile(Path::new("abs/file")).unwrap();
+        assert!(t.0.join("etc/file").is_file());
+    }
+
+    #[test]
+    fn resolver_refuses_loops_and_magic_links() {
+        let t = TempRoot::new("loops");
+        t.link("loop", "loop");
+        t.link("ping", "pong");
+        t.link("pong", "ping");
+        t.link("magic", "/proc/self/root");
+        let root = Root::open(&t.0).unwrap();
+        assert!(root.resolve(Path::new("loop/x")).is_err());
+        assert!(root.resolve(Path::new("ping")).is_err());
+        assert!(root.mkdir_all(Path::new("ping/x"), 0o755).is_err());
+        // No magic link is followed, inside the root or through it.
+        let e = root.open_in(Path::new("magic"), libc::O_PATH).unwrap_err();
+        assert!(matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOENT) | Some(libc::EXDEV)), "{e}");
+    }
+
     #[test]
     fn rel_strips_dots_and_root() {
         assert_eq!(rel("/a/../b/./c"), PathBuf::from("a/b/c"));
