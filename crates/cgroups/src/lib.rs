@@ -76,24 +76,17 @@ impl Layout {
     /// Parses a mountinfo text.
     pub fn parse(mountinfo: &str) -> Layout {
         let mut hierarchies = Vec::new();
-        for line in mountinfo.lines() {
-            let Some((pre, post)) = line.split_once(" - ") else { continue };
-            let pre: Vec<&str> = pre.split(' ').collect();
-            let post: Vec<&str> = post.split(' ').collect();
-            if pre.len() < 5 || post.len() < 3 {
-                continue;
-            }
-            let (fstype, opts) = (post[0], post[2]);
-            let mount = PathBuf::from(unescape(pre[4]));
-            let root = unescape(pre[3]);
-            match fstype {
+        for m in berth_sys::mountinfo::parse(mountinfo) {
+            let (mount, root) = (m.mount_point, m.root);
+            match m.fs_type.as_str() {
                 // Mounted more than once (a bind, or a container's view in
                 // this namespace): the first mount, the host's, counts.
                 "cgroup2" if !hierarchies.iter().any(|h: &Hierarchy| h.v2) => {
                     hierarchies.push(Hierarchy { mount, root, controllers: vec![], v2: true });
                 }
                 "cgroup" => {
-                    let controllers: Vec<String> = opts
+                    let controllers: Vec<String> = m
+                        .super_options
                         .split(',')
                         .filter(|o| {
                             !matches!(*o, "rw" | "ro" | "relatime" | "noatime" | "nosuid" | "nodev" | "noexec" | "clone_children")
@@ -121,23 +114,6 @@ impl Layout {
     pub fn pure_v2(&self) -> bool {
         self.hierarchies.iter().all(|h| h.v2) && self.v2().is_some()
     }
-}
-
-fn unescape(s: &str) -> String {
-    // mountinfo escapes space, tab, newline and backslash as \ooo.
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 4 <= b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Which cgroup a process is in, per hierarchy, from a `/proc/PID/cgroup` text.

@@ -78,17 +78,14 @@ fn identities(path: &Path) -> HashSet<(u64, u64)> {
     set
 }
 
+/// Where the path `p` (unescaped) of a process rooted at `root` is in this
+/// process' view.
 fn host_view(root: &Path, p: &str) -> PathBuf {
-    let p = unescape(p);
     if root == Path::new("/") {
         PathBuf::from(p)
     } else {
         root.join(p.trim_start_matches('/'))
     }
-}
-
-fn unescape(s: &str) -> String {
-    s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
 }
 
 /// Loop devices and their backing files.
@@ -153,22 +150,18 @@ impl<'a> Target<'a> {
         let mi = fs::read_to_string(format!("/proc/{pid}/mountinfo")).ok()?;
         let root = root_of(pid);
         let mut out = Vec::new();
-        for line in mi.lines() {
-            let Some((pre, post)) = line.split_once(" - ") else { continue };
-            let pre: Vec<&str> = pre.split(' ').collect();
-            let post: Vec<&str> = post.split(' ').collect();
-            if pre.len() < 5 || post.len() < 3 {
-                continue;
-            }
-            let mp = host_view(&root, pre[4]);
-            let (fstype, source, opts) = (post[0], post[1], post[2]);
+        for m in berth_sys::mountinfo::parse(&mi) {
+            let mp = host_view(&root, &m.mount_point.to_string_lossy());
+            let (fstype, source, opts) = (m.fs_type.as_str(), m.source.as_str(), m.super_options.as_str());
             let mut how = None;
             if under(&mp, path) {
                 how = Some(format!("mount {} ({fstype})", mp.display()));
             } else if fstype == "overlay" {
                 for o in opts.split(',') {
                     if let Some((k, v)) = o.split_once('=') {
-                        if matches!(k, "upperdir" | "workdir" | "lowerdir") && v.split(':').any(|d| under(&host_view(&root, d), path)) {
+                        if matches!(k, "upperdir" | "workdir" | "lowerdir")
+                            && v.split(':').any(|d| under(&host_view(&root, &berth_sys::mountinfo::unescape(d)), path))
+                        {
                             how = Some(format!("mount {} (overlay {k})", mp.display()));
                         }
                     }
@@ -179,17 +172,12 @@ impl<'a> Target<'a> {
                 }
             }
             if let (None, Some(dev)) = (&how, self.dev) {
-                let mm: Vec<u64> = pre[2].split(':').filter_map(|x| x.parse().ok()).collect();
-                if mm.len() == 2 && berth_sys::makedev(mm[0], mm[1]) == dev {
+                if berth_sys::makedev(m.dev.0, m.dev.1) == dev {
                     how = Some(format!("mount {} ({fstype} of the device)", mp.display()));
                 }
             }
             if let Some(how) = how {
-                let peers = pre[6..]
-                    .iter()
-                    .filter(|f| f.starts_with("shared:") || f.starts_with("master:"))
-                    .map(|f| f.split(':').nth(1).unwrap_or("").to_string())
-                    .collect();
+                let peers = m.group("shared").into_iter().chain(m.group("master")).map(str::to_string).collect();
                 out.push((how, peers));
             }
         }

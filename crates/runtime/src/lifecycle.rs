@@ -352,7 +352,7 @@ fn create_in(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record) ->
     rec.phase = Phase::Created;
     c.save(rec)?;
     if let Some(p) = &o.pid_file {
-        write_atomic(p, &init.pid.to_string())?;
+        crate::state::write_atomic(p, init.pid.to_string().as_bytes())?;
     }
     if let Some(s) = &o.pidfd_socket {
         let sock = sys::unix_connect(s).ctx(|| format!("connect to pidfd socket {}", s.display()))?;
@@ -365,12 +365,6 @@ fn hook_state(rec: &Record, pid: i32, status: Status) -> String {
     let mut st = rec.oci(status);
     st.pid = pid;
     serde_json::to_string(&st).unwrap_or_default()
-}
-
-fn write_atomic(p: &Path, data: &str) -> Result<()> {
-    let tmp = p.with_extension(format!("berth-tmp.{}", std::process::id()));
-    std::fs::write(&tmp, data).ctx(|| format!("write {}", tmp.display()))?;
-    std::fs::rename(&tmp, p).ctx(|| format!("rename to {}", p.display()))
 }
 
 /// `start`: releases a created container through its exec fifo.

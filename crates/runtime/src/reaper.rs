@@ -70,10 +70,7 @@ pub fn enqueue(root: &Path, job: &Job) -> Result<()> {
     std::fs::create_dir_all(&d).ctx(|| format!("create {}", d.display()))?;
     let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     let name = format!("{}.{nonce:x}.json", job.id);
-    let tmp = d.join(format!(".{name}.tmp"));
-    std::fs::write(&tmp, serde_json::to_vec(job).unwrap_or_default()).ctx(|| format!("write {}", tmp.display()))?;
-    std::fs::rename(&tmp, d.join(&name)).ctx(|| format!("queue {name}"))?;
-    Ok(())
+    crate::state::write_atomic(&d.join(&name), &serde_json::to_vec(job).unwrap_or_default())
 }
 
 /// The queued jobs, oldest first.
@@ -96,10 +93,7 @@ fn rewrite(file: &Path, job: &Job) -> Result<()> {
             .or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
             .ctx(|| format!("remove {}", file.display()));
     }
-    let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = file.with_file_name(format!(".{name}.tmp"));
-    std::fs::write(&tmp, serde_json::to_vec(job).unwrap_or_default()).ctx(|| format!("write {}", tmp.display()))?;
-    std::fs::rename(&tmp, file).ctx(|| format!("rewrite {}", file.display()))
+    crate::state::write_atomic(file, &serde_json::to_vec(job).unwrap_or_default())
 }
 
 /// A container is about to be created in a cgroup that a queued job still

@@ -503,15 +503,10 @@ impl ProcHandle {
 fn make_parent_private(rootfs: &Path, always: bool) -> Result<()> {
     let mi = std::fs::read_to_string("/proc/self/mountinfo").ctx(|| "read mountinfo".into())?;
     let mut best: Option<(PathBuf, bool)> = None;
-    for line in mi.lines() {
-        let f: Vec<&str> = line.split(' ').collect();
-        if f.len() < 7 {
-            continue;
-        }
-        let mp = PathBuf::from(f[4]);
+    for m in sys::mountinfo::parse(&mi) {
+        let mp = m.mount_point.clone();
         if rootfs.starts_with(&mp) && best.as_ref().is_none_or(|(b, _)| mp.as_os_str().len() >= b.as_os_str().len()) {
-            let shared = f[6..].iter().take_while(|x| **x != "-").any(|x| x.starts_with("shared:"));
-            best = Some((mp, shared));
+            best = Some((mp, m.group("shared").is_some()));
         }
     }
     if let Some((mp, shared)) = best.filter(|(_, shared)| *shared || always) {

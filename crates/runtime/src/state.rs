@@ -205,10 +205,8 @@ impl Container {
     /// Writes the record: temp file, then rename. No fsync: the state root
     /// is volatile by design, and a sync costs tens of ms under I/O load.
     pub fn save(&self, r: &Record) -> Result<()> {
-        let tmp = self.dir.join(".state.json.tmp");
         let data = serde_json::to_vec(r).map_err(|e| Error::State(format!("encode state: {e}")))?;
-        fs::write(&tmp, data).ctx(|| format!("write {}", tmp.display()))?;
-        fs::rename(&tmp, self.dir.join(STATE_FILE)).ctx(|| format!("rename state of {}", self.id))
+        write_atomic(&self.dir.join(STATE_FILE), &data)
     }
 
     pub fn fifo(&self) -> PathBuf {
@@ -276,6 +274,21 @@ impl Record {
 /// Describes a process for "what is stuck" diagnostics.
 pub fn describe_pid(pid: i32) -> String {
     process::describe(pid)
+}
+
+/// Writes `data` to `path` so that a reader, or a process that dies midway,
+/// sees the old file or the new one, never a torn one: a temp file beside
+/// it (named for this process), then rename. No fsync: berth's files are
+/// crash-safe against the death of a process, not against power loss (and a
+/// sync costs tens of ms under I/O load).
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    fs::write(&tmp, data).ctx(|| format!("write {}", tmp.display()))?;
+    fs::rename(&tmp, path).map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        Error::io(format!("rename {} to {}", tmp.display(), path.display()), e)
+    })
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use std::path::Path;
 
 pub use libc;
 
+pub mod mountinfo;
 pub mod seccomp;
 
 fn cstr(p: &Path) -> io::Result<CString> {
