@@ -567,15 +567,7 @@ pub fn kill(root: &Path, id: &str, sig: i32, all: bool) -> Result<()> {
         if sig == libc::SIGKILL {
             return teardown::kill_cgroup(&rec);
         }
-        // pidfds first, then the list again: a PID still listed is the
-        // process whose pidfd we hold.
-        let fds: Vec<(i32, OwnedFd)> = rec.cgroup.pids().into_iter().filter_map(|p| sys::pidfd_open(p).ok().map(|fd| (p, fd))).collect();
-        let listed = rec.cgroup.pids();
-        for (pid, fd) in &fds {
-            if listed.contains(pid) {
-                let _ = sys::pidfd_send_signal(fd.as_fd(), sig);
-            }
-        }
+        teardown::signal_listed(&rec.cgroup, &rec.cgroup.pids(), sig);
         return Ok(());
     }
     let init = rec.init().ok_or_else(|| Error::State("container not running".into()))?;

@@ -236,23 +236,26 @@ pub fn destroy(c: &Container, rec: Option<&Record>, opts: &Options) -> Result<Ti
 
 /// SIGKILL for every process of the cgroup: cgroup.kill on v2, freeze-kill-thaw on v1.
 pub fn kill_cgroup(rec: &Record) -> Result<()> {
-    // Only through pidfds: opened for the listed PIDs, then the list read
-    // again; a PID still listed after its pidfd was opened is that process.
     // (Under the v1 freezer nothing can exit or fork meanwhile anyway.)
-    let mut kill = |pids: &[i32]| {
-        let fds: Vec<(i32, OwnedFd)> = pids.iter().filter_map(|p| berth_sys::pidfd_open(*p).ok().map(|fd| (*p, fd))).collect();
-        if fds.is_empty() {
-            return;
-        }
-        let listed = rec.cgroup.pids();
-        for (pid, fd) in &fds {
-            if listed.contains(pid) {
-                let _ = berth_sys::pidfd_send_signal(fd.as_fd(), libc::SIGKILL);
-            }
-        }
-    };
-    rec.cgroup.kill_all(&mut kill)?;
+    rec.cgroup.kill_all(&mut |pids: &[i32]| signal_listed(&rec.cgroup, pids, libc::SIGKILL))?;
     Ok(())
+}
+
+/// Sends `sig` to each of `pids` that is in `cg`, only through pidfds:
+/// opened for the PIDs, then the cgroup's list read again; a PID still
+/// listed after its pidfd was opened is that very process, not a stranger
+/// that got its number.
+pub fn signal_listed(cg: &berth_cgroups::Cgroup, pids: &[i32], sig: i32) {
+    let fds: Vec<(i32, OwnedFd)> = pids.iter().filter_map(|p| berth_sys::pidfd_open(*p).ok().map(|fd| (*p, fd))).collect();
+    if fds.is_empty() {
+        return;
+    }
+    let listed = cg.pids();
+    for (pid, fd) in &fds {
+        if listed.contains(pid) {
+            let _ = berth_sys::pidfd_send_signal(fd.as_fd(), sig);
+        }
+    }
 }
 
 fn ms_left(deadline: Instant) -> i32 {
