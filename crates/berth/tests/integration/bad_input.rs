@@ -10,10 +10,8 @@ fn create_fails(w: &mut World) -> String {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn malformed_config_json() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("badjson");
     std::fs::write(w.bundle.join("config.json"), "{\"ociVersion\": \"1.0.0\", ").unwrap();
     let e = create_fails(&mut w);
@@ -22,10 +20,8 @@ fn malformed_config_json() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn oci_version_must_be_1_x_and_any_1_x_is_accepted() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("ociversion");
     w.config(&["true"], |c| c["ociVersion"] = json!("2.0.0"));
     let e = create_fails(&mut w);
@@ -36,10 +32,8 @@ fn oci_version_must_be_1_x_and_any_1_x_is_accepted() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn missing_rootfs() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("norootfs");
     w.config(&["true"], |c| c["root"]["path"] = json!("nonexistent"));
     let e = create_fails(&mut w);
@@ -49,10 +43,8 @@ fn missing_rootfs() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn missing_binary_fails_create() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("nobinary");
     w.config(&["no-such-binary"], |_| {});
     let e = create_fails(&mut w);
@@ -69,10 +61,8 @@ fn missing_binary_fails_create() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn unsupported_settings_are_named() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("unsupported");
     w.config(&["true"], |c| c["linux"]["intelRdt"] = json!({"closID": "x"}));
     let e = create_fails(&mut w);
@@ -84,10 +74,8 @@ fn unsupported_settings_are_named() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn unknown_properties_are_ignored() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("unknownprops");
     w.config(&["true"], |c| {
         c["someFutureThing"] = json!({"x": 1});
@@ -99,10 +87,8 @@ fn unknown_properties_are_ignored() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn hostile_ids_are_refused_before_anything_is_made() {
-    if not_root() {
-        return;
-    }
     let w = World::new("hostile");
     let long = "a".repeat(256);
     let bundle = w.bundle.to_string_lossy().into_owned();
@@ -121,10 +107,8 @@ fn hostile_ids_are_refused_before_anything_is_made() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_second_create_with_the_same_id_fails_and_keeps_the_first() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("dupid");
     w.config(&["sleep", "1000"], |_| {});
     let id = w.create();
@@ -136,10 +120,8 @@ fn a_second_create_with_the_same_id_fails_and_keeps_the_first() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn failure_inside_the_container_setup_leaves_nothing() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("setupfail");
     // A bind mount whose source does not exist fails during setup.
     w.config(&["true"], |c| {
@@ -154,10 +136,8 @@ fn failure_inside_the_container_setup_leaves_nothing() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn failing_prestart_hook_aborts_and_cleans_up() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("hookfail");
     w.config(&["true"], |c| {
         c["hooks"] = json!({"createRuntime": [{"path": "/bin/false"}]});
@@ -168,8 +148,9 @@ fn failing_prestart_hook_aborts_and_cleans_up() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn settings_berth_cannot_honour_here_are_refused_by_name() {
-    if not_root() || berth_only() {
+    if berth_only() {
         return;
     }
     let mut w = World::new("refused");
@@ -192,10 +173,8 @@ fn settings_berth_cannot_honour_here_are_refused_by_name() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_config_json_that_is_a_fifo_fails_at_once() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("fifoconfig");
     let id = w.id();
     std::fs::remove_file(w.bundle.join("config.json")).unwrap();
@@ -212,10 +191,8 @@ fn a_config_json_that_is_a_fifo_fails_at_once() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn hundreds_of_kilobytes_of_annotations_reach_the_hooks() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("bigannotations");
     let out = w.dir.join("hook-state");
     let o = out.to_string_lossy().into_owned();
@@ -231,10 +208,8 @@ fn hundreds_of_kilobytes_of_annotations_reach_the_hooks() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn hostile_values_give_one_line_errors_and_leave_nothing() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("hostilevalues");
     type Edit = Box<dyn Fn(&mut serde_json::Value)>;
     let cases: Vec<(Edit, &str)> = vec![

@@ -2,10 +2,8 @@ use crate::common::*;
 use serde_json::json;
 
 #[test]
+#[ignore = "needs root"]
 fn limits_are_written_to_the_cgroup_files() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("limits");
     w.config(&["sleep", "1000"], |c| {
         c["linux"]["resources"]["memory"] = json!({"limit": 67108864, "reservation": 33554432});
@@ -34,10 +32,8 @@ fn limits_are_written_to_the_cgroup_files() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn pids_limit_is_enforced() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("pidsmax");
     w.config(&["sh", "-c", "for i in 1 2 3 4 5 6 7 8; do sleep 5 & done; echo forked"], |c| {
         c["linux"]["resources"]["pids"] = json!({"limit": 4});
@@ -49,10 +45,8 @@ fn pids_limit_is_enforced() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn device_rules_deny_and_allow() {
-    if not_root() {
-        return;
-    }
     // /dev/kmsg (c 1:11) opened for writing needs no capability: only the
     // device cgroup (v1 list or v2 eBPF program) decides.
     let mut w = World::new("devcg");
@@ -83,10 +77,8 @@ fn device_rules_deny_and_allow() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn sub_cgroups_made_inside_the_container_are_removed() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("subcg");
     // The container's view of its own cgroup is writable only if mounted rw.
     w.config(&["sleep", "1000"], |c| {
@@ -109,10 +101,8 @@ fn sub_cgroups_made_inside_the_container_are_removed() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn an_absolute_cgroups_path_is_used_as_given() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("cgabs");
     let rel = format!("berth-test-abs-{}", std::process::id());
     w.config(&["sleep", "1000"], |c| {
@@ -130,10 +120,8 @@ fn an_absolute_cgroups_path_is_used_as_given() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn hugetlb_limits_and_the_unified_map_go_where_the_controller_is() {
-    if not_root() {
-        return;
-    }
     // On this project's hybrid host hugetlb lives on the v2 hierarchy, next
     // to v1 controllers; on a pure v2 host everything does.
     let layout = berth_cgroups::Layout::host().unwrap();
@@ -175,10 +163,8 @@ fn a_disk() -> Option<(u64, u64)> {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn block_io_throttles_are_written() {
-    if not_root() {
-        return;
-    }
     let Some((ma, mi)) = a_disk() else {
         eprintln!("skipped: no block device");
         return;
@@ -202,8 +188,9 @@ fn block_io_throttles_are_written() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn without_cgroups_path_the_default_is_berth_id_next_to_berths_own_cgroup() {
-    if not_root() || berth_only() {
+    if berth_only() {
         return;
     }
     let mut w = World::new("cgdefault");
@@ -232,10 +219,8 @@ fn without_cgroups_path_the_default_is_berth_id_next_to_berths_own_cgroup() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn update_changes_limits_from_flags_and_from_a_resources_file() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("update");
     w.config(&["sleep", "1000"], |c| {
         c["linux"]["resources"]["pids"] = json!({"limit": 10});
@@ -258,10 +243,8 @@ fn update_changes_limits_from_flags_and_from_a_resources_file() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn events_stats_report_the_cgroup_and_the_stream_ends_with_the_container() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("events");
     w.config(&["sh", "-c", "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; sleep 1000"], |c| {
         c["linux"]["resources"]["pids"] = json!({"limit": 50});
@@ -311,10 +294,8 @@ fn events_stats_report_the_cgroup_and_the_stream_ends_with_the_container() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn update_of_device_rules_denies_then_allows_again() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("updatedev");
     // runc spec's default: deny every device, then the standard ones allowed.
     w.config(&["sleep", "1000"], |_| {});
@@ -341,10 +322,8 @@ fn update_of_device_rules_denies_then_allows_again() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn events_report_an_oom_kill() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("oomevent");
     // `tail` of /dev/zero buffers a line that never ends: it grows until the
     // cgroup's limit has the kernel kill it; the shell then reports and ends.
@@ -367,10 +346,8 @@ fn events_report_an_oom_kill() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn values_runc_reads_as_not_set_are_not_set() {
-    if not_root() {
-        return;
-    }
     // What Docker and others send for "no limit": 0 for weights, limits,
     // quota and period; runc skips them, so must berth.
     let mut w = World::new("notset");

@@ -39,15 +39,6 @@ pub fn says(msg: &str, needle: &str) {
 
 static SEQ: AtomicUsize = AtomicUsize::new(0);
 
-/// Skips (returns true) when not root: these tests need real namespaces.
-pub fn not_root() -> bool {
-    if berth_sys::getuid() != 0 {
-        eprintln!("skipped: needs root");
-        return true;
-    }
-    false
-}
-
 fn busybox() -> PathBuf {
     for p in ["/bin/busybox", "/usr/bin/busybox"] {
         if Path::new(p).exists() {

@@ -3,10 +3,8 @@ use std::io::Read;
 use std::os::fd::AsFd;
 
 #[test]
+#[ignore = "needs root"]
 fn console_socket_receives_the_pty_master() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("console");
     w.config(&["sh", "-c", "tty; stty size; echo done"], |c| {
         c["process"]["terminal"] = serde_json::json!(true);
@@ -42,10 +40,8 @@ fn console_socket_receives_the_pty_master() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn terminal_without_console_socket_is_an_error() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("noconsole");
     w.config(&["true"], |c| {
         c["process"]["terminal"] = serde_json::json!(true);
@@ -58,10 +54,8 @@ fn terminal_without_console_socket_is_an_error() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn pidfd_socket_receives_a_pidfd_of_the_init() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("pidfdsock");
     w.config(&["sleep", "1000"], |_| {});
     let sock_path = w.dir.join("pidfd.sock");

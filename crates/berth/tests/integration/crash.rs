@@ -6,8 +6,9 @@ use crate::common::*;
 use std::os::unix::process::ExitStatusExt;
 
 #[test]
+#[ignore = "needs root"]
 fn killed_at_every_fault_point_then_delete_force_leaves_nothing() {
-    if not_root() || berth_only() {
+    if berth_only() {
         return;
     }
     let mut w = World::new("faults");
@@ -58,10 +59,8 @@ fn every_fault_point(w: &mut World, reap: &str) {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn killed_at_random_moments_of_create_then_delete_force_leaves_nothing() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("randkill");
     w.config(&["sleep", "1000"], |_| {});
     let bundle = w.bundle.to_string_lossy().into_owned();
@@ -88,10 +87,8 @@ fn killed_at_random_moments_of_create_then_delete_force_leaves_nothing() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_reused_pid_is_never_signalled() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("pidreuse");
     // No PID namespace of its own: the init's PID is one of a private PID
     // namespace of the test, where ns_last_pid hands it to a stranger.

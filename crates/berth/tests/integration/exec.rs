@@ -7,10 +7,8 @@ fn ns(pid: &str, n: &str) -> String {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn exec_runs_in_the_containers_namespaces_and_cgroup() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("execns");
     w.config(&["sleep", "1000"], |_| {});
     let id = w.create();
@@ -34,10 +32,8 @@ fn exec_runs_in_the_containers_namespaces_and_cgroup() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn exec_returns_the_exit_code_and_applies_user_env_cwd() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("execflags");
     w.config(&["sleep", "1000"], |_| {});
     let id = w.create();
@@ -58,10 +54,8 @@ fn exec_returns_the_exit_code_and_applies_user_env_cwd() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn exec_with_a_tty_through_the_console_socket() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("exectty");
     w.config(&["sleep", "1000"], |_| {});
     let id = w.create();
@@ -91,10 +85,8 @@ fn exec_with_a_tty_through_the_console_socket() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn ps_lists_the_containers_processes() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("ps");
     w.config(&["sh", "-c", "sleep 1000 & sleep 1000 & wait"], |_| {});
     let id = w.create();
@@ -110,10 +102,8 @@ fn ps_lists_the_containers_processes() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn exec_pidfd_socket_gets_the_exec_process_and_cgroup_picks_a_sub_cgroup() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("execsub");
     w.config(&["sleep", "1000"], |_| {});
     let id = w.create();
@@ -169,10 +159,8 @@ fn exec_pidfd_socket_gets_the_exec_process_and_cgroup_picks_a_sub_cgroup() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn exec_groups_caps_no_new_privs_preserve_fds_and_ignore_paused() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("execmore");
     w.config(&["sleep", "1000"], |c| {
         // Bounding set wide enough for --cap to add CAP_NET_ADMIN.

@@ -2,10 +2,8 @@ use crate::common::*;
 use serde_json::json;
 
 #[test]
+#[ignore = "needs root"]
 fn run_returns_the_exit_code() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("exitcode");
     w.config(&["sh", "-c", "echo out; echo err >&2; exit 3"], |_| {});
     let (code, out, err) = w.run();
@@ -16,10 +14,8 @@ fn run_returns_the_exit_code() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn run_reports_a_signal_as_128_plus_it() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("exitsig");
     // Not PID 1 of a PID namespace: the kernel ignores SIGKILL sent to that
     // from inside.
@@ -33,10 +29,8 @@ fn run_reports_a_signal_as_128_plus_it() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn create_start_state_kill_delete() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("lifecycle");
     w.config(&["sleep", "1000"], |_| {});
     let id = w.create();
@@ -78,10 +72,8 @@ fn create_start_state_kill_delete() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn kill_accepts_names_with_and_without_sig_and_numbers() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("killsig");
     // The shell traps each signal and records it in a file on a tmpfs.
     w.config(&["sh", "-c", "trap 'echo USR1 >> /tmp/s' USR1; trap 'echo HUP >> /tmp/s' HUP; trap 'echo TERM >> /tmp/s; exit 0' TERM; echo ready > /tmp/r; while true; do sleep 0.05; done"], |c| {
@@ -105,10 +97,8 @@ fn kill_accepts_names_with_and_without_sig_and_numbers() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn kill_all_reaches_processes_in_the_host_pid_namespace() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("killall");
     // No PID namespace: killing the init alone would leave the children.
     w.config(&["sh", "-c", "sleep 1000 & sleep 1000 & wait"], |c| {
@@ -130,8 +120,9 @@ fn kill_all_reaches_processes_in_the_host_pid_namespace() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn delete_force_kills_a_running_container_and_everything_it_forked() {
-    if not_root() || berth_only() {
+    if berth_only() {
         return;
     }
     let mut w = World::new("delforce");
@@ -153,10 +144,8 @@ fn delete_force_kills_a_running_container_and_everything_it_forked() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn delete_of_an_unknown_id_says_does_not_exist_and_force_succeeds() {
-    if not_root() {
-        return;
-    }
     let w = World::new("delunknown");
     let e = w.fails(&["delete", "nosuchcontainer"]);
     assert!(e.contains("does not exist"), "{e}");
@@ -165,10 +154,8 @@ fn delete_of_an_unknown_id_says_does_not_exist_and_force_succeeds() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn delete_twice_at_once_serializes() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("deltwice");
     w.config(&["sleep", "1000"], |_| {});
     let id = w.create();
@@ -181,10 +168,8 @@ fn delete_twice_at_once_serializes() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn list_in_table_json_and_quiet() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("list");
     w.config(&["sleep", "1000"], |_| {});
     assert_eq!(w.ok(&["list", "--format", "json"]).trim(), "null");
@@ -209,10 +194,8 @@ fn list_in_table_json_and_quiet() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn pid_file_holds_the_init_pid() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("pidfile");
     w.config(&["sleep", "1000"], |_| {});
     let id = w.id();
@@ -225,10 +208,8 @@ fn pid_file_holds_the_init_pid() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn run_detach_then_delete() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("detach");
     w.config(&["sleep", "1000"], |_| {});
     let id = w.id();
@@ -240,10 +221,8 @@ fn run_detach_then_delete() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn pause_and_resume_freeze_the_container() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("pause");
     w.config(&["sleep", "1000"], |_| {});
     let id = w.create();
@@ -261,10 +240,8 @@ fn pause_and_resume_freeze_the_container() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn spec_writes_runcs_default_and_refuses_to_overwrite() {
-    if not_root() {
-        return;
-    }
     let w = World::new("spec");
     let d = w.dir.join("specdir");
     std::fs::create_dir_all(&d).unwrap();
@@ -298,10 +275,8 @@ fn features_is_json_and_claims_what_works() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn log_format_json_writes_the_error_line_containerd_parses() {
-    if not_root() {
-        return;
-    }
     let w = World::new("logjson");
     let log = w.dir.join("log.json");
     let o = w.cmd().args(["--log", log.to_str().unwrap(), "--log-format", "json", "delete", "nosuch"]).output().unwrap();
@@ -315,10 +290,8 @@ fn log_format_json_writes_the_error_line_containerd_parses() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn start_without_a_process_fails_but_create_succeeds() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("noprocess");
     w.config(&["true"], |c| {
         c.as_object_mut().unwrap().remove("process");
@@ -330,10 +303,8 @@ fn start_without_a_process_fails_but_create_succeeds() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn preserved_fds_reach_the_container() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("preserve");
     w.config(&["sh", "-c", "echo through-fd3 >&3"], |_| {});
     let id = w.id();
@@ -349,10 +320,8 @@ fn preserved_fds_reach_the_container() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_foreground_run_can_be_killed_and_inspected_from_elsewhere() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("fgkill");
     w.config(&["sleep", "1000"], |_| {});
     let id = w.id();
@@ -366,10 +335,8 @@ fn a_foreground_run_can_be_killed_and_inspected_from_elsewhere() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn delete_force_gets_through_a_sub_cgroup_the_container_froze_itself() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("subfrozen");
     w.config(&["sh", "-c", "sleep 1000 & wait"], |c| {
         c["linux"]["namespaces"] = serde_json::json!([{"type": "mount"}, {"type": "pid"}]);
@@ -395,10 +362,8 @@ fn delete_force_gets_through_a_sub_cgroup_the_container_froze_itself() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn delete_force_of_a_container_with_hundreds_of_processes() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("forkbomb");
     // 300 sleepers, and a loop that keeps forking while it is being killed.
     w.config(&["sh", "-c", "i=0; while [ $i -lt 300 ]; do sleep 1000 & i=$((i+1)); done; echo up > /dev/shm/up; while true; do sleep 1000 & sleep 0.01; done"], |c| {
@@ -415,8 +380,9 @@ fn delete_force_of_a_container_with_hundreds_of_processes() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn delete_past_its_deadline_names_what_is_stuck_and_can_be_retried() {
-    if not_root() || berth_only() {
+    if berth_only() {
         return;
     }
     // A v1 freezer outside the container holds its init frozen: SIGKILL
@@ -451,10 +417,8 @@ fn delete_past_its_deadline_names_what_is_stuck_and_can_be_retried() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn hook_failures_timeouts_and_hooks_that_ignore_stdin() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("hookfail");
     // A large state (annotations) that hooks exiting at once never read:
     // berth must neither die of SIGPIPE nor block.
@@ -501,10 +465,8 @@ fn every_command_answers_help() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn all_six_hooks_run_in_order_with_the_state_each_must_see() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("sixhooks");
     // Runtime-namespace hooks append to a file of the test; startContainer
     // runs in the container (its path resolves there) and writes in it.

@@ -6,10 +6,8 @@ fn ns_inode(pid: &str, ns: &str) -> String {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn new_namespaces_differ_from_the_hosts() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("nsnew");
     w.config(&["sleep", "1000"], |c| {
         c["linux"]["namespaces"] = json!([{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}, {"type": "time"}]);
@@ -25,10 +23,8 @@ fn new_namespaces_differ_from_the_hosts() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn pid_namespace_makes_the_process_pid_1() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("pid1");
     w.config(&["sh", "-c", "echo $$; ps -o pid | wc -l"], |_| {});
     let out = w.run_ok();
@@ -38,10 +34,8 @@ fn pid_namespace_makes_the_process_pid_1() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn uts_namespace_sets_hostname_and_domainname() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("uts");
     w.config(&["sh", "-c", "hostname; cat /proc/sys/kernel/domainname"], |c| {
         c["hostname"] = json!("box-a");
@@ -52,10 +46,8 @@ fn uts_namespace_sets_hostname_and_domainname() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn network_namespace_has_only_loopback_and_it_is_up() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("netns");
     w.config(&["sh", "-c", "ls /sys/class/net; cat /sys/class/net/lo/operstate /sys/class/net/lo/flags"], |_| {});
     let out = w.run_ok();
@@ -68,10 +60,8 @@ fn network_namespace_has_only_loopback_and_it_is_up() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn user_namespace_maps_ids() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("userns");
     w.config(&["sh", "-c", "cat /proc/self/uid_map /proc/self/gid_map; id -u"], |c| {
         c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}));
@@ -90,10 +80,8 @@ fn user_namespace_maps_ids() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn cgroup_namespace_roots_the_view_at_the_container() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("cgns");
     w.config(&["cat", "/proc/self/cgroup"], |_| {});
     let out = w.run_ok();
@@ -104,10 +92,8 @@ fn cgroup_namespace_roots_the_view_at_the_container() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn time_namespace_applies_offsets() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("timens");
     // A runtime hook runs in the runtime's namespaces, not the container's.
     let hook_out = w.dir.join("hook-uptime");
@@ -127,10 +113,8 @@ fn time_namespace_applies_offsets() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn namespaces_can_be_joined_by_path() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("nsjoin");
     w.config(&["sleep", "1000"], |_| {});
     let a = w.create();
@@ -155,10 +139,8 @@ fn namespaces_can_be_joined_by_path() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn joining_paths_and_a_new_user_namespace_together() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("nsjoinuser");
     w.config(&["sleep", "1000"], |_| {});
     let a = w.create();
@@ -182,10 +164,8 @@ fn joining_paths_and_a_new_user_namespace_together() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn without_a_mount_namespace_the_callers_is_shared_and_left_as_it_was() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("nomntns");
     let ours = std::fs::read_link("/proc/self/ns/mnt").unwrap().to_string_lossy().into_owned();
     let rootfs = w.bundle.join("rootfs").to_string_lossy().into_owned();
@@ -213,8 +193,9 @@ fn without_a_mount_namespace_the_callers_is_shared_and_left_as_it_was() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_mount_namespace_less_container_ends_cleanly_while_other_containers_are_created() {
-    if not_root() || berth_only() {
+    if berth_only() {
         return;
     }
     // Each create of another container copies the caller's namespace, and

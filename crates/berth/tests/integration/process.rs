@@ -6,10 +6,8 @@ fn status_field(out: &str, key: &str) -> String {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn capabilities_are_exactly_the_configured_sets() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("caps");
     w.config(&["cat", "/proc/self/status"], |c| {
         c["process"]["capabilities"] = json!({
@@ -31,10 +29,8 @@ fn capabilities_are_exactly_the_configured_sets() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn user_groups_umask_and_cwd_are_applied() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("user");
     w.config(&["sh", "-c", "id -u; id -g; id -G; umask; pwd"], |c| {
         c["process"]["user"] = json!({"uid": 1000, "gid": 1001, "additionalGids": [2000, 2001], "umask": 63});
@@ -53,10 +49,8 @@ fn user_groups_umask_and_cwd_are_applied() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn rlimits_no_new_privs_and_oom_score_adj() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("rlimits");
     w.config(&["sh", "-c", "ulimit -n; ulimit -Hn; grep NoNewPrivs /proc/self/status; cat /proc/self/oom_score_adj"], |c| {
         c["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "soft": 512, "hard": 768}]);
@@ -73,10 +67,8 @@ fn rlimits_no_new_privs_and_oom_score_adj() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn environment_and_args_reach_the_process() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("env");
     w.config(&["sh", "-c", "echo \"$FOO|$1\"", "argv0", "arg one"], |c| {
         c["process"]["env"] = json!(["PATH=/bin", "FOO=bar baz"]);
@@ -86,10 +78,8 @@ fn environment_and_args_reach_the_process() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn host_dev_null_stdio_is_never_chowned() {
-    if not_root() {
-        return;
-    }
     use std::os::unix::fs::MetadataExt;
     let before = std::fs::metadata("/dev/null").unwrap();
     let mut w = World::new("devnull");
@@ -113,10 +103,8 @@ fn host_dev_null_stdio_is_never_chowned() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn seccomp_errno_rule_filters_the_first_exec_onwards() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("seccomp");
     w.config(&["sh", "-c", "mkdir /tmp/x && echo made || echo refused"], |c| {
         c["mounts"].as_array_mut().unwrap().push(json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"}));
@@ -137,10 +125,8 @@ fn stat_field(stat: &str, n: usize) -> String {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn scheduler_and_io_priority_apply_to_the_process_and_to_exec() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("sched");
     let show = "cat /proc/self/stat; ionice; cat /proc/$$/stat";
     w.config(&["sh", "-c", show], |c| {
@@ -175,10 +161,8 @@ fn scheduler_and_io_priority_apply_to_the_process_and_to_exec() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn invalid_scheduler_or_io_priority_is_a_clear_error() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("badsched");
     for (key, val, needle) in [
         ("scheduler", json!({"policy": "SCHED_NOPE"}), "SCHED_NOPE"),
@@ -195,10 +179,8 @@ fn invalid_scheduler_or_io_priority_is_a_clear_error() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn seccomp_notify_hands_the_listener_its_fd_metadata_and_state() {
-    if not_root() {
-        return;
-    }
     use std::os::fd::AsFd;
     let mut w = World::new("seccompnotify");
     let sock = w.dir.join("agent.sock");
@@ -240,10 +222,8 @@ fn seccomp_notify_hands_the_listener_its_fd_metadata_and_state() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn personality_linux32_is_applied() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("personality");
     w.config(&["uname", "-m"], |c| c["linux"]["personality"] = json!({"domain": "LINUX32"}));
     let out = w.run_ok();
@@ -256,10 +236,8 @@ fn personality_linux32_is_applied() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn seccomp_argument_comparisons_kill_actions_and_flags() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("seccompargs");
     // chmod to 0700 is refused (EPERM), other modes pass; sync(2) kills
     // the calling process, a subshell (SIGSYS: $? is 128+31).
@@ -288,10 +266,8 @@ fn seccomp_argument_comparisons_kill_actions_and_flags() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn seccomp_trap_kill_thread_trace_and_log_actions() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("seccompacts");
     let script = "(sync); echo trap=$?; (nproc >/dev/null); echo killthread=$?; ionice >/dev/null 2>&1; echo trace=$?; \
                   mkdir /tmp/l && echo log-allowed";

@@ -2,10 +2,8 @@ use crate::common::*;
 use serde_json::json;
 
 #[test]
+#[ignore = "needs root"]
 fn default_devices_and_dev_symlinks() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("devices");
     w.config(&["sh", "-c", "for d in null zero full random urandom tty; do stat -c '%n %t:%T %a' /dev/$d; done; readlink /dev/ptmx; readlink /dev/fd; readlink /dev/stdin; echo x > /dev/null && head -c 3 /dev/zero | wc -c"], |_| {});
     let out = w.run_ok();
@@ -27,10 +25,8 @@ fn default_devices_and_dev_symlinks() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn linux_devices_are_created_with_mode_and_owner() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("lindev");
     w.config(&["stat", "-c", "%F %t:%T %a %u:%g", "/dev/fuse-test", "/dev/sub/loopx"], |c| {
         c["linux"]["devices"] = json!([
@@ -46,10 +42,8 @@ fn linux_devices_are_created_with_mode_and_owner() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn masked_and_readonly_paths() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("masked");
     w.config(
         &[
@@ -69,10 +63,8 @@ fn masked_and_readonly_paths() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn readonly_root_and_tmpfs_and_bind_mounts() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("mounts");
     let host_dir = w.dir.join("shared");
     std::fs::create_dir_all(&host_dir).unwrap();
@@ -89,10 +81,8 @@ fn readonly_root_and_tmpfs_and_bind_mounts() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn symlinks_in_the_rootfs_cannot_point_mounts_outside() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("symlinkout");
     // /evil -> /etc of the host if followed naively; /up -> ../../../../..
     let rootfs = w.bundle.join("rootfs");
@@ -114,10 +104,8 @@ fn symlinks_in_the_rootfs_cannot_point_mounts_outside() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn sysctl_is_written_in_the_container() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("sysctl");
     w.config(&["cat", "/proc/sys/net/ipv4/ip_forward", "/proc/sys/kernel/msgmax"], |c| {
         c["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1", "kernel.msgmax": "12345"});
@@ -127,10 +115,8 @@ fn sysctl_is_written_in_the_container() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn no_pivot_uses_move_and_chroot() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("nopivot");
     w.config(&["sh", "-c", "ls /bin/busybox"], |_| {});
     let id = w.id();
@@ -141,10 +127,8 @@ fn no_pivot_uses_move_and_chroot() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn rootfs_propagation_is_applied() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("propagation");
     w.config(&["awk", "$5 == \"/\"", "/proc/self/mountinfo"], |c| {
         c["linux"]["rootfsPropagation"] = json!("shared");
@@ -155,10 +139,8 @@ fn rootfs_propagation_is_applied() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn cgroup_mount_shows_the_containers_own_cgroup() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("cgmount");
     w.config(&["sh", "-c", "ls /sys/fs/cgroup; touch /sys/fs/cgroup/x 2>/dev/null && echo rw || echo ro"], |_| {});
     let out = w.run_ok();
@@ -180,10 +162,8 @@ impl Drop for HostMount {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn recursive_mount_attributes_reach_submounts() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("rro");
     let vol = w.dir.join("vol");
     std::fs::create_dir_all(vol.join("sub")).unwrap();
@@ -214,10 +194,8 @@ fn recursive_mount_attributes_reach_submounts() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn idmapped_bind_mounts_with_their_own_or_the_containers_mappings() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("idmap");
     let src = w.dir.join("owned");
     std::fs::create_dir_all(&src).unwrap();
@@ -268,10 +246,8 @@ fn idmapped_bind_mounts_with_their_own_or_the_containers_mappings() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn tmpcopyup_starts_a_tmpfs_with_the_images_files() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("copyup");
     let img = w.bundle.join("rootfs/srv/data");
     std::fs::create_dir_all(img.join("sub")).unwrap();

@@ -56,10 +56,8 @@ fn exe_attack_outcome(w: &World, copy: &Path, before: &[u8]) {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn cve_2019_5736_exec_cannot_overwrite_the_runtime_binary() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("cve5736exec");
     let copy = w.use_copy();
     let before = fs::read(&copy).unwrap();
@@ -78,10 +76,8 @@ fn cve_2019_5736_exec_cannot_overwrite_the_runtime_binary() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn cve_2019_5736_init_cannot_overwrite_the_runtime_binary() {
-    if not_root() {
-        return;
-    }
     // The attacker shares the PID namespace of a container whose init is
     // /evil (as the containers of a pod may): it sees that init run the
     // runtime's binary, and outlives it.
@@ -109,10 +105,8 @@ fn cve_2019_5736_init_cannot_overwrite_the_runtime_binary() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn cve_2024_21626_cwd_through_an_inherited_fd_cannot_reach_the_host() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("cve21626");
     let b = w.bundle.to_string_lossy().into_owned();
     // Every fd number berth might hold during setup, as the cwd of the init
@@ -156,10 +150,8 @@ fn cve_2024_21626_cwd_through_an_inherited_fd_cannot_reach_the_host() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn cve_2025_31133_masked_paths_are_never_bound_from_an_image_dev_null() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("cve31133");
     let r = w.bundle.join("rootfs");
     // No /dev tmpfs: the image's /dev is used, and its /dev/null is a
@@ -188,10 +180,8 @@ fn cve_2025_31133_masked_paths_are_never_bound_from_an_image_dev_null() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn device_setup_never_follows_an_image_symlink() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("devsymlink");
     let r = w.bundle.join("rootfs");
     for (dev, victim) in [("zero", "victim-zero"), ("fuse", "victim-fuse")] {
@@ -221,10 +211,8 @@ fn device_setup_never_follows_an_image_symlink() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn cve_2025_52565_a_dev_console_symlink_is_not_followed() {
-    if not_root() {
-        return;
-    }
     // No /dev tmpfs; the image's /dev/console points at a file of the image:
     // the pty must not be bound over that file.
     let mut w = World::new("cve52565");
@@ -253,10 +241,8 @@ fn cve_2025_52565_a_dev_console_symlink_is_not_followed() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn cve_2022_29162_exec_cap_does_not_fill_the_inheritable_set() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("cve29162");
     let b = w.bundle.to_string_lossy().into_owned();
     w.config(&["sleep", "1000"], |_| {});
@@ -272,10 +258,8 @@ fn cve_2022_29162_exec_cap_does_not_fill_the_inheritable_set() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn sysctls_outside_the_containers_own_namespaces_are_refused() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("sysctlhost");
     let host_swappiness = fs::read_to_string("/proc/sys/vm/swappiness").unwrap();
     let want = if host_swappiness.trim() == "17" { "18" } else { "17" };
@@ -321,10 +305,8 @@ fn sysctls_outside_the_containers_own_namespaces_are_refused() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn cve_2025_52881_a_sysctl_write_is_not_redirected_by_a_mount_over_proc() {
-    if not_root() {
-        return;
-    }
     // A volume is mounted over the /proc file that a sysctl names: the
     // write must reach procfs (or fail), never the volume's file.
     let mut w = World::new("cve52881");
@@ -351,10 +333,8 @@ fn cve_2025_52881_a_sysctl_write_is_not_redirected_by_a_mount_over_proc() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn exec_into_a_container_without_a_mount_namespace_is_chrooted_into_it() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("execnomntns");
     let b = w.bundle.to_string_lossy().into_owned();
     fs::write(w.bundle.join("rootfs/marker"), "inside\n").unwrap();
@@ -371,10 +351,8 @@ fn exec_into_a_container_without_a_mount_namespace_is_chrooted_into_it() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn uid_and_gid_minus_one_are_refused() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("uidminus1");
     for (field, v) in [("uid", 4294967295u64), ("gid", 4294967295)] {
         w.config(&["id"], |c| c["process"]["user"][field] = json!(v));
@@ -400,8 +378,9 @@ fn uid_and_gid_minus_one_are_refused() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_cgroups_path_naming_a_shared_cgroup_is_refused() {
-    if not_root() || berth_only() {
+    if berth_only() {
         return;
     }
     // A runtime that took such a path would kill, freeze and thaw everything
@@ -455,8 +434,9 @@ fn a_cgroups_path_naming_a_shared_cgroup_is_refused() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_cgroup_that_already_has_processes_is_refused() {
-    if not_root() || berth_only() {
+    if berth_only() {
         return;
     }
     let mut w = World::new("cgbusy");
@@ -484,8 +464,9 @@ fn a_cgroup_that_already_has_processes_is_refused() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn the_leak_check_cannot_be_fooled_by_a_process_named_berth() {
-    if not_root() || berth_only() {
+    if berth_only() {
         return;
     }
     // A container without a mount namespace has its mounts in the caller's;
@@ -520,10 +501,8 @@ fn the_leak_check_cannot_be_fooled_by_a_process_named_berth() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn cve_2021_30465_a_mount_target_swapped_to_a_symlink_stays_inside_the_rootfs() {
-    if not_root() {
-        return;
-    }
     // While containers are created with a tmpfs on /mnt/a/b, a racing
     // thread flips /mnt/a between a directory and a symlink out of the
     // rootfs (absolute, and through ..): the mount must never land outside.
@@ -572,8 +551,9 @@ fn cve_2021_30465_a_mount_target_swapped_to_a_symlink_stays_inside_the_rootfs() 
 }
 
 #[test]
+#[ignore = "needs root"]
 fn the_binary_protection_has_a_sealed_memfd_where_the_mount_api_is_denied() {
-    if not_root() || berth_only() {
+    if berth_only() {
         return;
     }
     // Here: a read-only clone of the binary. In a user namespace of its own

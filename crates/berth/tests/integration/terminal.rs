@@ -53,10 +53,8 @@ fn type_in(master: &OwnedFd, text: &str) {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn run_in_the_foreground_is_an_interactive_terminal() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("ttyrun");
     w.config(&["sh"], |c| c["process"]["terminal"] = json!(true));
     let (master, slave) = pty(33, 111);
@@ -76,10 +74,8 @@ fn run_in_the_foreground_is_an_interactive_terminal() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn exec_tty_in_the_foreground_follows_the_window_size() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("ttyexec");
     w.config(&["sleep", "1000"], |_| {});
     let id = w.id();
@@ -105,10 +101,8 @@ fn exec_tty_in_the_foreground_follows_the_window_size() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_terminal_without_a_console_socket_cannot_be_detached() {
-    if not_root() {
-        return;
-    }
     let mut w = World::new("ttydetach");
     w.config(&["sh"], |c| c["process"]["terminal"] = json!(true));
     let id = w.id();
