@@ -53,10 +53,18 @@ pub const FAULT_POINTS: &[&str] = &[
 ];
 
 /// Fault injection for crash-safety tests: when BERTH_FAULT_INJECT names
-/// `point`, berth dies here at once (SIGKILL), as a crash would.
+/// `point`, berth dies here at once (SIGKILL), as a crash would. Only in
+/// builds with the `fault-injection` feature (the tests'); the shipped
+/// binary ignores the variable.
+#[cfg(feature = "fault-injection")]
 pub fn fault(point: &str) {
     if std::env::var_os("BERTH_FAULT_INJECT").is_some_and(|v| v == point) {
         let _ = berth_sys::pidfd_open(berth_sys::getpid())
             .and_then(|fd| berth_sys::pidfd_send_signal(std::os::fd::AsFd::as_fd(&fd), libc::SIGKILL));
     }
 }
+
+/// Without the `fault-injection` feature: nothing.
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+pub fn fault(_point: &str) {}

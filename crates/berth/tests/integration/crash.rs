@@ -11,6 +11,7 @@ fn killed_at_every_fault_point_then_delete_force_leaves_nothing() {
     if berth_only() {
         return;
     }
+    needs_fault_injection();
     let mut w = World::new("faults");
     w.config(&["sh", "-c", "sleep 1000 & sleep 1000"], |_| {});
     every_fault_point(&mut w, "immediate");
@@ -133,5 +134,59 @@ echo ok"#,
         o.status,
         String::from_utf8_lossy(&o.stderr)
     );
+    w.finish();
+}
+
+/// The fault points exist only in a build with the feature (the tests'
+/// build; scripts/test passes --features berth/fault-injection).
+fn needs_fault_injection() {
+    #[cfg(not(feature = "fault-injection"))]
+    panic!("this test needs the fault-injection build: cargo test --profile testing --features berth/fault-injection");
+}
+
+/// The shipped binary: the release build beside this test build's
+/// (target/TRIPLE/release/berth next to target/TRIPLE/testing/berth).
+fn shipped_binary() -> std::path::PathBuf {
+    let testing = std::path::Path::new(env!("CARGO_BIN_EXE_berth"));
+    testing.parent().and_then(|d| d.parent()).map(|d| d.join("release/berth")).unwrap()
+}
+
+#[test]
+#[ignore = "needs root"]
+fn fault_injection_has_no_effect_on_the_shipped_binary() {
+    if berth_only() {
+        return;
+    }
+    needs_fault_injection();
+    let shipped = shipped_binary();
+    assert!(shipped.is_file(), "no shipped binary at {} (cargo build --release first)", shipped.display());
+    let mut w = World::new("shippedfault");
+    let b = w.bundle.to_string_lossy().into_owned();
+    // The test build dies at the point it is told...
+    let id = w.id();
+    let st = w
+        .cmd()
+        .env("BERTH_FAULT_INJECT", "create:cloned")
+        .args(["create", "--bundle", &b, &id])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert_eq!(st.signal(), Some(9), "the test build ignored BERTH_FAULT_INJECT");
+    w.ok(&["delete", "--force", &id]);
+    // ...the shipped one does not know the variable.
+    let id = w.id();
+    let root = w.root.to_string_lossy().into_owned();
+    // (stdio on files: the created container keeps it open, a pipe would never end)
+    let err = w.dir.join("shipped.err");
+    let st = std::process::Command::new(&shipped)
+        .env("BERTH_FAULT_INJECT", "create:cloned")
+        .args(["--root", &root, "create", "--bundle", &b, &id])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .status()
+        .unwrap();
+    assert!(st.success(), "the shipped binary obeyed BERTH_FAULT_INJECT: {st:?} {}", std::fs::read_to_string(&err).unwrap_or_default());
     w.finish();
 }
