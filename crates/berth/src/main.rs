@@ -326,7 +326,7 @@ fn real_main(argv: Vec<String>, parsed: &mut Option<String>) -> Result<i32, Erro
             a.done()?;
             let path = std::fs::canonicalize(&path).map_err(|e| Error::io(format!("why-busy {path}"), e))?;
             let mut holders = berth_runtime::busy::holders(&path);
-            berth_runtime::busy::attribute(&mut holders, &root);
+            lifecycle::attribute(&mut holders, &root);
             if format == "json" {
                 println!("{}", serde_json::to_string_pretty(&holders).unwrap_or_default());
             } else {

@@ -434,20 +434,3 @@ fn leaked_mounts_procfs(paths: &[&Path], in_setup: &dyn Fn(u64) -> bool) -> Vec<
     }
     out
 }
-
-/// Fills in `container` from the containers under `root`.
-pub fn attribute(holders: &mut [Holder], root: &Path) {
-    let Ok(list) = crate::lifecycle::list(root) else { return };
-    let mut by_pid = BTreeMap::new();
-    for c in list {
-        for p in c.record.cgroup.pids() {
-            by_pid.insert(p, c.record.id.clone());
-        }
-        if c.record.pid > 0 {
-            by_pid.insert(c.record.pid, c.record.id.clone());
-        }
-    }
-    for h in holders {
-        h.container = by_pid.get(&h.pid).cloned();
-    }
-}

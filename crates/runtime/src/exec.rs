@@ -95,7 +95,7 @@ pub fn exec(o: &ExecOptions) -> Result<i32> {
         .iter()
         .flat_map(|c| c.bounding.iter().chain(&c.effective).chain(&c.permitted).chain(&c.inheritable).chain(&c.ambient))
     {
-        if security::cap_number(cap).is_none() {
+        if crate::config::names::cap_number(cap).is_none() {
             return Err(Error::Config(format!("unknown capability {cap:?}")));
         }
     }

@@ -739,3 +739,20 @@ pub fn run(o: &CreateOptions, detach: bool, keep: bool) -> Result<i32> {
     }
     Ok(code)
 }
+
+/// Fills in `container` from the containers under `root`.
+pub fn attribute(holders: &mut [crate::busy::Holder], root: &Path) {
+    let Ok(list) = list(root) else { return };
+    let mut by_pid = std::collections::BTreeMap::new();
+    for c in list {
+        for p in c.record.cgroup.pids() {
+            by_pid.insert(p, c.record.id.clone());
+        }
+        if c.record.pid > 0 {
+            by_pid.insert(c.record.pid, c.record.id.clone());
+        }
+    }
+    for h in holders {
+        h.container = by_pid.get(&h.pid).cloned();
+    }
+}

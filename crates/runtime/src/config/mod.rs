@@ -4,6 +4,9 @@
 //! spec requires it) and logged at debug. A property the spec defines but
 //! berth cannot honour is rejected by [`Spec::validate`] with its name.
 
+pub mod mount_options;
+pub mod names;
+
 use crate::{log, Error, Result};
 /// linux.resources (also what `update` takes).
 pub use berth_cgroups::Resources;
@@ -432,13 +435,13 @@ impl Spec {
         }
         if let Some(c) = &p.capabilities {
             for name in c.bounding.iter().chain(&c.effective).chain(&c.inheritable).chain(&c.permitted).chain(&c.ambient) {
-                if crate::security::cap_number(name).is_none() {
+                if names::cap_number(name).is_none() {
                     return Err(Error::Config(format!("unknown capability {name:?}")));
                 }
             }
         }
         for r in &p.rlimits {
-            if crate::security::rlimit_number(&r.kind).is_none() {
+            if names::rlimit_number(&r.kind).is_none() {
                 return Err(Error::Config(format!("unknown rlimit type {:?}", r.kind)));
             }
         }
@@ -503,7 +506,7 @@ impl Spec {
             check_id(what, id)?;
         }
         if let Some(prop) = l.rootfs_propagation.as_deref().filter(|s| !s.is_empty()) {
-            if crate::rootfs::propagation_flag(prop).is_none() {
+            if mount_options::propagation_flag(prop).is_none() {
                 return Err(Error::Config(format!("linux.rootfsPropagation {prop:?} is not valid")));
             }
         }
@@ -543,7 +546,7 @@ impl Spec {
                 return Err(Error::Config(format!("mount destination {:?} must be absolute", m.destination)));
             }
             for o in &m.options {
-                if !crate::rootfs::known_mount_option(o) {
+                if !mount_options::known_mount_option(o) {
                     log::debug(&format!("mount {}: option {o:?} passed to the filesystem as data", m.destination));
                 }
             }
