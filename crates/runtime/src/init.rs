@@ -159,7 +159,7 @@ fn run(init: &Init<'_>) -> Result<Never> {
     for n in &l.namespaces {
         if let Some(path) = n.path.as_deref().filter(|p| !p.is_empty()) {
             let flag = ns_flag(&n.kind).unwrap_or(0);
-            if flag == libc::CLONE_NEWPID || flag == 0x80 {
+            if flag == libc::CLONE_NEWPID || flag == sys::CLONE_NEWTIME {
                 continue; // joined by the parent: they apply to children
             }
             let fd = sys::openat(None, Path::new(path), libc::O_RDONLY, 0).ctx(|| format!("open {} namespace {path}", n.kind))?;

@@ -196,7 +196,7 @@ fn create_in(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record) ->
     let idmapped = crate::rootfs::prepare_idmapped(spec)?;
     // What this process' later children (hooks) must get back: the PID and
     // time namespaces changed below are for the container's init only.
-    let restore: Vec<(OwnedFd, i32)> = [("pid_for_children", libc::CLONE_NEWPID), ("time_for_children", 0x80)]
+    let restore: Vec<(OwnedFd, i32)> = [("pid_for_children", libc::CLONE_NEWPID), ("time_for_children", sys::CLONE_NEWTIME)]
         .iter()
         .filter_map(|(n, f)| sys::openat(None, Path::new(&format!("/proc/self/ns/{n}")), libc::O_RDONLY, 0).ok().map(|fd| (fd, *f)))
         .collect();
@@ -210,10 +210,10 @@ fn create_in(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record) ->
         match t.path.as_deref().filter(|p| !p.is_empty()) {
             Some(p) => {
                 let fd = sys::openat(None, Path::new(p), libc::O_RDONLY, 0).ctx(|| format!("open time namespace {p}"))?;
-                sys::setns(fd.as_fd(), 0x80).ctx(|| format!("join time namespace {p}"))?;
+                sys::setns(fd.as_fd(), sys::CLONE_NEWTIME).ctx(|| format!("join time namespace {p}"))?;
             }
             None => {
-                sys::unshare(0x80).ctx(|| "unshare the time namespace".into())?;
+                sys::unshare(sys::CLONE_NEWTIME).ctx(|| "unshare the time namespace".into())?;
                 let mut offs = String::new();
                 for (k, v) in &l.time_offsets {
                     offs += &format!("{k} {} {}\n", v.secs, v.nanosecs);
@@ -232,7 +232,7 @@ fn create_in(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record) ->
         for n in &l.namespaces {
             let f = ns_flag(&n.kind).unwrap_or(0);
             let new = n.path.as_deref().unwrap_or("").is_empty();
-            if new && f != libc::CLONE_NEWCGROUP && f != 0x80 {
+            if new && f != libc::CLONE_NEWCGROUP && f != sys::CLONE_NEWTIME {
                 clone_flags |= f;
             }
         }

@@ -12,6 +12,9 @@ use std::path::Path;
 
 pub use libc;
 
+/// `CLONE_NEWTIME` (Linux 5.6): the libc crate names it for musl only.
+pub const CLONE_NEWTIME: i32 = 0x80;
+
 pub mod mountinfo;
 pub mod seccomp;
 
@@ -282,18 +285,22 @@ pub const RESOLVE_IN_ROOT: u64 = 0x10;
 
 /// `openat2(2)` with `resolve` flags (e.g. [`RESOLVE_IN_ROOT`]).
 pub fn openat2(dirfd: BorrowedFd<'_>, path: &Path, flags: i32, mode: u32, resolve: u64) -> io::Result<OwnedFd> {
-    #[repr(C)]
-    struct OpenHow {
-        flags: u64,
-        mode: u64,
-        resolve: u64,
-    }
     let p = cstr(path)?;
-    let how = OpenHow { flags: (flags | libc::O_CLOEXEC) as u64, mode: mode as u64, resolve };
+    // SAFETY: open_how is plain integers; zeroed is a valid value to fill in.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (flags | libc::O_CLOEXEC) as u64;
+    how.mode = mode as u64;
+    how.resolve = resolve;
     loop {
         // SAFETY: `how` is a valid open_how of the size we pass; `p` is valid.
         let r = unsafe {
-            libc::syscall(libc::SYS_openat2, dirfd.as_raw_fd(), p.as_ptr(), &how as *const OpenHow, std::mem::size_of::<OpenHow>())
+            libc::syscall(
+                libc::SYS_openat2,
+                dirfd.as_raw_fd(),
+                p.as_ptr(),
+                &how as *const libc::open_how,
+                std::mem::size_of::<libc::open_how>(),
+            )
         };
         if r < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN) {
             continue; // the kernel asks to retry when a rename raced the lookup
@@ -445,8 +452,8 @@ pub fn execve(path: &CStr, argv: &[CString], envp: &[CString]) -> io::Error {
 /// `close_range(first, ~0, CLOSE_RANGE_CLOEXEC)`: mark every fd from `first`
 /// on close-on-exec.
 pub fn cloexec_from(first: u32) -> io::Result<()> {
-    // SAFETY: plain syscall; CLOSE_RANGE_CLOEXEC = 4.
-    check_l(unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 4u32) }).map(drop)
+    // SAFETY: plain syscall.
+    check_l(unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) }).map(drop)
 }
 
 /// `dup3(2)` onto a fixed fd number (used for stdio).

@@ -359,7 +359,7 @@ pub const NAMESPACES: &[(&str, i32, &str)] = &[
     ("uts", libc::CLONE_NEWUTS, "uts"),
     ("user", libc::CLONE_NEWUSER, "user"),
     ("cgroup", libc::CLONE_NEWCGROUP, "cgroup"),
-    ("time", 0x80, "time"),
+    ("time", berth_sys::CLONE_NEWTIME, "time"),
 ];
 
 pub fn ns_flag(kind: &str) -> Option<i32> {
