@@ -16,6 +16,11 @@ pub enum Error {
     Exists(String),
     /// The container is not in a state that allows the operation.
     State(String),
+    /// The container's init is gone (ESRCH on its pidfd, or no live init):
+    /// callers match runc's "container not running".
+    NotRunning,
+    /// An OCI hook could not run, or exited unsuccessfully.
+    Hook { kind: String, path: String, why: String },
     /// A system call or file operation failed.
     Io { what: String, source: io::Error },
     /// A cgroup operation failed.
@@ -41,6 +46,8 @@ impl fmt::Display for Error {
             Error::InvalidId(m) => write!(f, "invalid container id: {m}"),
             Error::NotExist(id) => write!(f, "container {id} does not exist"),
             Error::Exists(id) => write!(f, "container with id {id} already exists"),
+            Error::NotRunning => f.write_str("container not running"),
+            Error::Hook { kind, path, why } => write!(f, "{kind} hook {path} {why}"),
             Error::Io { what, source } => write!(f, "{what}: {source}"),
             Error::Cgroup(e) => write!(f, "cgroup: {e}"),
         }

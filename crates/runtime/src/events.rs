@@ -173,7 +173,7 @@ pub fn events(root: &Path, id: &str, once: bool, interval: Duration, out: &mut d
         line(json!({"type": "stats", "id": id, "data": stats(&rec.cgroup)}), out);
         return Ok(());
     }
-    let init = rec.init().ok_or_else(|| Error::State("container not running".into()))?;
+    let init = rec.init().ok_or(Error::NotRunning)?;
     let mut ooms = oom_kills(&rec.cgroup);
     loop {
         line(json!({"type": "stats", "id": id, "data": stats(&rec.cgroup)}), out);

@@ -49,7 +49,7 @@ pub fn exec(o: &ExecOptions) -> Result<i32> {
         Status::Paused => return Err(Error::State("cannot exec in a paused container (pause it no more, or pass --ignore-paused)".into())),
         s => return Err(Error::State(format!("cannot exec in a container that is {}", s.as_str()))),
     }
-    let init = rec.init().ok_or_else(|| Error::State("container not running".into()))?;
+    let init = rec.init().ok_or(Error::NotRunning)?;
     let spec = rec.config.clone().unwrap_or_default();
     let mut p = match &o.process {
         Some(p) => p.clone(),
@@ -142,7 +142,7 @@ pub fn exec(o: &ExecOptions) -> Result<i32> {
     let init_root = sys::openat(None, Path::new(&format!("/proc/{}/root", init.pid)), libc::O_PATH | libc::O_DIRECTORY, 0)
         .ctx(|| format!("open the root of the container's init (pid {})", init.pid))?;
     if init.exited() {
-        return Err(Error::State("container not running".into()));
+        return Err(Error::NotRunning);
     }
     let cgroup = if o.cgroups.is_empty() { rec.cgroup.clone() } else { rec.cgroup.sub(&o.cgroups).map_err(Error::Config)? };
     let v2fd = cgroup.v2_dir().and_then(|d| sys::openat(None, &d.path, libc::O_RDONLY | libc::O_DIRECTORY, 0).ok());

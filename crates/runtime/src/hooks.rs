@@ -32,7 +32,8 @@ pub fn run(kind: &str, h: &Hook, state_json: &str) -> Result<()> {
         }
     }
     cmd.stdin(Stdio::piped());
-    let mut child = cmd.spawn().map_err(|e| Error::Config(format!("{kind} hook {}: {e}", h.path)))?;
+    let hook_err = |why: String| Error::Hook { kind: kind.to_string(), path: h.path.clone(), why };
+    let mut child = cmd.spawn().map_err(|e| hook_err(format!("could not start: {e}")))?;
     if let Some(mut stdin) = child.stdin.take() {
         let _ = stdin.write_all(state_json.as_bytes());
     }
@@ -48,7 +49,7 @@ pub fn run(kind: &str, h: &Hook, state_json: &str) -> Result<()> {
     }
     let st = child.wait().map_err(|e| Error::io(format!("wait for {kind} hook"), e))?;
     if !st.success() {
-        return Err(Error::Config(format!("{kind} hook {} failed: {st}", h.path)));
+        return Err(hook_err(format!("failed: {st}")));
     }
     Ok(())
 }

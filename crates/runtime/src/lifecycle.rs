@@ -378,7 +378,7 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
     if rec.config.as_ref().is_some_and(|s| s.process.is_none()) {
         return Err(Error::State("cannot start a container that has no process (config.json has none)".into()));
     }
-    let init = rec.init().ok_or_else(|| Error::State("container not running".into()))?;
+    let init = rec.init().ok_or(Error::NotRunning)?;
     release(&c, &init)?;
     crate::fault("start:released");
     rec.phase = Phase::Started;
@@ -561,7 +561,7 @@ pub fn kill(root: &Path, id: &str, sig: i32, all: bool) -> Result<()> {
     let rec = c.load()?.ok_or_else(|| Error::NotExist(id.into()))?;
     let status = rec.status(&c);
     if matches!(status, Status::Stopped) && !all {
-        return Err(Error::State("container not running".into()));
+        return Err(Error::NotRunning);
     }
     if all {
         if sig == libc::SIGKILL {
@@ -570,7 +570,7 @@ pub fn kill(root: &Path, id: &str, sig: i32, all: bool) -> Result<()> {
         teardown::signal_listed(&rec.cgroup, &rec.cgroup.pids(), sig);
         return Ok(());
     }
-    let init = rec.init().ok_or_else(|| Error::State("container not running".into()))?;
+    let init = rec.init().ok_or(Error::NotRunning)?;
     init.signal(sig)?;
     crate::fault("kill:signaled");
     Ok(())

@@ -45,7 +45,7 @@ impl Process {
     pub fn signal(&self, sig: i32) -> Result<()> {
         berth_sys::pidfd_send_signal(self.pidfd.as_fd(), sig).map_err(|e| {
             if e.raw_os_error() == Some(libc::ESRCH) {
-                Error::State("container not running".into())
+                Error::NotRunning
             } else {
                 Error::io(format!("signal {sig} to pid {}", self.pid), e)
             }
