@@ -137,22 +137,7 @@ pub fn destroy(c: &Container, rec: Option<&Record>, opts: &Options) -> Result<Ti
         // In the deferred mode, no cgroup batch runs while this
         // container's mounts go away (with its last process).
         let guard = if defer_cgroup { crate::reaper::unmount_guard(&root) } else { None };
-        // Signal: through the confirmed pidfd; then every process in the
-        // cgroup (those in the host PID namespace, and forks racing the kill).
-        if let Some(p) = &init {
-            let _ = p.signal(libc::SIGKILL);
-        }
-        if rec.own_pidns && init.is_some() {
-            // The init's death makes the kernel kill every other process of
-            // its PID namespace, and nothing can fork into a dying one: no
-            // cgroup-wide kill is needed, only a thaw of sub-cgroups the
-            // container froze itself (v1), so that the kill can land. The
-            // wait below kills the cgroup if anything is left after all.
-            rec.cgroup.thaw_all()?;
-        } else {
-            // A host PID namespace leaves the init's children alive.
-            kill_cgroup(rec)?;
-        }
+        signal(rec, init.as_ref())?;
         t.mark("signal", &mut since);
         crate::fault("delete:signaled");
         if let Some(p) = &init {
@@ -160,49 +145,15 @@ pub fn destroy(c: &Container, rec: Option<&Record>, opts: &Options) -> Result<Ti
         }
         t.mark("exit", &mut since);
         crate::fault("delete:exited");
-        // The init of its own PID namespace takes every process of that
-        // namespace with it, so the cgroup is normally empty by now: rmdir
-        // then proves it (the kernel refuses to remove a populated cgroup)
-        // without listing every hierarchy. Anything left (a process moved in
-        // from outside, a sub-cgroup) takes the waiting path.
-        let fast = !defer_cgroup && rec.own_pidns && init.is_some() && rec.cgroup.try_remove_leaves()?;
-        if !fast {
-            wait_cgroup_empty(rec, deadline)?;
-        }
+        wait_empty(rec, init.is_some() && !defer_cgroup, deadline)?;
         drop(guard);
         t.mark("cgroup_empty", &mut since);
         crate::fault("delete:cgroup-empty");
-        // The writable layer is handed over as it is: deleting it now would
-        // be metadata work on what may be a loaded filesystem.
-        if let Some(l) = rec.layer.as_ref().filter(|l| !l.keep) {
-            job.paths.push(l.dir.clone());
-        }
-        if defer_cgroup {
-            job.cgroup = Some(rec.cgroup.clone());
-        } else {
-            rec.cgroup.remove()?;
+        if release(rec, defer_cgroup, &mut job)? {
             t.mark("cgroup_removed", &mut since);
         }
         crate::fault("delete:cgroup-removed");
-        // Without a mount namespace of its own, its mounts are in this one.
-        if let Some(base) = rec.host_mount_base {
-            crate::rootfs::detach_host_mounts(&rec.rootfs, base)?;
-        }
-        // Nothing of the container may survive in another mount namespace.
-        let mut paths: Vec<&std::path::Path> = vec![&rec.rootfs, &rec.bundle];
-        if let Some(l) = &rec.layer {
-            paths.push(&l.dir);
-        }
-        let leaks = crate::busy::leaked_mounts(&paths, rec.mount_watermark, &|ino| create_in_flight(&root, ino));
-        if !leaks.is_empty() {
-            let list: Vec<String> =
-                leaks.iter().map(|h| format!("pid {} ({}) in {} holds {}", h.pid, h.command, h.mount_namespace, h.how)).collect();
-            return Err(Error::State(format!(
-                "container {}: its mounts survive in other mount namespaces: {}; unmount them there (or end those processes) and run delete again",
-                c.id,
-                list.join("; ")
-            )));
-        }
+        verify_mounts(c, rec, &root)?;
         t.mark("mounts_verified", &mut since);
         if let Some(l) = rec.layer.as_ref().filter(|l| l.keep) {
             log::info(&format!("container {}: its writable layer is kept at {}", c.id, l.dir.join("upper").display()));
@@ -216,15 +167,7 @@ pub fn destroy(c: &Container, rec: Option<&Record>, opts: &Options) -> Result<Ti
     c.remove()?;
     t.mark("state_removed", &mut since);
     if let (Some(rec), true) = (rec, opts.poststop) {
-        if let Some(h) = rec.config.as_ref().and_then(|s| s.hooks.as_ref()) {
-            let state = serde_json::to_string(&rec.oci(crate::state::Status::Stopped)).unwrap_or_default();
-            for hook in &h.poststop {
-                // A failing poststop hook is a warning (runtime-spec).
-                if let Err(e) = hooks::run("poststop", hook, &state) {
-                    log::warn(&e.to_string());
-                }
-            }
-        }
+        poststop(rec);
         t.mark("poststop", &mut since);
     }
     log::info(&format!("teardown {}: {}", c.id, t.line()));
@@ -232,6 +175,92 @@ pub fn destroy(c: &Container, rec: Option<&Record>, opts: &Options) -> Result<Ti
         crate::reaper::kick(&root);
     }
     Ok(t)
+}
+
+/// Signal: SIGKILL through the init's confirmed pidfd; then every process
+/// in the cgroup (those in the host PID namespace, and forks racing the kill).
+fn signal(rec: &Record, init: Option<&crate::process::Process>) -> Result<()> {
+    if let Some(p) = init {
+        let _ = p.signal(libc::SIGKILL);
+    }
+    if rec.own_pidns && init.is_some() {
+        // The init's death makes the kernel kill every other process of
+        // its PID namespace, and nothing can fork into a dying one: no
+        // cgroup-wide kill is needed, only a thaw of sub-cgroups the
+        // container froze itself (v1), so that the kill can land. The
+        // wait for the cgroup kills it if anything is left after all.
+        rec.cgroup.thaw_all()?;
+        Ok(())
+    } else {
+        // A host PID namespace leaves the init's children alive.
+        kill_cgroup(rec)
+    }
+}
+
+/// Waits until no process is left in the cgroup. When the init of its own
+/// PID namespace is gone (`init_took_all`), every process of that namespace
+/// went with it, so the cgroup is normally empty by now: rmdir then proves
+/// it (the kernel refuses to remove a populated cgroup) without listing
+/// every hierarchy. Anything left (a process moved in from outside, a
+/// sub-cgroup) takes the waiting path.
+fn wait_empty(rec: &Record, init_took_all: bool, deadline: Instant) -> Result<()> {
+    let fast = init_took_all && rec.own_pidns && rec.cgroup.try_remove_leaves()?;
+    if !fast {
+        wait_cgroup_empty(rec, deadline)?;
+    }
+    Ok(())
+}
+
+/// Removes the cgroup now, or hands it to the reaper's next batch (true
+/// when it was removed here); the writable layer is always handed over as
+/// it is: deleting it now would be metadata work on what may be a loaded
+/// filesystem.
+fn release(rec: &Record, defer_cgroup: bool, job: &mut crate::reaper::Job) -> Result<bool> {
+    if let Some(l) = rec.layer.as_ref().filter(|l| !l.keep) {
+        job.paths.push(l.dir.clone());
+    }
+    if defer_cgroup {
+        job.cgroup = Some(rec.cgroup.clone());
+        return Ok(false);
+    }
+    rec.cgroup.remove()?;
+    Ok(true)
+}
+
+/// Detaches the mounts a container without a mount namespace made in this
+/// one, then checks that nothing of the container survives in another
+/// mount namespace; a copy found fails the teardown, naming its holder.
+fn verify_mounts(c: &Container, rec: &Record, root: &std::path::Path) -> Result<()> {
+    if let Some(base) = rec.host_mount_base {
+        crate::rootfs::detach_host_mounts(&rec.rootfs, base)?;
+    }
+    let mut paths: Vec<&std::path::Path> = vec![&rec.rootfs, &rec.bundle];
+    if let Some(l) = &rec.layer {
+        paths.push(&l.dir);
+    }
+    let leaks = crate::busy::leaked_mounts(&paths, rec.mount_watermark, &|ino| create_in_flight(root, ino));
+    if leaks.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> =
+        leaks.iter().map(|h| format!("pid {} ({}) in {} holds {}", h.pid, h.command, h.mount_namespace, h.how)).collect();
+    Err(Error::State(format!(
+        "container {}: its mounts survive in other mount namespaces: {}; unmount them there (or end those processes) and run delete again",
+        c.id,
+        list.join("; ")
+    )))
+}
+
+/// The poststop hooks; a failing one is a warning (runtime-spec).
+fn poststop(rec: &Record) {
+    if let Some(h) = rec.config.as_ref().and_then(|s| s.hooks.as_ref()) {
+        let state = serde_json::to_string(&rec.oci(crate::state::Status::Stopped)).unwrap_or_default();
+        for hook in &h.poststop {
+            if let Err(e) = hooks::run("poststop", hook, &state) {
+                log::warn(&e.to_string());
+            }
+        }
+    }
 }
 
 /// SIGKILL for every process of the cgroup: cgroup.kill on v2, freeze-kill-thaw on v1.
