@@ -5,7 +5,7 @@
 
 use crate::config::Process;
 use crate::error::Context;
-use crate::init::Channel;
+use crate::init::{Channel, Msg};
 use crate::state::{Container, Status};
 use crate::{rootfs, security, Error, Result};
 use berth_sys as sys;
@@ -159,7 +159,7 @@ pub fn exec(o: &ExecOptions) -> Result<i32> {
         let chan = Channel(child_end);
         let r = child(&chan, &cgroup, &init.pidfd, &init_root, ns_flags, &p, console.as_ref(), seccomp.as_ref(), o.preserve_fds);
         if let Err(e) = r {
-            let _ = chan.send(&format!("error {e}"));
+            let _ = chan.send_msg(&Msg::Error(e.to_string()));
         }
         sys::exit_now(1);
     }
@@ -167,20 +167,19 @@ pub fn exec(o: &ExecOptions) -> Result<i32> {
     drop(console);
     let chan = Channel(parent_end);
     // "pid N", then the channel closes at the exec (close-on-exec), or an error.
-    let m = chan.recv()?;
-    let pid: i32 = match m.strip_prefix("pid ") {
-        Some(n) => n.trim().parse().map_err(|_| Error::Init(format!("bad message {m:?}")))?,
-        None => return Err(Error::Init(m.strip_prefix("error ").unwrap_or(&m).to_string())),
+    let pid = match chan.recv_msg()? {
+        Msg::Pid(n) => n,
+        m => return Err(m.unexpected("pid")),
     };
     let pidfd = sys::pidfd_open(pid).ctx(|| format!("pidfd of {pid}"))?;
     // Once the middle process is gone, the process is this one's child (we
     // are its subreaper) and can be waited for.
     let _ = sys::waitid_pidfd(middle.as_fd(), false);
-    match chan.recv() {
+    match chan.recv_msg() {
         Err(_) => {} // closed: exec'd
         Ok(m) => {
             let _ = sys::waitid_pidfd(pidfd.as_fd(), false);
-            return Err(Error::Init(m.strip_prefix("error ").unwrap_or(&m).to_string()));
+            return Err(m.unexpected("the exec"));
         }
     }
     if let Some(f) = &o.pid_file {
@@ -228,7 +227,7 @@ fn child(
     }
     // The PID namespace applies to children: the process is a child of this one.
     if let Some(pid) = sys::fork().ctx(|| "fork".into())? {
-        chan.send(&format!("pid {pid}"))?;
+        chan.send_msg(&Msg::Pid(pid))?;
         sys::exit_now(0);
     }
     security::set_rlimits(p)?;

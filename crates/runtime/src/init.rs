@@ -3,15 +3,8 @@
 //! child is a copy of the `create` process (single-threaded, so that is
 //! sound), set up in Rust, and the only exec is the container's own binary.
 //!
-//! Talks to the parent over a SOCK_SEQPACKET pair, one message per packet:
-//!   parent -> child  `go`                 cgroup joined, id maps written
-//!   child  -> parent `maps`               (slow path) user ns made, write maps
-//!   parent -> child  `mapped`
-//!   child  -> parent `hooks`              run prestart/createRuntime now
-//!   parent -> child  `hooks-ok`
-//!   child  -> parent `pid N`              (slow path) the real init's host PID
-//!   child  -> parent `ready`              waiting on the exec fifo
-//!   child  -> parent `error MESSAGE`      setup failed; the child exits
+//! Talks to the parent over a SOCK_SEQPACKET pair in [`Msg`]s (the order
+//! of the handshake is documented there).
 
 use crate::config::{ns_flag, Spec};
 use crate::error::Context;
@@ -20,6 +13,79 @@ use berth_sys as sys;
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+
+/// The messages of the create (and exec) handshake, in the order they go:
+///
+/// | from | message | meaning |
+/// |---|---|---|
+/// | child | `Joined` | moved itself into the v1 cgroups (when it does) |
+/// | parent | `Go(state)` | cgroup joined, id maps written; the OCI state for the container's hooks |
+/// | child | `Maps` | (slow path) made its user namespace: write the maps |
+/// | parent | `Mapped` | |
+/// | child | `Hooks` | namespaces exist: run prestart/createRuntime now |
+/// | parent | `HooksOk` | |
+/// | child | `Pid(n)` | (slow path, and exec) the host PID of the real process |
+/// | child | `Ready` | waiting on the exec fifo |
+/// | either | `Error(text)` | setup failed; the child exits |
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Msg {
+    Joined,
+    Go(String),
+    Maps,
+    Mapped,
+    Hooks,
+    HooksOk,
+    Pid(i32),
+    Ready,
+    Error(String),
+}
+
+impl Msg {
+    fn encode(&self) -> String {
+        match self {
+            Msg::Joined => "joined".into(),
+            Msg::Go(state) => format!("go {state}"),
+            Msg::Maps => "maps".into(),
+            Msg::Mapped => "mapped".into(),
+            Msg::Hooks => "hooks".into(),
+            Msg::HooksOk => "hooks-ok".into(),
+            Msg::Pid(n) => format!("pid {n}"),
+            Msg::Ready => "ready".into(),
+            Msg::Error(e) => format!("error {e}"),
+        }
+    }
+
+    fn decode(m: &str) -> Result<Msg> {
+        Ok(match m {
+            "joined" => Msg::Joined,
+            "maps" => Msg::Maps,
+            "mapped" => Msg::Mapped,
+            "hooks" => Msg::Hooks,
+            "hooks-ok" => Msg::HooksOk,
+            "ready" => Msg::Ready,
+            _ => {
+                if let Some(state) = m.strip_prefix("go ") {
+                    Msg::Go(state.to_string())
+                } else if let Some(e) = m.strip_prefix("error ") {
+                    Msg::Error(e.to_string())
+                } else if let Some(n) = m.strip_prefix("pid ").and_then(|n| n.trim().parse().ok()) {
+                    Msg::Pid(n)
+                } else {
+                    let shown: String = m.chars().take(80).collect();
+                    return Err(Error::Init(format!("bad message on the sync socket: {shown:?}")));
+                }
+            }
+        })
+    }
+
+    /// The error a message means where `want` was expected.
+    pub fn unexpected(self, want: &str) -> Error {
+        match self {
+            Msg::Error(e) => Error::Init(e),
+            m => Error::Init(format!("the other side of the sync socket sent {:?} where {want} was expected", m.encode())),
+        }
+    }
+}
 
 /// One end of the create handshake.
 pub struct Channel(pub OwnedFd);
@@ -61,13 +127,20 @@ impl Channel {
         }
     }
 
-    /// Waits for `want`; an `error` message becomes an error.
-    pub fn expect(&self, want: &str) -> Result<()> {
-        let m = self.recv()?;
-        if m == want {
-            return Ok(());
+    pub fn send_msg(&self, m: &Msg) -> Result<()> {
+        self.send(&m.encode())
+    }
+
+    pub fn recv_msg(&self) -> Result<Msg> {
+        Msg::decode(&self.recv()?)
+    }
+
+    /// Waits for `want`; an `Error` message (or any other) becomes an error.
+    pub fn expect(&self, want: Msg) -> Result<()> {
+        match self.recv_msg()? {
+            m if m == want => Ok(()),
+            m => Err(m.unexpected(&want.encode())),
         }
-        Err(Error::Init(m.strip_prefix("error ").unwrap_or(&m).to_string()))
     }
 }
 
@@ -105,7 +178,7 @@ pub fn child_main(init: Init<'_>) -> ! {
         Err(e) => {
             // Before `ready` the parent reports it; after, the parent has
             // moved on and only the process' stderr can tell.
-            if READY.load(std::sync::atomic::Ordering::Relaxed) || init.chan.send(&format!("error {e}")).is_err() {
+            if READY.load(std::sync::atomic::Ordering::Relaxed) || init.chan.send_msg(&Msg::Error(e.to_string())).is_err() {
                 eprintln!("berth: container init: {e}");
             }
             1
@@ -138,12 +211,13 @@ fn run(init: &Init<'_>) -> Result<Never> {
     sys::close_fds_from(3 + init.preserve_fds as i32, &keep);
     if init.join_v1_cgroups {
         init.cgroup.join_self_v1()?;
-        init.chan.send("joined")?;
+        init.chan.send_msg(&Msg::Joined)?;
     }
-    let go = init.chan.recv()?;
-    let Some(state_for_hooks) = go.strip_prefix("go ") else {
-        return Err(Error::Init(go.strip_prefix("error ").unwrap_or(&go).to_string()));
+    let state_for_hooks = match init.chan.recv_msg()? {
+        Msg::Go(state) => state,
+        m => return Err(m.unexpected("go")),
     };
+    let state_for_hooks = state_for_hooks.as_str();
 
     // The exec fifo is opened now, while the host's filesystem is visible;
     // after pivot_root it is reopened for writing through host /proc.
@@ -178,8 +252,8 @@ fn run(init: &Init<'_>) -> Result<Never> {
     let mut userns = want_new("user") || joins.iter().any(|(f, _, _)| *f == libc::CLONE_NEWUSER);
     if want_new("user") && init.cloned & libc::CLONE_NEWUSER == 0 {
         sys::unshare(libc::CLONE_NEWUSER).ctx(|| "unshare the user namespace".into())?;
-        init.chan.send("maps")?;
-        init.chan.expect("mapped")?;
+        init.chan.send_msg(&Msg::Maps)?;
+        init.chan.expect(Msg::Mapped)?;
         userns = true;
     }
     if userns {
@@ -215,7 +289,7 @@ fn run(init: &Init<'_>) -> Result<Never> {
     };
     if fork_pid {
         if let Some(pid) = sys::fork().ctx(|| "fork the container init".into())? {
-            init.chan.send(&format!("pid {pid}"))?;
+            init.chan.send_msg(&Msg::Pid(pid))?;
             sys::exit_now(0);
         }
     }
@@ -244,8 +318,8 @@ fn run(init: &Init<'_>) -> Result<Never> {
     security::set_scheduling(p)?;
 
     // Runtime hooks run in the parent now that the namespaces exist.
-    init.chan.send("hooks")?;
-    init.chan.expect("hooks-ok")?;
+    init.chan.send_msg(&Msg::Hooks)?;
+    init.chan.expect(Msg::HooksOk)?;
 
     let own_mntns = want_new("mount") || joins.iter().any(|(f, _, _)| *f == libc::CLONE_NEWNS);
     let plan = rootfs::Plan {
@@ -324,7 +398,7 @@ fn run(init: &Init<'_>) -> Result<Never> {
     // the start and every fd berth opened since is O_CLOEXEC.
     let _ = sys::cloexec_from(3 + init.preserve_fds);
     sys::reset_signals();
-    init.chan.send("ready")?;
+    init.chan.send_msg(&Msg::Ready)?;
     READY.store(true, std::sync::atomic::Ordering::Relaxed);
     // Blocks until `start` opens the fifo for reading. The write end stays
     // open (close-on-exec) until the exec: `start` sees it close, and so
@@ -463,4 +537,30 @@ pub(crate) fn find_executable(arg0: &str, env: &[String], cwd: &str) -> Result<C
         }));
     }
     Err(Error::Config(format!("exec: {arg0:?}: executable file not found in $PATH")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handshake_messages_round_trip_and_junk_is_an_error() {
+        for m in [
+            Msg::Joined,
+            Msg::Go("{\"id\":\"x y\"}".into()),
+            Msg::Maps,
+            Msg::Mapped,
+            Msg::Hooks,
+            Msg::HooksOk,
+            Msg::Pid(4242),
+            Msg::Ready,
+            Msg::Error("exec: \"x\": no such file".into()),
+        ] {
+            assert_eq!(Msg::decode(&m.encode()).unwrap(), m);
+        }
+        assert!(Msg::decode("pid x").is_err());
+        assert!(Msg::decode("hello").is_err());
+        // An error message keeps its words (callers match runc's).
+        assert_eq!(Msg::Error("permission denied".into()).unexpected("ready").to_string(), "permission denied");
+    }
 }

@@ -3,7 +3,7 @@
 
 use crate::config::{ns_flag, Spec};
 use crate::error::Context;
-use crate::init::{self, Channel, Init};
+use crate::init::{self, Channel, Init, Msg};
 use crate::process::{self, Process};
 use crate::state::{Container, Phase, Record, Status};
 use crate::teardown::{self, Timings};
@@ -291,7 +291,7 @@ fn create_in(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record) ->
     c.save(rec)?;
     crate::fault("create:pid-saved");
     if child_joins_v1 {
-        chan.expect("joined")?;
+        chan.expect(Msg::Joined)?;
         rec.cgroup.add_pid(pid, false, !into_v2)?;
     } else {
         rec.cgroup.add_pid(pid, true, !into_v2)?;
@@ -299,35 +299,34 @@ fn create_in(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record) ->
     if clone_flags & libc::CLONE_NEWUSER != 0 {
         write_maps(pid, spec)?;
     }
-    chan.send(&format!("go {}", hook_state(rec, pid, Status::Creating)))?;
+    chan.send_msg(&Msg::Go(hook_state(rec, pid, Status::Creating)))?;
 
     // Serve the child until it is ready.
     let mut init_proc: Option<(Process, bool)> = None;
     loop {
-        let msg = match chan.recv() {
+        let msg = match chan.recv_msg() {
             Ok(m) => m,
             Err(_) => {
                 let st = sys::waitid_pidfd(pidfd.as_fd(), true).ok().flatten();
                 return Err(Error::Init(format!("the container process exited during setup ({st:?})")));
             }
         };
-        match msg.as_str() {
-            "maps" => {
+        match msg {
+            Msg::Maps => {
                 write_maps(pid, spec)?;
-                chan.send("mapped")?;
+                chan.send_msg(&Msg::Mapped)?;
             }
-            "hooks" => {
+            Msg::Hooks => {
                 let cur = init_proc.as_ref().map_or(pid, |(p, _)| p.pid);
                 let state = hook_state(rec, cur, Status::Created);
                 if let Some(h) = &spec.hooks {
                     hooks::run_all("prestart", &h.prestart, &state)?;
                     hooks::run_all("createRuntime", &h.create_runtime, &hook_state(rec, cur, Status::Creating))?;
                 }
-                chan.send("hooks-ok")?;
+                chan.send_msg(&Msg::HooksOk)?;
             }
-            "ready" => break,
-            m if m.starts_with("pid ") => {
-                let gpid: i32 = m[4..].trim().parse().map_err(|_| Error::Init(format!("bad message {m:?}")))?;
+            Msg::Ready => break,
+            Msg::Pid(gpid) => {
                 // The intermediate exits now; reap it.
                 let _ = sys::waitid_pidfd(pidfd.as_fd(), false);
                 let st = process::stat(gpid).map(|s| s.0).unwrap_or(0);
@@ -339,7 +338,7 @@ fn create_in(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record) ->
             }
             m => {
                 let _ = sys::waitid_pidfd(pidfd.as_fd(), false);
-                return Err(Error::Init(m.strip_prefix("error ").unwrap_or(m).to_string()));
+                return Err(m.unexpected("maps, hooks, pid or ready"));
             }
         }
     }
