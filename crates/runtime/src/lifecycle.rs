@@ -105,10 +105,13 @@ fn write_maps(pid: i32, spec: &Spec) -> Result<()> {
     Ok(())
 }
 
-fn create_in(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record) -> Result<(Process, bool)> {
+/// Resolves, records and makes what the container owns besides its
+/// processes: its cgroup (refused unless it is the container's own), its
+/// writable layer, the mount it is stacked on without a mount namespace.
+/// Each is recorded before it is made, so that a crash from here on leaves
+/// a state that `delete --force` can finish.
+fn record_and_make(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record) -> Result<Layout> {
     let l = spec.linux();
-    // cgroup: resolved and recorded before anything is made, so that a
-    // crash from here on leaves a state that `delete --force` can finish.
     let layout = Layout::host().ctx(|| "read mountinfo".into())?;
     let own = berth_cgroups::parse_proc_cgroup(&std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default());
     let cg_path = l.cgroups_path.clone().filter(|p| !p.is_empty()).unwrap_or_else(|| format!("berth/{}", o.id));
@@ -163,6 +166,14 @@ fn create_in(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record) ->
         let _ = v;
     }
 
+    Ok(layout)
+}
+
+/// The exec fifo (opened by the init, waited on by `start`), and the
+/// sockets the init is handed: the console socket and the seccomp
+/// listener.
+fn endpoints(o: &CreateOptions, spec: &Spec, c: &Container) -> Result<(PathBuf, Option<OwnedFd>, Option<OwnedFd>)> {
+    let l = spec.linux();
     let fifo = c.fifo();
     sys::mkfifo(&fifo, 0o622).ctx(|| format!("mkfifo {}", fifo.display()))?;
     // Any container user must be able to open it for writing (not the umask's 0600).
@@ -183,24 +194,21 @@ fn create_in(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record) ->
         .filter(|p| !p.is_empty())
         .map(|p| sys::unix_connect(Path::new(p)).ctx(|| format!("connect to seccomp listenerPath {p}")))
         .transpose()?;
-    let (parent_end, child_end) = sys::seqpacket_pair().ctx(|| "socketpair".into())?;
+    Ok((fifo, console, listener))
+}
 
-    // Namespaces that apply to children are set on this process first:
-    // a PID namespace by path, and the time namespace (its offsets must be
-    // written before any process is in it).
-    let pid_path = spec.namespace("pid").and_then(|n| n.path.clone()).filter(|p| !p.is_empty());
-    let has_joins = l.namespaces.iter().any(|n| n.path.as_deref().is_some_and(|p| !p.is_empty()) && n.kind != "pid" && n.kind != "time");
-    let slow = has_joins;
-    // Before any namespace of this process changes: the helper that holds
-    // an idmap's user namespace must be this process' plain child.
-    let idmapped = crate::rootfs::prepare_idmapped(spec)?;
-    // What this process' later children (hooks) must get back: the PID and
-    // time namespaces changed below are for the container's init only.
+/// Namespaces that apply to children are set on this process first: a
+/// PID namespace by path (unless the clone's child joins it, `slow`), and
+/// the time namespace (its offsets must be written before any process is
+/// in it). Returns what this process' later children (hooks) must get
+/// back: the namespaces changed here are for the container's init only.
+fn enter_for_children(spec: &Spec, pid_path: Option<&str>, slow: bool) -> Result<Vec<(OwnedFd, i32)>> {
+    let l = spec.linux();
     let restore: Vec<(OwnedFd, i32)> = [("pid_for_children", libc::CLONE_NEWPID), ("time_for_children", sys::CLONE_NEWTIME)]
         .iter()
         .filter_map(|(n, f)| sys::openat(None, Path::new(&format!("/proc/self/ns/{n}")), libc::O_RDONLY, 0).ok().map(|fd| (fd, *f)))
         .collect();
-    if let Some(p) = &pid_path {
+    if let Some(p) = pid_path {
         if !slow {
             let fd = sys::openat(None, Path::new(p), libc::O_RDONLY, 0).ctx(|| format!("open pid namespace {p}"))?;
             sys::setns(fd.as_fd(), libc::CLONE_NEWPID).ctx(|| format!("join pid namespace {p}"))?;
@@ -224,6 +232,22 @@ fn create_in(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record) ->
             }
         }
     }
+    Ok(restore)
+}
+
+fn create_in(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record) -> Result<(Process, bool)> {
+    let l = spec.linux();
+    let layout = record_and_make(o, spec, c, rec)?;
+    let (fifo, console, listener) = endpoints(o, spec, c)?;
+    let (parent_end, child_end) = sys::seqpacket_pair().ctx(|| "socketpair".into())?;
+    let pid_path = spec.namespace("pid").and_then(|n| n.path.clone()).filter(|p| !p.is_empty());
+    // Namespaces joined by path (other than pid and time) take the slow
+    // path: the child joins them, then makes the rest itself.
+    let slow = l.namespaces.iter().any(|n| n.path.as_deref().is_some_and(|p| !p.is_empty()) && n.kind != "pid" && n.kind != "time");
+    // Before any namespace of this process changes: the helper that holds
+    // an idmap's user namespace must be this process' plain child.
+    let idmapped = crate::rootfs::prepare_idmapped(spec)?;
+    let restore = enter_for_children(spec, pid_path.as_deref(), slow)?;
     // The fast path creates every new namespace in the clone itself: one
     // process, no intermediate. With namespaces to join by path, the child
     // joins them first and creates the rest itself.
