@@ -70,7 +70,7 @@ pub fn program(rules: &[DeviceRule]) -> Vec<BpfInsn> {
         if let Some(m) = r.minor.filter(|m| *m >= 0) {
             block.push(insn(0x55, R5, 0, 0, m as i32));
         }
-        block.push(insn(0xb7, R0, 0, 0, r.allow as i32)); // r0 = allow
+        block.push(insn(0xb7, R0, 0, 0, i32::from(r.allow))); // r0 = allow
         block.push(insn(0x95, 0, 0, 0, 0)); // exit
                                             // Every conditional jump skips to the end of this block.
         let n = block.len();
@@ -81,7 +81,7 @@ pub fn program(rules: &[DeviceRule]) -> Vec<BpfInsn> {
         }
         p.extend(block);
     }
-    p.push(insn(0xb7, R0, 0, 0, default as i32));
+    p.push(insn(0xb7, R0, 0, 0, i32::from(default)));
     p.push(insn(0x95, 0, 0, 0, 0));
     p
 }
@@ -101,12 +101,12 @@ mod tests {
             let (d, s) = ((i.regs & 0xf) as usize, (i.regs >> 4) as usize);
             pc += 1;
             match i.code {
-                0x61 => r[d] = ctx[(i.off / 4) as usize] as u64,
-                0x54 => r[d] = (r[d] as u32 & i.imm as u32) as u64,
-                0x74 => r[d] = ((r[d] as u32) >> i.imm) as u64,
-                0xbc => r[d] = r[s] as u32 as u64,
+                0x61 => r[d] = u64::from(ctx[(i.off / 4) as usize]),
+                0x54 => r[d] = u64::from(r[d] as u32 & i.imm as u32),
+                0x74 => r[d] = u64::from((r[d] as u32) >> i.imm),
+                0xbc => r[d] = u64::from(r[s] as u32),
                 0x55 => {
-                    if r[d] != i.imm as u32 as u64 {
+                    if r[d] != u64::from(i.imm as u32) {
                         pc += i.off as usize;
                     }
                 }

@@ -88,6 +88,7 @@ impl Msg {
 }
 
 /// One end of the create handshake.
+#[derive(Debug)]
 pub struct Channel(pub OwnedFd);
 
 /// A message is sent in packets of at most this many bytes, each led by
@@ -145,6 +146,7 @@ impl Channel {
 }
 
 /// Everything the child needs, prepared by the parent before the clone.
+#[derive(Debug)]
 pub struct Init<'a> {
     pub spec: &'a Spec,
     pub id: &'a str,

@@ -35,6 +35,7 @@ pub struct CreateOptions {
 }
 
 /// A container that `create` made: its lock is held while this lives.
+#[derive(Debug)]
 pub struct Created {
     pub container: Container,
     pub record: Record,
@@ -466,6 +467,7 @@ pub fn state(root: &Path, id: &str) -> Result<String> {
 }
 
 /// One row of `list`.
+#[derive(Debug)]
 pub struct Listed {
     pub record: Record,
     pub status: Status,

@@ -17,6 +17,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
 /// What the container setup needs besides the config.
+#[derive(Debug)]
 pub struct Plan<'a> {
     pub spec: &'a Spec,
     pub rootfs: &'a Path,
@@ -37,6 +38,7 @@ pub struct Plan<'a> {
 }
 
 /// The rootfs, opened once; paths inside it resolve with RESOLVE_IN_ROOT.
+#[derive(Debug)]
 pub struct Root {
     pub fd: OwnedFd,
 }
@@ -332,6 +334,7 @@ fn real_dev_null(root: &Root) -> Result<OwnedFd> {
 /// resolve with no mount crossed and no symlink followed, so neither the
 /// image nor a volume mounted over a /proc file can redirect a write (the
 /// CVE-2025-52881 class).
+#[derive(Debug)]
 pub struct ProcHandle(OwnedFd);
 
 impl ProcHandle {

@@ -47,7 +47,7 @@ pub fn drop_bounding(caps: Option<&Capabilities>) -> Result<()> {
     let keep = caps.map(|c| mask(&c.bounding)).unwrap_or(0);
     for c in 0..=last_cap() {
         if keep & (1 << c) == 0 {
-            berth_sys::prctl(libc::PR_CAPBSET_DROP, c as u64, 0, 0, 0)
+            berth_sys::prctl(libc::PR_CAPBSET_DROP, u64::from(c), 0, 0, 0)
                 .ctx(|| format!("drop {} from the bounding set", CAPS.get(c as usize).unwrap_or(&"?")))?;
         }
     }
@@ -85,7 +85,7 @@ pub fn switch_user_and_caps(p: &Process) -> Result<()> {
         if amb & (1 << c) != 0 {
             // An ambient capability must be permitted and inheritable; the
             // kernel refuses it otherwise, and runc then only warns.
-            if let Err(e) = berth_sys::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_RAISE as u64, c as u64, 0, 0) {
+            if let Err(e) = berth_sys::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_RAISE as u64, u64::from(c), 0, 0) {
                 crate::log::debug(&format!("cannot raise ambient capability {}: {e}", CAPS.get(c as usize).unwrap_or(&"?")));
             }
         }

@@ -120,6 +120,7 @@ pub struct OciState<'a> {
 }
 
 /// A container directory under the state root.
+#[derive(Debug)]
 pub struct Container {
     pub dir: PathBuf,
     pub id: String,

@@ -35,6 +35,7 @@ impl Timings {
     }
 }
 
+#[derive(Debug)]
 pub struct Options {
     /// How long to wait for processes to go away.
     pub deadline: Duration,

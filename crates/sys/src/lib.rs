@@ -51,6 +51,7 @@ fn owned(fd: libc::c_int) -> io::Result<OwnedFd> {
 }
 
 /// Which side of a [`clone3`] we are on.
+#[derive(Debug)]
 pub enum Forked {
     /// In the parent: the child's PID (in our PID namespace) and a pidfd for it.
     Parent { pid: i32, pidfd: OwnedFd },
@@ -289,7 +290,7 @@ pub fn openat2(dirfd: BorrowedFd<'_>, path: &Path, flags: i32, mode: u32, resolv
     // SAFETY: open_how is plain integers; zeroed is a valid value to fill in.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
     how.flags = (flags | libc::O_CLOEXEC) as u64;
-    how.mode = mode as u64;
+    how.mode = u64::from(mode);
     how.resolve = resolve;
     loop {
         // SAFETY: `how` is a valid open_how of the size we pass; `p` is valid.
@@ -908,7 +909,7 @@ pub fn mount_namespaces() -> io::Result<Vec<(u64, u64)>> {
         if r < 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok((r as libc::c_long, u64::from_ne_bytes(buf[8..16].try_into().unwrap_or_default())))
+        Ok((libc::c_long::from(r), u64::from_ne_bytes(buf[8..16].try_into().unwrap_or_default())))
     };
     let ino = |fd: &OwnedFd| fstat(std::os::fd::AsFd::as_fd(fd)).map(|s| s.st_ino).unwrap_or(0);
     info(&first, NS_MNT_GET_INFO)?;
@@ -1005,7 +1006,7 @@ pub fn sched_setattr(attr: &SchedAttr) -> io::Result<()> {
 /// ioprio_set(IOPRIO_WHO_PROCESS, self, class << 13 | level).
 pub fn ioprio_set(class: u32, level: u32) -> io::Result<()> {
     // SAFETY: plain syscall.
-    check_l(unsafe { libc::syscall(libc::SYS_ioprio_set, 1, 0, ((class << 13) | level) as libc::c_long) }).map(drop)
+    check_l(unsafe { libc::syscall(libc::SYS_ioprio_set, 1, 0, libc::c_long::from((class << 13) | level)) }).map(drop)
 }
 
 /// `struct mount_attr` for mount_setattr(2).
@@ -1229,7 +1230,7 @@ pub fn sealed_memfd_copy(src: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd
 /// /proc/PID files owned by root and closed to ptrace-less processes
 /// (exe, fd, cwd, root, environ, mem), until it execs.
 pub fn set_dumpable(on: bool) -> io::Result<()> {
-    prctl(libc::PR_SET_DUMPABLE, on as u64, 0, 0, 0).map(drop)
+    prctl(libc::PR_SET_DUMPABLE, u64::from(on), 0, 0, 0).map(drop)
 }
 
 /// A new procfs instance, detached (fsopen, fsconfig CMD_CREATE, fsmount
@@ -1296,6 +1297,12 @@ pub fn is_tty(fd: BorrowedFd<'_>) -> bool {
 /// A terminal's settings, saved to be put back.
 #[derive(Clone, Copy)]
 pub struct Termios(libc::termios);
+
+impl std::fmt::Debug for Termios {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Termios { .. }")
+    }
+}
 
 /// Puts the terminal `fd` in raw mode (cfmakeraw); returns what it was.
 pub fn tty_raw(fd: BorrowedFd<'_>) -> io::Result<Termios> {

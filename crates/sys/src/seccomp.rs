@@ -47,6 +47,7 @@ fn neg(r: libc::c_int) -> io::Result<()> {
 }
 
 /// A libseccomp filter context (`scmp_filter_ctx`), released on drop.
+#[derive(Debug)]
 pub struct Filter(*mut libc::c_void);
 
 impl Filter {

@@ -282,7 +282,7 @@ fn events_stats_report_the_cgroup_and_the_stream_ends_with_the_container() {
     let mut n = 0;
     while n < 2 {
         let l = lines.next().expect("the stream ended before two stats lines").unwrap();
-        n += l.contains("\"stats\"") as usize;
+        n += usize::from(l.contains("\"stats\""));
     }
     w.ok(&["kill", &id, "KILL"]);
     let rest = std::thread::spawn(move || lines.count());

@@ -65,7 +65,7 @@ fn killed_at_random_moments_of_create_then_delete_force_leaves_nothing() {
     let mut w = World::new("randkill");
     w.config(&["sleep", "1000"], |_| {});
     let bundle = w.bundle.to_string_lossy().into_owned();
-    let mut seed = std::process::id() as u64;
+    let mut seed = u64::from(std::process::id());
     for _ in 0..25 {
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         let delay = std::time::Duration::from_micros((seed >> 33) % 12000);
