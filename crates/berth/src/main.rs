@@ -163,7 +163,7 @@ fn real_main(argv: Vec<String>, parsed: &mut Option<String>) -> Result<i32, Erro
                 no_new_keyring,
                 ephemeral_layer,
                 storage,
-                console_fd: None,
+                foreground: false,
             };
             if cmd == "create" {
                 lifecycle::create(&o)?;

@@ -29,9 +29,9 @@ pub struct CreateOptions {
     /// run.berth.layer=ephemeral asks), kept under `storage`.
     pub ephemeral_layer: bool,
     pub storage: PathBuf,
-    /// A socket of berth's own to send the pty master to, in place of
-    /// `console_socket` (foreground `run` with a terminal).
-    pub console_fd: Option<std::sync::Arc<OwnedFd>>,
+    /// berth itself is the other end of the process' terminal when it has
+    /// one and no console socket is given (a foreground `run`, as runc).
+    pub foreground: bool,
 }
 
 /// A container that `create` made: its lock is held while this lives.
@@ -42,6 +42,8 @@ pub struct Created {
     pub init: Process,
     /// True when this process is the init's parent (and can reap it).
     pub is_parent: bool,
+    /// The pty master, when berth is the terminal's other end.
+    pub terminal: Option<OwnedFd>,
 }
 
 /// `create`: the container process is set up and waits on the exec fifo.
@@ -51,9 +53,17 @@ pub fn create(o: &CreateOptions) -> Result<Created> {
     let bundle = std::fs::canonicalize(&o.bundle).ctx(|| format!("bundle {}", o.bundle.display()))?;
     let spec = Spec::load(&bundle)?;
     spec.validate(&bundle)?;
-    if spec.process.as_ref().is_some_and(|p| p.terminal) && o.console_socket.is_none() && o.console_fd.is_none() {
+    // A terminal and no console socket: in the foreground, berth is the
+    // terminal's other end (the setup sends the master over a socket pair
+    // of berth's own); detached, nobody would be.
+    let own_tty = spec.process.as_ref().is_some_and(|p| p.terminal) && o.console_socket.is_none();
+    if own_tty && !o.foreground {
         return Err(Error::Config(crate::tty::DETACHED_TTY.into()));
     }
+    let (ours, theirs) = match own_tty {
+        true => sys::stream_pair().map(|(a, b)| (Some(a), Some(b))).ctx(|| "socketpair for the terminal".into())?,
+        false => (None, None),
+    };
     let rootfs = std::fs::canonicalize(spec.rootfs(&bundle)).ctx(|| "rootfs".into())?;
     let container = Container::create(&o.root, &o.id)?;
     let mut record = Record {
@@ -73,8 +83,10 @@ pub fn create(o: &CreateOptions) -> Result<Created> {
         layer: None,
         host_mount_base: None,
     };
-    match create_in(o, &spec, &container, &mut record) {
-        Ok((init, is_parent)) => Ok(Created { container, record, init, is_parent }),
+    let made = create_in(o, &spec, &container, &mut record, theirs)
+        .and_then(|(init, is_parent)| Ok((init, is_parent, ours.as_ref().map(crate::tty::receive_master).transpose()?)));
+    match made {
+        Ok((init, is_parent, terminal)) => Ok(Created { container, record, init, is_parent, terminal }),
         Err(e) => {
             let saved = container.load().ok().flatten();
             let rec = saved.as_ref().or(Some(&record));
@@ -171,16 +183,22 @@ fn record_and_make(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Reco
 }
 
 /// The exec fifo (opened by the init, waited on by `start`), and the
-/// sockets the init is handed: the console socket and the seccomp
+/// sockets the init is handed: the console socket (berth's own end of a
+/// pair when given, else a connection to --console-socket) and the seccomp
 /// listener.
-fn endpoints(o: &CreateOptions, spec: &Spec, c: &Container) -> Result<(PathBuf, Option<OwnedFd>, Option<OwnedFd>)> {
+fn endpoints(
+    o: &CreateOptions,
+    spec: &Spec,
+    c: &Container,
+    own_console: Option<OwnedFd>,
+) -> Result<(PathBuf, Option<OwnedFd>, Option<OwnedFd>)> {
     let l = spec.linux();
     let fifo = c.fifo();
     sys::mkfifo(&fifo, 0o622).ctx(|| format!("mkfifo {}", fifo.display()))?;
     // Any container user must be able to open it for writing (not the umask's 0600).
     std::fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o622)).ctx(|| format!("chmod {}", fifo.display()))?;
-    let console = match &o.console_fd {
-        Some(fd) => Some(fd.try_clone().ctx(|| "dup the console socket".into())?),
+    let console = match own_console {
+        Some(fd) => Some(fd),
         None => o
             .console_socket
             .as_deref()
@@ -236,10 +254,10 @@ fn enter_for_children(spec: &Spec, pid_path: Option<&str>, slow: bool) -> Result
     Ok(restore)
 }
 
-fn create_in(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record) -> Result<(Process, bool)> {
+fn create_in(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record, own_console: Option<OwnedFd>) -> Result<(Process, bool)> {
     let l = spec.linux();
     let layout = record_and_make(o, spec, c, rec)?;
-    let (fifo, console, listener) = endpoints(o, spec, c)?;
+    let (fifo, console, listener) = endpoints(o, spec, c, own_console)?;
     let (parent_end, child_end) = sys::seqpacket_pair().ctx(|| "socketpair".into())?;
     let pid_path = spec.namespace("pid").and_then(|n| n.path.clone()).filter(|p| !p.is_empty());
     // Namespaces joined by path (other than pid and time) take the slow
@@ -702,34 +720,7 @@ pub fn run(o: &CreateOptions, detach: bool, keep: bool) -> Result<i32> {
     // The init may be a grandchild (namespaces joined by path): as subreaper
     // this process still reaps it and learns its exit status.
     let _ = sys::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
-    // A terminal and no console socket: in the foreground, berth is the
-    // terminal's other end (as runc); detached, nobody would be.
-    let bundle_spec = std::fs::canonicalize(&o.bundle).ok().and_then(|b| Spec::load(&b).ok());
-    let wants_tty = bundle_spec.as_ref().and_then(|s| s.process.as_ref()).is_some_and(|p| p.terminal) && o.console_socket.is_none();
-    if wants_tty && detach {
-        return Err(Error::Config(crate::tty::DETACHED_TTY.into()));
-    }
-    let mut own_console = None;
-    let mut o = o.clone();
-    if wants_tty {
-        let (ours, theirs) = sys::stream_pair().ctx(|| "socketpair for the terminal".into())?;
-        o.console_fd = Some(std::sync::Arc::new(theirs));
-        own_console = Some(ours);
-    }
-    let created = create(&o);
-    o.console_fd = None; // this process' copy of the container's end
-    let mut created = created?;
-    let master = match &own_console {
-        Some(sock) => match crate::tty::receive_master(sock) {
-            Ok(m) => Some(m),
-            Err(e) => {
-                let _ = teardown::destroy(&created.container, Some(&created.record), &teardown::Options::default());
-                return Err(e);
-            }
-        },
-        None => None,
-    };
-    drop(own_console);
+    let mut created = create(&CreateOptions { foreground: !detach, ..o.clone() })?;
     let c = &created.container;
     let result = (|| {
         if created.record.config.as_ref().is_some_and(|s| s.process.is_none()) {
@@ -753,7 +744,7 @@ pub fn run(o: &CreateOptions, detach: bool, keep: bool) -> Result<i32> {
         return Ok(0);
     }
     created.container.unlock();
-    let code = match &master {
+    let code = match &created.terminal {
         Some(m) => crate::tty::relay(m, &created.init.pidfd)?,
         None => crate::process::wait_forwarding(&created.init.pidfd)?,
     };

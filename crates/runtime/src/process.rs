@@ -75,18 +75,7 @@ pub fn describe(pid: i32) -> String {
 /// supervisor sends to this process (as runc does); returns its exit code,
 /// 128 + the signal if a signal ended it. Used by foreground `run` and `exec`.
 pub fn wait_forwarding(pidfd: &OwnedFd) -> Result<i32> {
-    let sigs = [
-        libc::SIGHUP,
-        libc::SIGINT,
-        libc::SIGQUIT,
-        libc::SIGTERM,
-        libc::SIGUSR1,
-        libc::SIGUSR2,
-        libc::SIGWINCH,
-        libc::SIGCONT,
-        libc::SIGTSTP,
-    ];
-    let sfd = berth_sys::signalfd(&sigs).map_err(|e| Error::io("signalfd", e))?;
+    let sfd = berth_sys::signalfd(&FORWARDED).map_err(|e| Error::io("signalfd", e))?;
     loop {
         let r = berth_sys::poll_in(&[pidfd.as_fd(), sfd.as_fd()], -1).map_err(|e| Error::io("wait for the process", e))?;
         if r[1] != 0 {
@@ -98,6 +87,17 @@ pub fn wait_forwarding(pidfd: &OwnedFd) -> Result<i32> {
             break;
         }
     }
+    exit_code(pidfd)
+}
+
+/// The signals a foreground `run` or `exec` passes on to its process (as
+/// runc does); SIGWINCH resizes the terminal instead when berth is one.
+pub const FORWARDED: [i32; 9] =
+    [libc::SIGHUP, libc::SIGINT, libc::SIGQUIT, libc::SIGTERM, libc::SIGUSR1, libc::SIGUSR2, libc::SIGWINCH, libc::SIGCONT, libc::SIGTSTP];
+
+/// Reaps the exited child `pidfd` refers to: its exit code, 128 + the
+/// signal if a signal ended it.
+pub fn exit_code(pidfd: &OwnedFd) -> Result<i32> {
     match berth_sys::waitid_pidfd(pidfd.as_fd(), false).map_err(|e| Error::io("wait for the process", e))? {
         Some(st) => Ok(st.code()),
         None => Err(Error::State("the process' exit status was lost".into())),

@@ -54,18 +54,7 @@ pub fn relay(master: &OwnedFd, pidfd: &OwnedFd) -> Result<i32> {
         Some(t) => Some(Raw { fd: t, saved: sys::tty_raw(t).map_err(|e| Error::io("put the terminal in raw mode", e))? }),
         None => None,
     };
-    let sigs = [
-        libc::SIGHUP,
-        libc::SIGINT,
-        libc::SIGQUIT,
-        libc::SIGTERM,
-        libc::SIGUSR1,
-        libc::SIGUSR2,
-        libc::SIGWINCH,
-        libc::SIGCONT,
-        libc::SIGTSTP,
-    ];
-    let sfd = sys::signalfd(&sigs).map_err(|e| Error::io("signalfd", e))?;
+    let sfd = sys::signalfd(&crate::process::FORWARDED).map_err(|e| Error::io("signalfd", e))?;
     let mut buf = vec![0u8; 16 * 1024];
     let mut reading_stdin = stdin.is_some();
     let mut master_open = true;
@@ -124,8 +113,5 @@ pub fn relay(master: &OwnedFd, pidfd: &OwnedFd) -> Result<i32> {
             Ok(n) => to_stdout(&buf[..n]),
         }
     }
-    match sys::waitid_pidfd(pidfd.as_fd(), false).map_err(|e| Error::io("wait for the process", e))? {
-        Some(st) => Ok(st.code()),
-        None => Err(Error::State("the process' exit status was lost".into())),
-    }
+    crate::process::exit_code(pidfd)
 }

@@ -499,9 +499,16 @@ pub fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
 
 /// `sendmsg(2)` of `data` with one fd attached as `SCM_RIGHTS`.
 pub fn send_fd(sock: BorrowedFd<'_>, data: &[u8], fd: BorrowedFd<'_>) -> io::Result<()> {
+    send_fds(sock, data, &[fd])
+}
+
+/// `sendmsg(2)` of `data` with `fds` attached in one `SCM_RIGHTS` message.
+pub fn send_fds(sock: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+    let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
+    let bytes = std::mem::size_of_val(raw.as_slice()) as u32;
     let mut iov = libc::iovec { iov_base: data.as_ptr() as *mut libc::c_void, iov_len: data.len() };
     // SAFETY: CMSG_SPACE is a pure size computation.
-    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
+    let space = unsafe { libc::CMSG_SPACE(bytes) } as usize;
     let mut cbuf = vec![0u8; space];
     // SAFETY: zeroed msghdr is valid; we fill the fields we use.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
@@ -509,13 +516,13 @@ pub fn send_fd(sock: BorrowedFd<'_>, data: &[u8], fd: BorrowedFd<'_>) -> io::Res
     msg.msg_iovlen = 1;
     msg.msg_control = cbuf.as_mut_ptr() as *mut libc::c_void;
     msg.msg_controllen = space;
-    // SAFETY: msg_control points at `space` bytes, enough for one fd.
+    // SAFETY: msg_control points at `space` bytes, room for one header and the fds.
     unsafe {
         let c = libc::CMSG_FIRSTHDR(&msg);
         (*c).cmsg_level = libc::SOL_SOCKET;
         (*c).cmsg_type = libc::SCM_RIGHTS;
-        (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as usize;
-        std::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut RawFd, fd.as_raw_fd());
+        (*c).cmsg_len = libc::CMSG_LEN(bytes) as usize;
+        std::ptr::copy_nonoverlapping(raw.as_ptr(), libc::CMSG_DATA(c) as *mut RawFd, raw.len());
     }
     // SAFETY: `msg` describes valid buffers.
     let r = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
@@ -1360,30 +1367,6 @@ pub fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
 mod tests {
     use super::*;
 
-    /// Sends `fds` in one SCM_RIGHTS message.
-    fn send_fds(sock: BorrowedFd<'_>, fds: &[RawFd]) {
-        let data = [b'x'];
-        let mut iov = libc::iovec { iov_base: data.as_ptr() as *mut libc::c_void, iov_len: 1 };
-        // SAFETY: pure size computation.
-        let space = unsafe { libc::CMSG_SPACE(std::mem::size_of_val(fds) as u32) } as usize;
-        let mut cbuf = vec![0u8; space];
-        // SAFETY: a zeroed msghdr is valid; every pointer set below outlives the call.
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cbuf.as_mut_ptr() as *mut libc::c_void;
-        msg.msg_controllen = space;
-        // SAFETY: the control buffer has room for one header and the fds.
-        unsafe {
-            let c = libc::CMSG_FIRSTHDR(&msg);
-            (*c).cmsg_level = libc::SOL_SOCKET;
-            (*c).cmsg_type = libc::SCM_RIGHTS;
-            (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of_val(fds) as u32) as usize;
-            std::ptr::copy_nonoverlapping(fds.as_ptr(), libc::CMSG_DATA(c) as *mut RawFd, fds.len());
-            assert_eq!(libc::sendmsg(sock.as_raw_fd(), &msg, 0), 1);
-        }
-    }
-
     fn is_open(fd: RawFd) -> bool {
         // SAFETY: F_GETFD only asks whether the number is open.
         unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
@@ -1394,7 +1377,7 @@ mod tests {
         use std::os::fd::AsFd;
         let (a, b) = seqpacket_pair().unwrap();
         let (p, q) = stream_pair().unwrap();
-        send_fds(a.as_fd(), &[p.as_raw_fd(), q.as_raw_fd(), p.as_raw_fd()]);
+        send_fds(a.as_fd(), b"x", &[p.as_fd(), q.as_fd(), p.as_fd()]).unwrap();
         let before: Vec<RawFd> = (0..1024).filter(|fd| is_open(*fd)).collect();
         let mut buf = [0u8; 8];
         let (n, first) = recv_fd(b.as_fd(), &mut buf).unwrap();
