@@ -261,7 +261,7 @@ fn child(
         }
     }
     security::switch_user_and_caps(p)?;
-    crate::init::chdir_in_root(&p.cwd)?;
+    crate::init::chdir_as_user(&p.cwd)?;
     for fd in 3..3 + preserve_fds {
         sys::clear_cloexec(fd as i32).ctx(|| format!("preserve fd {fd}"))?;
     }

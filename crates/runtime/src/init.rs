@@ -389,7 +389,7 @@ fn run(init: &Init<'_>) -> Result<Never> {
     }
     security::switch_user_and_caps(p)?;
     // Again as the user: a cwd only root could enter fails here.
-    chdir_in_root(&p.cwd)?;
+    chdir_as_user(&p.cwd)?;
 
     // Only fds 0-2 and the preserved ones reach the container: everything
     // else is close-on-exec (done now, before a seccomp filter may forbid it).
@@ -498,11 +498,27 @@ pub(crate) fn chdir_in_root(cwd: &str) -> Result<()> {
         sys::openat2(root.as_fd(), Path::new(cwd), libc::O_PATH | libc::O_DIRECTORY, 0, sys::RESOLVE_IN_ROOT | sys::RESOLVE_NO_MAGICLINKS)
             .ctx(what)?;
     sys::fchdir(dir.as_fd()).ctx(what)?;
-    // getcwd(3) says "(unreachable)" for a directory outside the root.
+    check_cwd_in_root(cwd)
+}
+
+/// Enters `cwd` again as the container's user, after the seccomp filter
+/// may be loaded (a profile without openat2 is common): a plain chdir, so
+/// that the user's own search permissions apply along the whole path, then
+/// the same check that the kernel places it under the root.
+pub(crate) fn chdir_as_user(cwd: &str) -> Result<()> {
+    std::env::set_current_dir(cwd).ctx(|| format!("chdir to cwd ({cwd:?}) set in config.json"))?;
+    check_cwd_in_root(cwd)
+}
+
+/// getcwd(2) puts "(unreachable)" before a directory outside the root (and
+/// glibc then fails with ENOENT): a cwd reached through an fd of the host.
+fn check_cwd_in_root(cwd: &str) -> Result<()> {
     match std::env::current_dir() {
         Ok(d) if d.is_absolute() => Ok(()),
         Ok(d) => Err(Error::Config(format!("cwd {cwd:?} is outside the container's root ({})", d.display()))),
-        Err(e) => Err(Error::io(format!("cwd {cwd:?}: getcwd"), e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::Config(format!("cwd {cwd:?} is outside the container's root"))),
+        // A seccomp profile may refuse getcwd itself: nothing to check with.
+        Err(_) => Ok(()),
     }
 }
 

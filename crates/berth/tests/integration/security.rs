@@ -574,3 +574,20 @@ fn the_binary_protection_has_a_sealed_memfd_where_the_mount_api_is_denied() {
     assert!(err.contains("does not exist"), "{err}");
     w.finish();
 }
+
+#[test]
+#[ignore = "needs root"]
+fn a_seccomp_profile_without_openat2_still_runs_a_non_root_process() {
+    // The cwd is entered again as the user after the filter is loaded
+    // (without no_new_privileges it loads first): that second entry may not
+    // need openat2, which older profiles refuse.
+    let mut w = World::new("seccompnoopenat2");
+    w.config(&["pwd"], |c| {
+        c["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+        c["process"]["noNewPrivileges"] = json!(false);
+        c["linux"]["seccomp"] =
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["openat2"], "action": "SCMP_ACT_ERRNO"}]});
+    });
+    assert_eq!(w.run_ok().trim(), "/");
+    w.finish();
+}
