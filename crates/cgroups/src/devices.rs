@@ -64,19 +64,24 @@ pub fn program(rules: &[DeviceRule]) -> Vec<BpfInsn> {
             block.push(insn(0x54, R1, 0, 0, !acc & 7)); // w1 &= ~acc
             block.push(insn(0x55, R1, 0, 0, 0)); // if r1 != 0 skip (asks for more)
         }
-        if let Some(m) = r.major.filter(|m| *m >= 0) {
-            block.push(insn(0x55, R4, 0, 0, m as i32));
+        // A number past 31 bits names no device (majors have 12 bits,
+        // minors 20): such a rule can match nothing and is left out.
+        let number = |n: Option<i64>| n.filter(|n| *n >= 0).map(i32::try_from).transpose();
+        let (Ok(major), Ok(minor)) = (number(r.major), number(r.minor)) else { continue };
+        if let Some(m) = major {
+            block.push(insn(0x55, R4, 0, 0, m));
         }
-        if let Some(m) = r.minor.filter(|m| *m >= 0) {
-            block.push(insn(0x55, R5, 0, 0, m as i32));
+        if let Some(m) = minor {
+            block.push(insn(0x55, R5, 0, 0, m));
         }
         block.push(insn(0xb7, R0, 0, 0, i32::from(r.allow))); // r0 = allow
         block.push(insn(0x95, 0, 0, 0, 0)); // exit
                                             // Every conditional jump skips to the end of this block.
+                                            // (A block has at most eight instructions.)
         let n = block.len();
         for (i, b) in block.iter_mut().enumerate() {
             if b.code == 0x55 {
-                b.off = (n - i - 1) as i16;
+                b.off = i16::try_from(n - i - 1).unwrap_or(i16::MAX);
             }
         }
         p.extend(block);
@@ -98,19 +103,20 @@ mod tests {
         let mut pc = 0;
         loop {
             let i = p[pc];
-            let (d, s) = ((i.regs & 0xf) as usize, (i.regs >> 4) as usize);
+            let (d, s) = (usize::from(i.regs & 0xf), usize::from(i.regs >> 4));
+            let low = |v: u64| u32::try_from(v & 0xffff_ffff).unwrap();
             pc += 1;
             match i.code {
-                0x61 => r[d] = u64::from(ctx[(i.off / 4) as usize]),
-                0x54 => r[d] = u64::from(r[d] as u32 & i.imm as u32),
-                0x74 => r[d] = u64::from((r[d] as u32) >> i.imm),
-                0xbc => r[d] = u64::from(r[s] as u32),
+                0x61 => r[d] = u64::from(ctx[usize::try_from(i.off / 4).unwrap()]),
+                0x54 => r[d] = u64::from(low(r[d]) & i.imm.cast_unsigned()),
+                0x74 => r[d] = u64::from(low(r[d]) >> i.imm),
+                0xbc => r[d] = u64::from(low(r[s])),
                 0x55 => {
-                    if r[d] != u64::from(i.imm as u32) {
-                        pc += i.off as usize;
+                    if r[d] != u64::from(i.imm.cast_unsigned()) {
+                        pc += usize::try_from(i.off).unwrap();
                     }
                 }
-                0xb7 => r[d] = i.imm as u64,
+                0xb7 => r[d] = i64::from(i.imm).cast_unsigned(),
                 0x95 => return r[0] == 1,
                 c => panic!("unexpected opcode {c:#x}"),
             }

@@ -532,7 +532,7 @@ fn create_one(d: &mut Dir) -> Result<()> {
         }
         if !d.v2 && d.controllers.iter().any(|c| c == "cpuset") {
             for f in ["cpuset.cpus", "cpuset.mems"] {
-                let parent = m.parent().unwrap_or(Path::new("/"));
+                let parent = m.parent().unwrap_or_else(|| Path::new("/"));
                 if let Ok(v) = fs::read_to_string(parent.join(f)) {
                     let v = v.trim();
                     if !v.is_empty() {

@@ -49,7 +49,7 @@ pub struct DeviceRule {
 impl DeviceRule {
     /// The v1 `devices.allow`/`devices.deny` line: `c 1:3 rwm`.
     pub fn v1_line(&self) -> String {
-        let num = |n: Option<i64>| n.filter(|n| *n >= 0).map_or("*".to_string(), |n| n.to_string());
+        let num = |n: Option<i64>| n.filter(|n| *n >= 0).map_or_else(|| "*".to_string(), |n| n.to_string());
         let kind = self.kind.as_deref().unwrap_or("a");
         if kind == "a" && self.major.is_none() && self.minor.is_none() {
             return "a".to_string();
@@ -313,7 +313,7 @@ pub fn apply(cg: &Cgroup, r: &Resources, device_rules: &[DeviceRule]) -> Result<
                 // 0 is "not set" for both, as runc reads them.
                 let (quota, period) = (c.quota.filter(|q| *q != 0), c.period.filter(|p| *p > 0));
                 if quota.is_some() || period.is_some() {
-                    let q = quota.filter(|q| *q > 0).map_or("max".to_string(), |q| q.to_string());
+                    let q = quota.filter(|q| *q > 0).map_or_else(|| "max".to_string(), |q| q.to_string());
                     let per = period.unwrap_or(100000);
                     set(&d.path, "cpu.max", format!("{q} {per}"))?;
                 }

@@ -172,7 +172,7 @@ impl<'a> Target<'a> {
                 }
             }
             if let (None, Some(dev)) = (&how, self.dev) {
-                if berth_sys::makedev(m.dev.0, m.dev.1) == dev {
+                if berth_sys::makedev(m.dev.0, m.dev.1) == Some(dev) {
                     how = Some(format!("mount {} ({fstype} of the device)", mp.display()));
                 }
             }

@@ -178,7 +178,7 @@ pub fn events(root: &Path, id: &str, once: bool, interval: Duration, out: &mut d
     loop {
         line(json!({"type": "stats", "id": id, "data": stats(&rec.cgroup)}), out);
         // Wait for the interval, or for the container's end.
-        let ms = interval.as_millis().min(i32::MAX as u128) as i32;
+        let ms = berth_sys::poll_ms(interval);
         let done = berth_sys::poll_in(&[std::os::fd::AsFd::as_fd(&init.pidfd)], ms).map(|r| r[0] != 0).unwrap_or(true);
         let now = oom_kills(&rec.cgroup);
         if now > ooms {

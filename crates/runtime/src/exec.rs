@@ -215,7 +215,8 @@ fn child(
     sys::set_dumpable(false).ctx(|| "prctl(PR_SET_DUMPABLE, 0)".into())?;
     let mut keep = vec![chan.0.as_raw_fd(), init_pidfd.as_raw_fd(), init_root.as_raw_fd()];
     keep.extend(console.map(|f| f.as_raw_fd()));
-    sys::close_fds_from(3 + preserve_fds as i32, &keep);
+    let preserved = sys::preserved_fds(preserve_fds).ok_or_else(|| Error::Usage(format!("--preserve-fds {preserve_fds}: too many")))?;
+    sys::close_fds_from(preserved.end, &keep);
     cg.join_self_v1()?;
     if ns_flags != 0 {
         sys::setns(init_pidfd.as_fd(), ns_flags).ctx(|| "join the container's namespaces".into())?;
@@ -262,10 +263,10 @@ fn child(
     }
     security::switch_user_and_caps(p)?;
     crate::init::chdir_as_user(&p.cwd)?;
-    for fd in 3..3 + preserve_fds {
-        sys::clear_cloexec(fd as i32).ctx(|| format!("preserve fd {fd}"))?;
+    for fd in preserved.clone() {
+        sys::clear_cloexec(fd).ctx(|| format!("preserve fd {fd}"))?;
     }
-    let _ = sys::cloexec_from(3 + preserve_fds);
+    let _ = sys::cloexec_from(preserved.end.cast_unsigned());
     sys::reset_signals();
     if p.no_new_privileges {
         if let Some(f) = &filter {

@@ -37,10 +37,10 @@ pub fn run(kind: &str, h: &Hook, state_json: &str) -> Result<()> {
     if let Some(mut stdin) = child.stdin.take() {
         let _ = stdin.write_all(state_json.as_bytes());
     }
-    let pidfd = berth_sys::pidfd_open(child.id() as i32).map_err(|e| Error::io(format!("pidfd of {kind} hook"), e))?;
+    let pidfd = berth_sys::pidfd_open(child.id().cast_signed()).map_err(|e| Error::io(format!("pidfd of {kind} hook"), e))?;
     // A timeout past what an Instant can hold is no deadline at all.
-    let deadline = h.timeout.filter(|t| *t > 0).and_then(|t| Instant::now().checked_add(Duration::from_secs(t as u64)));
-    let ms = deadline.map_or(-1, |d| d.saturating_duration_since(Instant::now()).as_millis() as i32);
+    let deadline = h.timeout.filter(|t| *t > 0).and_then(|t| Instant::now().checked_add(Duration::from_secs(t.unsigned_abs())));
+    let ms = deadline.map_or(-1, |d| berth_sys::poll_ms(d.saturating_duration_since(Instant::now())));
     let ready = berth_sys::poll_in(&[pidfd.as_fd()], ms).map_err(|e| Error::io("wait for hook", e))?;
     if ready[0] == 0 {
         let _ = child.kill();

@@ -210,7 +210,9 @@ fn run(init: &Init<'_>) -> Result<Never> {
     keep.extend(init.console_socket.as_ref().map(|f| f.as_raw_fd()));
     keep.extend(init.seccomp_listener.as_ref().map(|f| f.as_raw_fd()));
     keep.extend(init.idmapped.iter().map(|(_, f)| f.as_raw_fd()));
-    sys::close_fds_from(3 + init.preserve_fds as i32, &keep);
+    let preserved =
+        sys::preserved_fds(init.preserve_fds).ok_or_else(|| Error::Usage(format!("--preserve-fds {}: too many", init.preserve_fds)))?;
+    sys::close_fds_from(preserved.end, &keep);
     if init.join_v1_cgroups {
         init.cgroup.join_self_v1()?;
         init.chan.send_msg(&Msg::Joined)?;
@@ -393,12 +395,12 @@ fn run(init: &Init<'_>) -> Result<Never> {
 
     // Only fds 0-2 and the preserved ones reach the container: everything
     // else is close-on-exec (done now, before a seccomp filter may forbid it).
-    for fd in 3..3 + init.preserve_fds {
-        sys::clear_cloexec(fd as i32).ctx(|| format!("preserve fd {fd}"))?;
+    for fd in preserved.clone() {
+        sys::clear_cloexec(fd).ctx(|| format!("preserve fd {fd}"))?;
     }
     // close_range needs Linux 5.11; without it, inherited fds were closed at
     // the start and every fd berth opened since is O_CLOEXEC.
-    let _ = sys::cloexec_from(3 + init.preserve_fds);
+    let _ = sys::cloexec_from(preserved.end.cast_unsigned());
     sys::reset_signals();
     init.chan.send_msg(&Msg::Ready)?;
     READY.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -576,8 +578,8 @@ mod tests {
         ] {
             assert_eq!(Msg::decode(&m.encode()).unwrap(), m);
         }
-        assert!(Msg::decode("pid x").is_err());
-        assert!(Msg::decode("hello").is_err());
+        Msg::decode("pid x").unwrap_err();
+        Msg::decode("hello").unwrap_err();
         // An error message keeps its words (callers match runc's).
         assert_eq!(Msg::Error("permission denied".into()).unexpected("ready").to_string(), "permission denied");
     }

@@ -148,7 +148,7 @@ fn record_and_make(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Reco
     rec.cgroup = cgroup;
     rec.cgroup.plan();
     // The writable layer likewise: recorded, then made.
-    let root = c.dir.parent().unwrap_or(Path::new("/"));
+    let root = c.dir.parent().unwrap_or_else(|| Path::new("/"));
     rec.layer = crate::layer::requested(spec, o.ephemeral_layer, &o.storage, root, &o.id, &rec.rootfs)?;
     if spec.namespace("mount").is_none() {
         // Its mounts will be made in this namespace, on a bind of the
@@ -285,11 +285,11 @@ fn create_in(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record, ow
     // (then it may not write the host's cgroup files and is moved).
     let v2fd = rec.cgroup.v2_dir().and_then(|d| sys::openat(None, &d.path, libc::O_RDONLY | libc::O_DIRECTORY, 0).ok());
     let child_joins_v1 = clone_flags & libc::CLONE_NEWUSER == 0;
-    let (forked, into_v2) = match sys::clone3(clone_flags as u64, v2fd.as_ref().map(|f| f.as_fd())) {
+    let (forked, into_v2) = match sys::clone3(u64::from(clone_flags.cast_unsigned()), v2fd.as_ref().map(|f| f.as_fd())) {
         Ok(f) => (f, v2fd.is_some()),
         // Kernels before 5.7 have no CLONE_INTO_CGROUP.
         Err(e) if v2fd.is_some() && matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::E2BIG) | Some(libc::ENOSYS)) => {
-            (sys::clone3(clone_flags as u64, None).ctx(|| "clone3".into())?, false)
+            (sys::clone3(u64::from(clone_flags.cast_unsigned()), None).ctx(|| "clone3".into())?, false)
         }
         Err(e) => return Err(Error::io("clone3", e)),
     };

@@ -127,7 +127,7 @@ impl Root {
                     // RESOLVE_IN_ROOT: a link swapped in meanwhile stays inside.
                     let parent = self
                         .open_in(
-                            cur.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")),
+                            cur.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(|| Path::new(".")),
                             libc::O_RDONLY | libc::O_DIRECTORY,
                         )
                         .ctx(|| format!("open /{}", cur.display()))?;
@@ -150,7 +150,7 @@ impl Root {
             return Ok(fd);
         }
         let p = self.resolve(p)?;
-        let parent = p.parent().unwrap_or(Path::new(""));
+        let parent = p.parent().unwrap_or_else(|| Path::new(""));
         let name = p.file_name().ok_or_else(|| Error::Config(format!("bad path {}", p.display())))?;
         let pd = self.mkdir_all(parent, 0o755)?;
         let pd = sys::openat(Some(pd.as_fd()), Path::new("."), libc::O_RDONLY | libc::O_DIRECTORY, 0).ctx(|| "reopen dir".into())?;
@@ -320,7 +320,7 @@ fn real_dev_null(root: &Root) -> Result<OwnedFd> {
         .open_in(Path::new("dev/null"), libc::O_PATH | libc::O_NOFOLLOW)
         .ctx(|| "maskedPaths: open /dev/null in the container".into())?;
     let st = sys::fstat(fd.as_fd()).ctx(|| "maskedPaths: stat /dev/null".into())?;
-    if st.st_mode & libc::S_IFMT != libc::S_IFCHR || st.st_rdev != sys::makedev(1, 3) {
+    if st.st_mode & libc::S_IFMT != libc::S_IFCHR || Some(st.st_rdev) != sys::makedev(1, 3) {
         return Err(Error::Config(
             "maskedPaths: /dev/null in the container is not the null device (char 1:3); refusing to mask with it".into(),
         ));
@@ -535,7 +535,8 @@ pub fn prepare_idmapped(spec: &Spec) -> Result<Vec<(usize, OwnedFd)>> {
             sys::open_tree_clone(Path::new(src), recursive_tree).ctx(|| format!("open_tree {src} for idmapped mount {}", m.destination))?;
         let ns =
             sys::new_userns(&map_text(uids), &map_text(gids)).ctx(|| format!("user namespace for idmapped mount {}", m.destination))?;
-        let attr = sys::MountAttr { attr_set: sys::MOUNT_ATTR_IDMAP, userns_fd: ns.as_raw_fd() as u64, ..Default::default() };
+        let attr =
+            sys::MountAttr { attr_set: sys::MOUNT_ATTR_IDMAP, userns_fd: u64::from(ns.as_raw_fd().cast_unsigned()), ..Default::default() };
         sys::mount_setattr(tree.as_fd(), o.idmap == Some(true), &attr)
             .ctx(|| format!("idmap the mount of {src} for {} (the filesystem must support idmapped mounts)", m.destination))?;
         out.push((i, tree));
@@ -587,15 +588,15 @@ fn mount_cgroup(plan: &Plan<'_>, root: &Root, m: &Mount, dest: &Path, o: &Option
     Ok(())
 }
 
-const DEFAULT_DEVICES: &[(&str, u64, u64)] =
+const DEFAULT_DEVICES: &[(&str, i64, i64)] =
     &[("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)];
 
 /// A device node to make in the container's /dev.
 struct DevNode {
     path: PathBuf,
     kind: u32,
-    major: u64,
-    minor: u64,
+    major: i64,
+    minor: i64,
     mode: u32,
     uid: Option<u32>,
     gid: Option<u32>,
@@ -628,15 +629,15 @@ fn setup_dev(plan: &Plan<'_>, root: &Root) -> Result<()> {
         list.push(DevNode {
             path: p,
             kind,
-            major: d.major as u64,
-            minor: d.minor as u64,
+            major: d.major,
+            minor: d.minor,
             mode: d.file_mode.unwrap_or(0o666) & 0o7777,
             uid: d.uid,
             gid: d.gid,
         });
     }
     for DevNode { path: p, kind, major, minor, mode, uid, gid } in list {
-        let parent = root.mkdir_all(p.parent().unwrap_or(Path::new("dev")), 0o755)?;
+        let parent = root.mkdir_all(p.parent().unwrap_or_else(|| Path::new("dev")), 0o755)?;
         let parent =
             sys::openat(Some(parent.as_fd()), Path::new("."), libc::O_RDONLY | libc::O_DIRECTORY, 0).ctx(|| "open dev dir".into())?;
         let name = p.file_name().unwrap_or_default();
@@ -651,7 +652,12 @@ fn setup_dev(plan: &Plan<'_>, root: &Root) -> Result<()> {
             mount_at(Some(&host), t.as_fd(), None, libc::MS_BIND, None).ctx(|| format!("bind device {}", host.display()))?;
             continue;
         }
-        let fd = own_node(parent.as_fd(), name, kind, sys::makedev(major, minor), mode).ctx(|| format!("mknod {}", what()))?;
+        let dev = u64::try_from(major)
+            .ok()
+            .zip(u64::try_from(minor).ok())
+            .and_then(|(ma, mi)| sys::makedev(ma, mi))
+            .ok_or_else(|| Error::Config(format!("linux.devices: {}: device number {major}:{minor} out of range", what())))?;
+        let fd = own_node(parent.as_fd(), name, kind, dev, mode).ctx(|| format!("mknod {}", what()))?;
         // mknod applies the umask: set the mode explicitly, on the node
         // just checked (the fd's /proc path reaches that inode, no other).
         std::fs::set_permissions(sys::fd_path(fd.as_fd()), std::os::unix::fs::PermissionsExt::from_mode(mode))
@@ -822,9 +828,9 @@ mod tests {
         t.link("pong", "ping");
         t.link("magic", "/proc/self/root");
         let root = Root::open(&t.0).unwrap();
-        assert!(root.resolve(Path::new("loop/x")).is_err());
-        assert!(root.resolve(Path::new("ping")).is_err());
-        assert!(root.mkdir_all(Path::new("ping/x"), 0o755).is_err());
+        root.resolve(Path::new("loop/x")).unwrap_err();
+        root.resolve(Path::new("ping")).unwrap_err();
+        root.mkdir_all(Path::new("ping/x"), 0o755).unwrap_err();
         // No magic link is followed, inside the root or through it.
         let e = root.open_in(Path::new("magic"), libc::O_PATH).unwrap_err();
         assert!(matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOENT) | Some(libc::EXDEV)), "{e}");

@@ -130,7 +130,7 @@ pub fn destroy(c: &Container, rec: Option<&Record>, opts: &Options) -> Result<Ti
     let mut t = Timings::default();
     let mut since = Instant::now();
     let deadline = since + opts.deadline;
-    let root = c.dir.parent().unwrap_or(std::path::Path::new("/")).to_path_buf();
+    let root = c.dir.parent().unwrap_or_else(|| std::path::Path::new("/")).to_path_buf();
     let mut job = crate::reaper::Job { id: c.id.clone(), paths: vec![], cgroup: None, queued: log::rfc3339_now() };
     if let Some(rec) = rec {
         let init = rec.init();
@@ -289,7 +289,7 @@ pub fn signal_listed(cg: &berth_cgroups::Cgroup, pids: &[i32], sig: i32) {
 }
 
 fn ms_left(deadline: Instant) -> i32 {
-    deadline.saturating_duration_since(Instant::now()).as_millis().min(i32::MAX as u128) as i32
+    berth_sys::poll_ms(deadline.saturating_duration_since(Instant::now()))
 }
 
 /// Waits until every pidfd is readable (its process exited) or the deadline.
@@ -363,7 +363,7 @@ fn wait_cgroup_empty(rec: &Record, deadline: Instant) -> Result<()> {
         }
         // Until every one of them has exited (one round, not one per exit).
         let b: Vec<_> = fds.iter().map(|f| f.as_fd()).collect();
-        let _ = wait_exit(&b, Instant::now() + Duration::from_millis(ms_left(deadline).min(1000) as u64));
+        let _ = wait_exit(&b, Instant::now() + deadline.saturating_duration_since(Instant::now()).min(Duration::from_secs(1)));
         // Killed again in case one was created after the first kill.
         if !rec.cgroup.pids().is_empty() {
             kill_cgroup(rec)?;

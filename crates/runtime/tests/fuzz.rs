@@ -94,87 +94,92 @@ fn rich_config() -> Value {
     v
 }
 
-proptest! {
-    #![proptest_config(cases())]
+#[cfg(test)]
+mod properties {
+    use super::*;
 
-    #[test]
-    fn config_text_never_panics(text in "\\PC{0,200}") {
-        if let Err(e) = Spec::parse(&text) {
-            one_line(&e);
+    proptest! {
+        #![proptest_config(cases())]
+
+        #[test]
+        fn config_text_never_panics(text in "\\PC{0,200}") {
+            if let Err(e) = Spec::parse(&text) {
+                one_line(&e);
+            }
         }
-    }
 
-    #[test]
-    fn mutated_configs_parse_and_validate_without_panic(v in mutated(rich_config())) {
-        match Spec::parse(&v.to_string()) {
-            Err(e) => one_line(&e),
-            Ok(spec) => {
-                if let Err(e) = spec.validate(Path::new("/nonexistent-bundle")) {
-                    one_line(&e);
+        #[test]
+        fn mutated_configs_parse_and_validate_without_panic(v in mutated(rich_config())) {
+            match Spec::parse(&v.to_string()) {
+                Err(e) => one_line(&e),
+                Ok(spec) => {
+                    if let Err(e) = spec.validate(Path::new("/nonexistent-bundle")) {
+                        one_line(&e);
+                    }
                 }
+            }
+        }
+
+        #[test]
+        fn state_files_never_panic(v in mutated(serde_json::json!({
+            "id": "x", "bundle": "/b", "rootfs": "/b/rootfs", "pid": 1, "start_time": 1, "created": "t", "owner": "root",
+            "annotations": {}, "cgroup": {"dirs": [{"path": "/sys/fs/cgroup/x", "v2": true, "created": true}]},
+            "own_pidns": true, "phase": "created", "mount_watermark": 0
+        }))) {
+            let _ = serde_json::from_str::<Record>(&v.to_string());
+        }
+
+        #[test]
+        fn state_bytes_never_panic(b in prop::collection::vec(any::<u8>(), 0..300)) {
+            let _ = serde_json::from_slice::<Record>(&b);
+        }
+
+        #[test]
+        fn update_resources_never_panic(v in mutated(serde_json::json!({
+            "memory": {"limit": 1, "reservation": 1, "swap": -1}, "cpu": {"shares": 1, "quota": -1, "period": 1, "cpus": "0", "mems": "0"},
+            "pids": {"limit": -1}, "blockIO": {"weight": 0, "weightDevice": [{"major": 8, "minor": 0, "weight": 10}]},
+            "devices": [{"allow": false, "access": "rwm"}], "unified": {"memory.high": "max"}
+        }))) {
+            if let Err(e) = serde_json::from_value::<Resources>(v) {
+                one_line(&e);
+            }
+        }
+
+        #[test]
+        fn signal_names_never_panic(s in prop_oneof!["\\PC{0,12}", "(SIG)?RT(MIN|MAX)[+-]?[0-9]{0,12}", "-?[0-9]{1,12}"]) {
+            match parse_signal(&s) {
+                Ok(n) => prop_assert!((1..=64).contains(&n), "{s:?} gave signal {n}"),
+                Err(e) => one_line(&e),
+            }
+        }
+
+        #[test]
+        fn durations_never_panic(s in prop_oneof!["\\PC{0,12}", "-?[0-9]{0,40}(\\.[0-9]{0,5})?(e[0-9]{1,3})?(ms|s|m|h)?", Just("nan".into()), Just("inf".into())]) {
+            match parse_duration(&s, "--timeout") {
+                Ok(d) => prop_assert!(d.as_secs() <= 366 * 86400, "{s:?} gave {d:?}"),
+                Err(e) => one_line(&e),
             }
         }
     }
 
     #[test]
-    fn state_files_never_panic(v in mutated(serde_json::json!({
-        "id": "x", "bundle": "/b", "rootfs": "/b/rootfs", "pid": 1, "start_time": 1, "created": "t", "owner": "root",
-        "annotations": {}, "cgroup": {"dirs": [{"path": "/sys/fs/cgroup/x", "v2": true, "created": true}]},
-        "own_pidns": true, "phase": "created", "mount_watermark": 0
-    }))) {
-        let _ = serde_json::from_str::<Record>(&v.to_string());
-    }
-
-    #[test]
-    fn state_bytes_never_panic(b in prop::collection::vec(any::<u8>(), 0..300)) {
-        let _ = serde_json::from_slice::<Record>(&b);
-    }
-
-    #[test]
-    fn update_resources_never_panic(v in mutated(serde_json::json!({
-        "memory": {"limit": 1, "reservation": 1, "swap": -1}, "cpu": {"shares": 1, "quota": -1, "period": 1, "cpus": "0", "mems": "0"},
-        "pids": {"limit": -1}, "blockIO": {"weight": 0, "weightDevice": [{"major": 8, "minor": 0, "weight": 10}]},
-        "devices": [{"allow": false, "access": "rwm"}], "unified": {"memory.high": "max"}
-    }))) {
-        if let Err(e) = serde_json::from_value::<Resources>(v) {
-            one_line(&e);
+    fn known_hostile_values_are_refused_in_one_line() {
+        for s in ["nan", "inf", "-inf", "-1", "1e30", ""] {
+            one_line(&parse_duration(s, "--timeout").unwrap_err());
         }
-    }
-
-    #[test]
-    fn signal_names_never_panic(s in prop_oneof!["\\PC{0,12}", "(SIG)?RT(MIN|MAX)[+-]?[0-9]{0,12}", "-?[0-9]{1,12}"]) {
-        match parse_signal(&s) {
-            Ok(n) => prop_assert!((1..=64).contains(&n), "{s:?} gave signal {n}"),
-            Err(e) => one_line(&e),
+        for s in ["SIGRTMAX+1", "RTMIN+31", "RTMAX-31", "RTMIN-1", "0", "65", "SIGRTMIN+"] {
+            one_line(&parse_signal(s).unwrap_err());
         }
-    }
-
-    #[test]
-    fn durations_never_panic(s in prop_oneof!["\\PC{0,12}", "-?[0-9]{0,40}(\\.[0-9]{0,5})?(e[0-9]{1,3})?(ms|s|m|h)?", Just("nan".into()), Just("inf".into())]) {
-        match parse_duration(&s, "--timeout") {
-            Ok(d) => prop_assert!(d.as_secs() <= 366 * 86400, "{s:?} gave {d:?}"),
-            Err(e) => one_line(&e),
+        assert_eq!(parse_signal("SIGRTMAX-2").unwrap(), 62);
+        assert_eq!(parse_signal("RTMIN+3").unwrap(), 37);
+        for text in [
+            r#"{"ociVersion":"1.0.0","process":{"user":[],"args":["x"],"cwd":"/"}}"#,
+            r#"{"ociVersion":"1.0.0","mounts":[[]]}"#,
+            r#"{"ociVersion":"1.0.0","linux":[]}"#,
+        ] {
+            one_line(&Spec::parse(text).unwrap_err());
         }
+        let s = Spec::parse(r#"{"ociVersion":"1.0.0","process":{"args":["x"],"cwd":"/","env":["NOEQUALS"]}}"#).unwrap();
+        one_line(&s.validate(Path::new("/")).unwrap_err());
     }
-}
-
-#[test]
-fn known_hostile_values_are_refused_in_one_line() {
-    for s in ["nan", "inf", "-inf", "-1", "1e30", ""] {
-        one_line(&parse_duration(s, "--timeout").unwrap_err());
-    }
-    for s in ["SIGRTMAX+1", "RTMIN+31", "RTMAX-31", "RTMIN-1", "0", "65", "SIGRTMIN+"] {
-        one_line(&parse_signal(s).unwrap_err());
-    }
-    assert_eq!(parse_signal("SIGRTMAX-2").unwrap(), 62);
-    assert_eq!(parse_signal("RTMIN+3").unwrap(), 37);
-    for text in [
-        r#"{"ociVersion":"1.0.0","process":{"user":[],"args":["x"],"cwd":"/"}}"#,
-        r#"{"ociVersion":"1.0.0","mounts":[[]]}"#,
-        r#"{"ociVersion":"1.0.0","linux":[]}"#,
-    ] {
-        one_line(&Spec::parse(text).unwrap_err());
-    }
-    let s = Spec::parse(r#"{"ociVersion":"1.0.0","process":{"args":["x"],"cwd":"/","env":["NOEQUALS"]}}"#).unwrap();
-    one_line(&s.validate(Path::new("/")).unwrap_err());
 }

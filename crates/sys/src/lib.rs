@@ -12,8 +12,8 @@ use std::path::Path;
 
 pub use libc;
 
-/// `CLONE_NEWTIME` (Linux 5.6): the libc crate names it for musl only.
-pub const CLONE_NEWTIME: i32 = 0x80;
+/// `CLONE_NEWTIME` (Linux 5.6).
+pub const CLONE_NEWTIME: i32 = libc::CLONE_NEWTIME;
 
 pub mod mountinfo;
 pub mod seccomp;
@@ -43,6 +43,34 @@ fn check_l(r: libc::c_long) -> io::Result<libc::c_long> {
     }
 }
 
+/// A `syscall(2)` result that the kernel defines as an int (an fd, a pid).
+fn int(r: libc::c_long) -> io::Result<libc::c_int> {
+    libc::c_int::try_from(check_l(r)?).map_err(|_| io::Error::from_raw_os_error(libc::EOVERFLOW))
+}
+
+/// A byte count returned by read/write/sendfile (never negative once checked).
+fn count(r: libc::ssize_t) -> io::Result<usize> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r.unsigned_abs())
+    }
+}
+
+/// An fd as the u32 that bpf and clone attributes hold.
+fn fd_u32(fd: BorrowedFd<'_>) -> u32 {
+    fd.as_raw_fd().unsigned_abs() // a valid fd is never negative
+}
+
+/// The two fds a socketpair(2) or pipe2(2) just returned, owned.
+fn pair(fds: [RawFd; 2]) -> (OwnedFd, OwnedFd) {
+    // SAFETY: the kernel just returned both and nothing else owns them.
+    let a = unsafe { OwnedFd::from_raw_fd(fds[0]) };
+    // SAFETY: as above.
+    let b = unsafe { OwnedFd::from_raw_fd(fds[1]) };
+    (a, b)
+}
+
 /// Turns a freshly returned file descriptor into an `OwnedFd`.
 fn owned(fd: libc::c_int) -> io::Result<OwnedFd> {
     let fd = check(fd)?;
@@ -59,55 +87,57 @@ pub enum Forked {
     Child,
 }
 
+/// Fails with EINVAL unless this process has a single thread: the kernel
+/// refuses `unshare(CLONE_VM)` when any other task shares our memory, and
+/// does nothing otherwise. A child made by [`clone3`] or [`fork`] starts with
+/// a copy of the calling thread only; with other threads alive, a lock one
+/// of them held (the allocator's) would stay locked forever in the child.
+fn single_threaded() -> io::Result<()> {
+    // SAFETY: unshare(CLONE_VM) changes nothing for a single-threaded
+    // process and fails (EINVAL) for any other.
+    check(unsafe { libc::unshare(libc::CLONE_VM) })
+        .map(drop)
+        .map_err(|e| io::Error::new(e.kind(), "a child can only be made by a single-threaded process"))
+}
+
 /// `clone3(2)` with `CLONE_PIDFD` plus `flags` (namespace flags), exit signal
 /// SIGCHLD, optionally `CLONE_INTO_CGROUP` with `cgroup_fd`.
 ///
-/// The caller must be single-threaded: the child continues with a copy of the
-/// calling thread only, as after `fork(2)`.
+/// The child continues with a copy of the calling thread, as after
+/// `fork(2)`; that is sound only in a single-threaded process, which is
+/// checked first (EINVAL otherwise).
 pub fn clone3(flags: u64, cgroup_fd: Option<BorrowedFd<'_>>) -> io::Result<Forked> {
-    #[repr(C)]
-    #[derive(Default)]
-    struct CloneArgs {
-        flags: u64,
-        pidfd: u64,
-        child_tid: u64,
-        parent_tid: u64,
-        exit_signal: u64,
-        stack: u64,
-        stack_size: u64,
-        tls: u64,
-        set_tid: u64,
-        set_tid_size: u64,
-        cgroup: u64,
-    }
+    single_threaded()?;
     let mut pidfd: libc::c_int = -1;
-    let mut args = CloneArgs {
-        flags: flags | libc::CLONE_PIDFD as u64,
-        pidfd: &mut pidfd as *mut libc::c_int as u64,
-        exit_signal: libc::SIGCHLD as u64,
-        ..Default::default()
-    };
+    // SAFETY: clone_args is plain integers; all-zero is its "not set".
+    let mut args: libc::clone_args = unsafe { std::mem::zeroed() };
+    // libc types CLONE_INTO_CGROUP as an i32, which it does not fit.
+    const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+    args.flags = flags | u64::from(libc::CLONE_PIDFD.unsigned_abs());
+    args.pidfd = std::ptr::addr_of_mut!(pidfd) as u64;
+    args.exit_signal = u64::from(libc::SIGCHLD.unsigned_abs());
     if let Some(fd) = cgroup_fd {
-        args.flags |= 0x200000000; // CLONE_INTO_CGROUP
-        args.cgroup = fd.as_raw_fd() as u64;
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = u64::from(fd_u32(fd));
     }
     // SAFETY: `args` is a valid clone_args of the size we pass; with no stack
-    // given the child runs on a copy of our stack, like fork(). The caller
-    // guarantees we are single-threaded.
-    let r = unsafe { libc::syscall(libc::SYS_clone3, &mut args as *mut CloneArgs, std::mem::size_of::<CloneArgs>()) };
+    // given the child runs on a copy of our stack, like fork(), and we are
+    // single-threaded (checked above).
+    let r = unsafe { libc::syscall(libc::SYS_clone3, std::ptr::addr_of_mut!(args), std::mem::size_of::<libc::clone_args>()) };
     let r = check_l(r)?;
     if r == 0 {
         Ok(Forked::Child)
     } else {
         // SAFETY: with CLONE_PIDFD the kernel stored a new pidfd in `pidfd`.
         let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
-        Ok(Forked::Parent { pid: r as i32, pidfd })
+        Ok(Forked::Parent { pid: int(r)?, pidfd })
     }
 }
 
-/// `fork(2)`. Same single-thread precondition as [`clone3`].
+/// `fork(2)`; `None` in the child. Single-threaded only, as [`clone3`].
 pub fn fork() -> io::Result<Option<i32>> {
-    // SAFETY: berth is single-threaded (caller's precondition).
+    single_threaded()?;
+    // SAFETY: we are single-threaded (checked above).
     let r = check(unsafe { libc::fork() })?;
     Ok(if r == 0 { None } else { Some(r) })
 }
@@ -122,7 +152,7 @@ pub fn exit_now(code: i32) -> ! {
 pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
     // SAFETY: plain syscall with integer arguments.
     let r = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    owned(check_l(r)? as libc::c_int)
+    owned(int(r)?)
 }
 
 /// `pidfd_send_signal(2)`.
@@ -159,8 +189,8 @@ pub fn waitid_pidfd(pidfd: BorrowedFd<'_>, nohang: bool) -> io::Result<Option<Ex
         opts |= libc::WNOHANG;
     }
     loop {
-        // SAFETY: `info` is a valid out pointer; P_PIDFD = 3.
-        let r = unsafe { libc::waitid(3 as libc::idtype_t, pidfd.as_raw_fd() as libc::id_t, &mut info, opts) };
+        // SAFETY: `info` is a valid out pointer.
+        let r = unsafe { libc::waitid(libc::P_PIDFD, fd_u32(pidfd), &mut info, opts) };
         if r < 0 {
             let e = io::Error::last_os_error();
             if e.raw_os_error() == Some(libc::EINTR) {
@@ -171,7 +201,9 @@ pub fn waitid_pidfd(pidfd: BorrowedFd<'_>, nohang: bool) -> io::Result<Option<Ex
         break;
     }
     // SAFETY: waitid filled `info` (or left si_pid 0 with WNOHANG).
-    let (pid, status) = unsafe { (info.si_pid(), info.si_status()) };
+    let pid = unsafe { info.si_pid() };
+    // SAFETY: as above.
+    let status = unsafe { info.si_status() };
     if pid == 0 {
         return Ok(None);
     }
@@ -219,6 +251,17 @@ pub fn poll_for(fds: &[BorrowedFd<'_>], events: i16, timeout_ms: i32) -> io::Res
     }
 }
 
+/// A poll(2) timeout for `d`: milliseconds, saturated at `i32::MAX`.
+pub fn poll_ms(d: std::time::Duration) -> i32 {
+    i32::try_from(d.as_millis()).unwrap_or(i32::MAX)
+}
+
+/// The fds `3..3 + n` that `--preserve-fds n` hands on; None when `n` is
+/// past any fd number.
+pub fn preserved_fds(n: u32) -> Option<std::ops::Range<RawFd>> {
+    Some(3..RawFd::try_from(n).ok()?.checked_add(3)?)
+}
+
 /// `setns(2)`.
 pub fn setns(fd: BorrowedFd<'_>, nstype: i32) -> io::Result<()> {
     // SAFETY: plain syscall.
@@ -244,7 +287,7 @@ pub fn mount(source: Option<&Path>, target: &Path, fstype: Option<&str>, flags: 
             tgt.as_ptr(),
             fs.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
             flags,
-            dat.as_ref().map_or(std::ptr::null(), |s| s.as_ptr() as *const libc::c_void),
+            dat.as_ref().map_or(std::ptr::null(), |s| s.as_ptr().cast::<libc::c_void>()),
         )
     })
     .map(drop)
@@ -289,7 +332,7 @@ pub fn openat2(dirfd: BorrowedFd<'_>, path: &Path, flags: i32, mode: u32, resolv
     let p = cstr(path)?;
     // SAFETY: open_how is plain integers; zeroed is a valid value to fill in.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (flags | libc::O_CLOEXEC) as u64;
+    how.flags = u64::from((flags | libc::O_CLOEXEC).unsigned_abs()); // open flags are bits
     how.mode = u64::from(mode);
     how.resolve = resolve;
     loop {
@@ -306,7 +349,7 @@ pub fn openat2(dirfd: BorrowedFd<'_>, path: &Path, flags: i32, mode: u32, resolv
         if r < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN) {
             continue; // the kernel asks to retry when a rename raced the lookup
         }
-        return owned(check_l(r)? as libc::c_int);
+        return owned(int(r)?);
     }
 }
 
@@ -339,9 +382,9 @@ pub fn mkfifo(path: &Path, mode: u32) -> io::Result<()> {
     check(unsafe { libc::mkfifo(p.as_ptr(), mode) }).map(drop)
 }
 
-/// `makedev(3)`.
-pub fn makedev(major: u64, minor: u64) -> u64 {
-    libc::makedev(major as u32, minor as u32)
+/// `makedev(3)`; None when a number does not fit the kernel's 32 bits.
+pub fn makedev(major: u64, minor: u64) -> Option<u64> {
+    Some(libc::makedev(u32::try_from(major).ok()?, u32::try_from(minor).ok()?))
 }
 
 /// `fchownat(fd, "", uid, gid, AT_EMPTY_PATH)`.
@@ -362,13 +405,13 @@ pub fn fstat(fd: BorrowedFd<'_>) -> io::Result<libc::stat> {
 /// `sethostname(2)`.
 pub fn sethostname(name: &str) -> io::Result<()> {
     // SAFETY: pointer and length describe `name`.
-    check(unsafe { libc::sethostname(name.as_ptr() as *const libc::c_char, name.len()) }).map(drop)
+    check(unsafe { libc::sethostname(name.as_ptr().cast::<libc::c_char>(), name.len()) }).map(drop)
 }
 
 /// `setdomainname(2)`.
 pub fn setdomainname(name: &str) -> io::Result<()> {
     // SAFETY: pointer and length describe `name`.
-    check(unsafe { libc::setdomainname(name.as_ptr() as *const libc::c_char, name.len()) }).map(drop)
+    check(unsafe { libc::setdomainname(name.as_ptr().cast::<libc::c_char>(), name.len()) }).map(drop)
 }
 
 /// `setresuid(2)` (all threads: berth has one).
@@ -424,9 +467,11 @@ pub fn capset(c: CapSets) -> io::Result<()> {
         inheritable: u32,
     }
     let hdr = Header { version: 0x20080522, pid: 0 };
+    // The low and the high 32 bits of each set.
+    let half = |m: u64, shift: u32| u32::try_from((m >> shift) & u64::from(u32::MAX)).unwrap_or(0);
     let data = [
-        Data { effective: c.effective as u32, permitted: c.permitted as u32, inheritable: c.inheritable as u32 },
-        Data { effective: (c.effective >> 32) as u32, permitted: (c.permitted >> 32) as u32, inheritable: (c.inheritable >> 32) as u32 },
+        Data { effective: half(c.effective, 0), permitted: half(c.permitted, 0), inheritable: half(c.inheritable, 0) },
+        Data { effective: half(c.effective, 32), permitted: half(c.permitted, 32), inheritable: half(c.inheritable, 32) },
     ];
     // SAFETY: header and the two-element data array have the v3 layout.
     check_l(unsafe { libc::syscall(libc::SYS_capset, &hdr as *const Header, data.as_ptr()) }).map(drop)
@@ -435,8 +480,9 @@ pub fn capset(c: CapSets) -> io::Result<()> {
 /// `prlimit(2)` on this process.
 pub fn setrlimit(resource: i32, soft: u64, hard: u64) -> io::Result<()> {
     let l = libc::rlimit { rlim_cur: soft, rlim_max: hard };
+    let resource = libc::__rlimit_resource_t::try_from(resource).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     // SAFETY: valid pointer; null old-limit pointer allowed.
-    check(unsafe { libc::prlimit(0, resource as libc::__rlimit_resource_t, &l, std::ptr::null_mut()) }).map(drop)
+    check(unsafe { libc::prlimit(0, resource, &l, std::ptr::null_mut()) }).map(drop)
 }
 
 /// `execve(2)`. Returns only on failure.
@@ -493,8 +539,7 @@ pub fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
     // SAFETY: valid out array of two ints.
     check(unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) })?;
-    // SAFETY: the kernel returned two new fds we own.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    Ok(pair(fds))
 }
 
 /// `sendmsg(2)` of `data` with one fd attached as `SCM_RIGHTS`.
@@ -505,25 +550,30 @@ pub fn send_fd(sock: BorrowedFd<'_>, data: &[u8], fd: BorrowedFd<'_>) -> io::Res
 /// `sendmsg(2)` of `data` with `fds` attached in one `SCM_RIGHTS` message.
 pub fn send_fds(sock: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
     let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
-    let bytes = std::mem::size_of_val(raw.as_slice()) as u32;
-    let mut iov = libc::iovec { iov_base: data.as_ptr() as *mut libc::c_void, iov_len: data.len() };
+    let bytes = u32::try_from(std::mem::size_of_val(raw.as_slice())).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let mut iov = libc::iovec { iov_base: data.as_ptr().cast_mut().cast::<libc::c_void>(), iov_len: data.len() };
     // SAFETY: CMSG_SPACE is a pure size computation.
     let space = unsafe { libc::CMSG_SPACE(bytes) } as usize;
+    // SAFETY: as above.
+    let len = unsafe { libc::CMSG_LEN(bytes) } as usize;
     let mut cbuf = vec![0u8; space];
     // SAFETY: zeroed msghdr is valid; we fill the fields we use.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
-    msg.msg_control = cbuf.as_mut_ptr() as *mut libc::c_void;
+    msg.msg_control = cbuf.as_mut_ptr().cast::<libc::c_void>();
     msg.msg_controllen = space;
-    // SAFETY: msg_control points at `space` bytes, room for one header and the fds.
-    unsafe {
-        let c = libc::CMSG_FIRSTHDR(&msg);
-        (*c).cmsg_level = libc::SOL_SOCKET;
-        (*c).cmsg_type = libc::SCM_RIGHTS;
-        (*c).cmsg_len = libc::CMSG_LEN(bytes) as usize;
-        std::ptr::copy_nonoverlapping(raw.as_ptr(), libc::CMSG_DATA(c) as *mut RawFd, raw.len());
-    }
+    // SAFETY: msg_control points at `space` bytes, room for one header.
+    let c = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+    let header = libc::cmsghdr { cmsg_len: len, cmsg_level: libc::SOL_SOCKET, cmsg_type: libc::SCM_RIGHTS };
+    // SAFETY: `c` points at the first header's room in `cbuf` (aligned for
+    // cmsghdr, since CMSG_FIRSTHDR returned it).
+    unsafe { c.write(header) };
+    // SAFETY: CMSG_DATA of a header in our buffer is computed from `c`.
+    let payload = unsafe { libc::CMSG_DATA(c) }.cast::<RawFd>();
+    // SAFETY: the payload has room for `raw.len()` fds (CMSG_SPACE above);
+    // it may be unaligned, so it is written byte-wise.
+    unsafe { std::ptr::copy_nonoverlapping(raw.as_ptr().cast::<u8>(), payload.cast::<u8>(), bytes as usize) };
     // SAFETY: `msg` describes valid buffers.
     let r = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
     if r < 0 {
@@ -534,42 +584,44 @@ pub fn send_fds(sock: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>]) -> io
 
 /// `recvmsg(2)`: data into `buf` and at most one fd passed with it.
 pub fn recv_fd(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, Option<OwnedFd>)> {
-    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr() as *mut libc::c_void, iov_len: buf.len() };
-    // SAFETY: pure size computation.
-    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32 * 4) } as usize;
+    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast::<libc::c_void>(), iov_len: buf.len() };
+    // SAFETY: pure size computation (room for four fds).
+    let space = unsafe { libc::CMSG_SPACE(4 * 4) } as usize;
     let mut cbuf = vec![0u8; space];
     // SAFETY: zeroed msghdr is valid.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
-    msg.msg_control = cbuf.as_mut_ptr() as *mut libc::c_void;
+    msg.msg_control = cbuf.as_mut_ptr().cast::<libc::c_void>();
     msg.msg_controllen = space;
     // SAFETY: `msg` describes valid buffers.
-    let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let n = count(unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) })?;
     // Every fd the message carried is taken (and all but the first closed
     // when `fds` drops): none may stay open unowned in this process.
     let mut fds: Vec<OwnedFd> = Vec::new();
-    // SAFETY: walking the control messages the kernel wrote; each
-    // SCM_RIGHTS payload holds (cmsg_len - CMSG_LEN(0)) / sizeof(int) fds,
-    // new in this process and owned by nobody else.
-    unsafe {
-        let mut c = libc::CMSG_FIRSTHDR(&msg);
-        while !c.is_null() {
-            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
-                let count = ((*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize) / std::mem::size_of::<RawFd>();
-                let data = libc::CMSG_DATA(c) as *const RawFd;
-                for i in 0..count {
-                    fds.push(OwnedFd::from_raw_fd(std::ptr::read_unaligned(data.add(i))));
-                }
+    // SAFETY: pure size computation.
+    let header_len = unsafe { libc::CMSG_LEN(0) } as usize;
+    // SAFETY: the first control message the kernel wrote into `cbuf`, or null.
+    let mut c = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+    while !c.is_null() {
+        // SAFETY: a non-null header from CMSG_FIRSTHDR/NXTHDR lies in `cbuf`.
+        let h = unsafe { c.read_unaligned() };
+        if h.cmsg_level == libc::SOL_SOCKET && h.cmsg_type == libc::SCM_RIGHTS {
+            let n_fds = h.cmsg_len.saturating_sub(header_len) / std::mem::size_of::<RawFd>();
+            // SAFETY: the payload of that header, in `cbuf`.
+            let data = unsafe { libc::CMSG_DATA(c) }.cast::<RawFd>().cast_const();
+            for i in 0..n_fds {
+                // SAFETY: the kernel wrote `n_fds` ints there, maybe unaligned.
+                let raw = unsafe { data.wrapping_add(i).read_unaligned() };
+                // SAFETY: each is a new fd in this process, owned by nobody else.
+                fds.push(unsafe { OwnedFd::from_raw_fd(raw) });
             }
-            c = libc::CMSG_NXTHDR(&msg, c);
         }
+        // SAFETY: the next header after `c` in the buffer `msg` describes, or null.
+        c = unsafe { libc::CMSG_NXTHDR(&msg, c) };
     }
     let fd = if fds.is_empty() { None } else { Some(fds.remove(0)) };
-    Ok((n as usize, fd))
+    Ok((n, fd))
 }
 
 /// Opens a new pseudo-terminal through `ptmx` (an fd of /dev/ptmx or
@@ -578,8 +630,8 @@ pub fn open_pty(ptmx: OwnedFd) -> io::Result<(OwnedFd, OwnedFd)> {
     let unlock: libc::c_int = 0;
     // SAFETY: TIOCSPTLCK takes a pointer to int.
     check(unsafe { libc::ioctl(ptmx.as_raw_fd(), libc::TIOCSPTLCK, &unlock) })?;
-    // SAFETY: TIOCGPTPEER (0x5441) takes open flags and returns a new fd.
-    let slave = owned(unsafe { libc::ioctl(ptmx.as_raw_fd(), 0x5441, libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) })?;
+    // SAFETY: TIOCGPTPEER takes open flags and returns a new fd.
+    let slave = owned(unsafe { libc::ioctl(ptmx.as_raw_fd(), libc::TIOCGPTPEER, libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) })?;
     Ok((ptmx, slave))
 }
 
@@ -600,7 +652,7 @@ pub fn set_winsize(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> io::Result<()> {
 
 /// `setsid(2)` then make `fd` the controlling terminal (TIOCSCTTY).
 pub fn setsid_ctty(fd: BorrowedFd<'_>) -> io::Result<()> {
-    // SAFETY: plain syscalls.
+    // SAFETY: plain syscall.
     check(unsafe { libc::setsid() })?;
     // SAFETY: TIOCSCTTY takes an int argument.
     check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSCTTY, 0) }).map(drop)
@@ -624,16 +676,24 @@ pub fn flock(fd: BorrowedFd<'_>, op: i32) -> io::Result<()> {
 
 /// Blocks `sigs` and returns a signalfd that reads them.
 pub fn signalfd(sigs: &[i32]) -> io::Result<OwnedFd> {
-    // SAFETY: sigset manipulation on a local, zeroed set.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for s in sigs {
-            libc::sigaddset(&mut set, *s);
-        }
-        check(libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()))?;
-        owned(libc::signalfd(-1, &set, libc::SFD_CLOEXEC))
+    let set = sigset(sigs);
+    // SAFETY: blocks the signals of a valid set; no old set asked for.
+    check(unsafe { libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) })?;
+    // SAFETY: a new signalfd for a valid set.
+    owned(unsafe { libc::signalfd(-1, &set, libc::SFD_CLOEXEC) })
+}
+
+/// A signal set holding `sigs`.
+fn sigset(sigs: &[i32]) -> libc::sigset_t {
+    // SAFETY: a sigset_t is plain bits; sigemptyset below makes it empty.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid set of ours.
+    unsafe { libc::sigemptyset(&mut set) };
+    for s in sigs {
+        // SAFETY: as above; an invalid number only fails.
+        unsafe { libc::sigaddset(&mut set, *s) };
     }
+    set
 }
 
 /// Reads one signal number from a signalfd.
@@ -642,27 +702,25 @@ pub fn read_signal(fd: BorrowedFd<'_>) -> io::Result<i32> {
     let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
     let sz = std::mem::size_of::<libc::signalfd_siginfo>();
     // SAFETY: reading into `info`, `sz` bytes.
-    let n = unsafe { libc::read(fd.as_raw_fd(), &mut info as *mut _ as *mut libc::c_void, sz) };
-    if n as usize != sz {
-        return Err(io::Error::last_os_error());
+    let n = count(unsafe { libc::read(fd.as_raw_fd(), std::ptr::addr_of_mut!(info).cast::<libc::c_void>(), sz) })?;
+    if n != sz {
+        return Err(io::Error::from_raw_os_error(libc::EIO));
     }
-    Ok(info.ssi_signo as i32)
+    i32::try_from(info.ssi_signo).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
 }
 
 /// Restores the default disposition of every signal and unblocks all of
 /// them (before exec'ing the container's process).
 pub fn reset_signals() {
-    // SAFETY: resetting dispositions and the mask of this process.
-    unsafe {
-        for s in 1..=libc::SIGRTMAX() {
-            if s != libc::SIGKILL && s != libc::SIGSTOP {
-                libc::signal(s, libc::SIG_DFL);
-            }
+    for s in 1..=libc::SIGRTMAX() {
+        if s != libc::SIGKILL && s != libc::SIGSTOP {
+            // SAFETY: the default disposition is always a valid handler.
+            unsafe { libc::signal(s, libc::SIG_DFL) };
         }
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
     }
+    let set = sigset(&[]);
+    // SAFETY: an empty valid set as the new mask.
+    unsafe { libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) };
 }
 
 /// Ignores SIGPIPE (writes to closed pipes return EPIPE instead).
@@ -677,16 +735,16 @@ pub fn loopback_up() -> io::Result<()> {
     let s = owned(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
     // SAFETY: zeroed ifreq is valid.
     let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (i, b) in b"lo\0".iter().enumerate() {
-        ifr.ifr_name[i] = *b as libc::c_char;
+    for (slot, b) in ifr.ifr_name.iter_mut().zip(c"lo".to_bytes_with_nul()) {
+        *slot = libc::c_char::from_ne_bytes([*b]);
     }
-    // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write an ifreq.
-    unsafe {
-        check(libc::ioctl(s.as_raw_fd(), libc::SIOCGIFFLAGS, &mut ifr))?;
-        ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as i16;
-        check(libc::ioctl(s.as_raw_fd(), libc::SIOCSIFFLAGS, &ifr))?;
-    }
-    Ok(())
+    // SAFETY: SIOCGIFFLAGS writes the flags into our ifreq.
+    check(unsafe { libc::ioctl(s.as_raw_fd(), libc::SIOCGIFFLAGS, &mut ifr) })?;
+    // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
+    let flags = unsafe { ifr.ifr_ifru.ifru_flags };
+    ifr.ifr_ifru.ifru_flags = flags | i16::try_from(libc::IFF_UP).unwrap_or(1);
+    // SAFETY: SIOCSIFFLAGS reads our ifreq.
+    check(unsafe { libc::ioctl(s.as_raw_fd(), libc::SIOCSIFFLAGS, &ifr) }).map(drop)
 }
 
 /// `personality(2)`.
@@ -697,7 +755,8 @@ pub fn personality(p: u64) -> io::Result<()> {
 
 /// This process's PID.
 pub fn getpid() -> i32 {
-    std::process::id() as i32
+    // SAFETY: always succeeds.
+    unsafe { libc::getpid() }
 }
 
 /// `getuid(2)`.
@@ -709,7 +768,7 @@ pub fn getuid() -> u32 {
 /// Seconds since the epoch and nanoseconds (CLOCK_REALTIME).
 pub fn now_realtime() -> (i64, u32) {
     let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    (d.as_secs() as i64, d.subsec_nanos())
+    (i64::try_from(d.as_secs()).unwrap_or(i64::MAX), d.subsec_nanos())
 }
 
 /// `inotify_init1(IN_CLOEXEC | IN_NONBLOCK)` + one watch for `mask` on `path`.
@@ -727,7 +786,7 @@ pub fn drain(fd: BorrowedFd<'_>) {
     let mut buf = [0u8; 4096];
     loop {
         // SAFETY: reading into a local buffer.
-        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr() as *mut libc::c_void, buf.len()) };
+        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast::<libc::c_void>(), buf.len()) };
         if n <= 0 {
             break;
         }
@@ -775,11 +834,7 @@ pub fn unix_connect(path: &Path) -> io::Result<OwnedFd> {
 /// `send(2)` of one message (MSG_NOSIGNAL: a closed peer is EPIPE, not SIGPIPE).
 pub fn send(sock: BorrowedFd<'_>, data: &[u8]) -> io::Result<()> {
     // SAFETY: pointer and length describe `data`.
-    let r = unsafe { libc::send(sock.as_raw_fd(), data.as_ptr() as *const libc::c_void, data.len(), libc::MSG_NOSIGNAL) };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    count(unsafe { libc::send(sock.as_raw_fd(), data.as_ptr().cast::<libc::c_void>(), data.len(), libc::MSG_NOSIGNAL) }).map(drop)
 }
 
 /// Closes every fd from `first` up, except those in `keep` (read from
@@ -807,66 +862,136 @@ pub struct BpfInsn {
     pub imm: i32,
 }
 
+/// The leading members of the kernel's `union bpf_attr` for the commands
+/// berth uses (linux/bpf.h); the kernel takes a shorter attr as long as the
+/// rest would be zero, and the union is padded here to 128 bytes.
+mod bpf {
+    pub const PROG_LOAD: libc::c_long = 5;
+    pub const PROG_ATTACH: libc::c_long = 8;
+    pub const PROG_DETACH: libc::c_long = 9;
+    pub const PROG_GET_FD_BY_ID: libc::c_long = 13;
+    pub const PROG_QUERY: libc::c_long = 16;
+    pub const PROG_TYPE_CGROUP_DEVICE: u32 = 15;
+    pub const CGROUP_DEVICE: u32 = 6;
+    pub const F_ALLOW_MULTI: u32 = 2;
+
+    /// BPF_PROG_LOAD.
+    #[repr(C)]
+    #[derive(Default)]
+    pub struct ProgLoad {
+        pub prog_type: u32,
+        pub insn_cnt: u32,
+        pub insns: u64,
+        pub license: u64,
+        pub log_level: u32,
+        pub log_size: u32,
+        pub log_buf: u64,
+        pub pad: [u64; 11],
+    }
+
+    /// BPF_PROG_ATTACH / BPF_PROG_DETACH.
+    #[repr(C)]
+    #[derive(Default)]
+    pub struct Attach {
+        pub target_fd: u32,
+        pub attach_bpf_fd: u32,
+        pub attach_type: u32,
+        pub attach_flags: u32,
+        pub pad: [u64; 14],
+    }
+
+    /// BPF_PROG_QUERY.
+    #[repr(C)]
+    #[derive(Default)]
+    pub struct Query {
+        pub target_fd: u32,
+        pub attach_type: u32,
+        pub query_flags: u32,
+        pub attach_flags: u32,
+        pub prog_ids: u64,
+        pub prog_cnt: u32,
+        pub pad0: u32,
+        pub pad: [u64; 12],
+    }
+
+    /// BPF_PROG_GET_FD_BY_ID.
+    #[repr(C)]
+    #[derive(Default)]
+    pub struct GetFdById {
+        pub prog_id: u32,
+        pub next_id: u32,
+        pub open_flags: u32,
+        pub pad0: u32,
+        pub pad: [u64; 14],
+    }
+}
+
+/// `bpf(2)` with one of the attrs of [`bpf`].
+fn bpf_call<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
+    // SAFETY: `attr` is one of the repr(C) bpf_attr layouts above, for the
+    // command it is passed with; any pointer in it outlives the call.
+    check_l(unsafe { libc::syscall(libc::SYS_bpf, cmd, std::ptr::from_mut(attr), std::mem::size_of::<T>()) })
+}
+
+/// An fd that `bpf(2)` just returned, owned.
+fn bpf_fd(r: libc::c_long) -> io::Result<OwnedFd> {
+    owned(libc::c_int::try_from(r).map_err(|_| io::Error::from_raw_os_error(libc::EOVERFLOW))?)
+}
+
 /// Loads a BPF_PROG_TYPE_CGROUP_DEVICE program and attaches it to the cgroup
 /// directory `cgroup` (BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI), replacing
 /// those attached there before. The program stays attached for the
 /// cgroup's life; the fds are closed on return.
 pub fn attach_device_program(cgroup: BorrowedFd<'_>, insns: &[BpfInsn]) -> io::Result<()> {
-    let license = b"Apache-2.0\0";
-    let load = |log: &mut [u8]| -> libc::c_long {
-        let mut attr = [0u8; 128];
-        attr[0..4].copy_from_slice(&15u32.to_ne_bytes()); // BPF_PROG_TYPE_CGROUP_DEVICE
-        attr[4..8].copy_from_slice(&(insns.len() as u32).to_ne_bytes());
-        attr[8..16].copy_from_slice(&(insns.as_ptr() as u64).to_ne_bytes());
-        attr[16..24].copy_from_slice(&(license.as_ptr() as u64).to_ne_bytes());
+    let license = c"Apache-2.0";
+    let too_long = || io::Error::from_raw_os_error(libc::E2BIG);
+    let insn_cnt = u32::try_from(insns.len()).map_err(|_| too_long())?;
+    let load = |log: &mut [u8]| -> io::Result<libc::c_long> {
+        let mut attr = bpf::ProgLoad {
+            prog_type: bpf::PROG_TYPE_CGROUP_DEVICE,
+            insn_cnt,
+            insns: insns.as_ptr() as u64,
+            license: license.as_ptr() as u64,
+            ..Default::default()
+        };
         if !log.is_empty() {
-            attr[24..28].copy_from_slice(&1u32.to_ne_bytes()); // log_level
-            attr[28..32].copy_from_slice(&(log.len() as u32).to_ne_bytes());
-            attr[32..40].copy_from_slice(&(log.as_mut_ptr() as u64).to_ne_bytes());
+            attr.log_level = 1;
+            attr.log_size = u32::try_from(log.len()).map_err(|_| too_long())?;
+            attr.log_buf = log.as_mut_ptr() as u64;
         }
-        // SAFETY: `attr` is a valid bpf_attr for BPF_PROG_LOAD (5) whose
-        // pointers (instructions, license, log buffer) outlive the call.
-        unsafe { libc::syscall(libc::SYS_bpf, 5, attr.as_ptr(), attr.len()) }
+        bpf_call(bpf::PROG_LOAD, &mut attr)
     };
-    let prog = load(&mut []);
-    if prog < 0 {
-        let e = io::Error::last_os_error();
-        // Again with the verifier's log, to say why.
-        let mut log = vec![0u8; 1 << 20];
-        let _ = load(&mut log);
-        let msg = String::from_utf8_lossy(&log[..log.iter().position(|b| *b == 0).unwrap_or(0)]);
-        let last = msg.trim().lines().last().unwrap_or("").to_string();
-        return Err(io::Error::new(
-            e.kind(),
-            format!("{e}{}", if last.is_empty() { String::new() } else { format!(" (verifier: {last})") }),
-        ));
-    }
-    // SAFETY: the kernel returned a new fd.
-    let prog = unsafe { OwnedFd::from_raw_fd(prog as RawFd) };
+    let prog = match load(&mut []) {
+        Ok(fd) => bpf_fd(fd)?,
+        Err(e) => {
+            // Again with the verifier's log, to say why.
+            let mut log = vec![0u8; 1 << 20];
+            let _ = load(&mut log);
+            let msg = String::from_utf8_lossy(&log[..log.iter().position(|b| *b == 0).unwrap_or(0)]);
+            let last = msg.trim().lines().last().unwrap_or("").to_string();
+            let why = if last.is_empty() { String::new() } else { format!(" (verifier: {last})") };
+            return Err(io::Error::new(e.kind(), format!("{e}{why}")));
+        }
+    };
     // Programs attached before (an update replaces them): the new one is
     // attached first, so that no instant is left without device control
     // (while both are attached, both must allow), then they are detached.
     let old = device_programs(cgroup).unwrap_or_default();
-    let mut at = [0u8; 128];
-    at[0..4].copy_from_slice(&(cgroup.as_raw_fd() as u32).to_ne_bytes());
-    at[4..8].copy_from_slice(&(prog.as_raw_fd() as u32).to_ne_bytes());
-    at[8..12].copy_from_slice(&6u32.to_ne_bytes()); // BPF_CGROUP_DEVICE
-    at[12..16].copy_from_slice(&2u32.to_ne_bytes()); // BPF_F_ALLOW_MULTI
-                                                     // SAFETY: `at` is a valid bpf_attr for BPF_PROG_ATTACH (8).
-    check_l(unsafe { libc::syscall(libc::SYS_bpf, 8, at.as_ptr(), at.len()) })?;
+    let attach = |prog: BorrowedFd<'_>, cmd| {
+        let mut at = bpf::Attach {
+            target_fd: fd_u32(cgroup),
+            attach_bpf_fd: fd_u32(prog),
+            attach_type: bpf::CGROUP_DEVICE,
+            attach_flags: if cmd == bpf::PROG_ATTACH { bpf::F_ALLOW_MULTI } else { 0 },
+            ..Default::default()
+        };
+        bpf_call(cmd, &mut at).map(drop)
+    };
+    attach(std::os::fd::AsFd::as_fd(&prog), bpf::PROG_ATTACH)?;
     for id in old {
-        let mut g = [0u8; 128];
-        g[0..4].copy_from_slice(&id.to_ne_bytes());
-        // SAFETY: a valid bpf_attr for BPF_PROG_GET_FD_BY_ID (13).
-        let fd = check_l(unsafe { libc::syscall(libc::SYS_bpf, 13, g.as_ptr(), g.len()) })?;
-        // SAFETY: the kernel returned a new fd.
-        let old_prog = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
-        let mut d = [0u8; 128];
-        d[0..4].copy_from_slice(&(cgroup.as_raw_fd() as u32).to_ne_bytes());
-        d[4..8].copy_from_slice(&(old_prog.as_raw_fd() as u32).to_ne_bytes());
-        d[8..12].copy_from_slice(&6u32.to_ne_bytes()); // BPF_CGROUP_DEVICE
-                                                       // SAFETY: a valid bpf_attr for BPF_PROG_DETACH (9).
-        check_l(unsafe { libc::syscall(libc::SYS_bpf, 9, d.as_ptr(), d.len()) })?;
+        let mut g = bpf::GetFdById { prog_id: id, ..Default::default() };
+        let old_prog = bpf_fd(bpf_call(bpf::PROG_GET_FD_BY_ID, &mut g)?)?;
+        attach(std::os::fd::AsFd::as_fd(&old_prog), bpf::PROG_DETACH)?;
     }
     Ok(())
 }
@@ -874,14 +999,15 @@ pub fn attach_device_program(cgroup: BorrowedFd<'_>, insns: &[BpfInsn]) -> io::R
 /// IDs of the device programs attached directly to the cgroup directory.
 pub fn device_programs(cgroup: BorrowedFd<'_>) -> io::Result<Vec<u32>> {
     let mut ids = [0u32; 64];
-    let mut q = [0u8; 128];
-    q[0..4].copy_from_slice(&(cgroup.as_raw_fd() as u32).to_ne_bytes());
-    q[4..8].copy_from_slice(&6u32.to_ne_bytes()); // BPF_CGROUP_DEVICE
-    q[16..24].copy_from_slice(&(ids.as_mut_ptr() as u64).to_ne_bytes());
-    q[24..28].copy_from_slice(&(ids.len() as u32).to_ne_bytes());
-    // SAFETY: a valid bpf_attr for BPF_PROG_QUERY (16); `ids` outlives it.
-    check_l(unsafe { libc::syscall(libc::SYS_bpf, 16, q.as_mut_ptr(), q.len()) })?;
-    let n = u32::from_ne_bytes(q[24..28].try_into().unwrap_or_default()) as usize;
+    let mut q = bpf::Query {
+        target_fd: fd_u32(cgroup),
+        attach_type: bpf::CGROUP_DEVICE,
+        prog_ids: ids.as_mut_ptr() as u64,
+        prog_cnt: 64,
+        ..Default::default()
+    };
+    bpf_call(bpf::PROG_QUERY, &mut q)?;
+    let n = usize::try_from(q.prog_cnt).unwrap_or(0);
     Ok(ids[..n.min(ids.len())].to_vec())
 }
 
@@ -905,83 +1031,133 @@ pub struct MountEntry {
 /// is had: an fd pins its namespace, and a dying namespace must be free to
 /// go. Fails (ENOTTY, EINVAL...) on older kernels.
 pub fn mount_namespaces() -> io::Result<Vec<(u64, u64)>> {
+    /// `struct mnt_ns_info` (linux/nsfs.h).
+    #[repr(C)]
+    struct MntNsInfo {
+        size: u32,
+        nr_mounts: u32,
+        mnt_ns_id: u64,
+    }
     const NS_MNT_GET_INFO: libc::c_ulong = 0x8010_b70a;
     const NS_MNT_GET_NEXT: libc::c_ulong = 0x8010_b70b;
-    let first = openat(None, Path::new("/proc/self/ns/mnt"), libc::O_RDONLY, 0)?;
-    let info = |fd: &OwnedFd, req: libc::c_ulong| -> io::Result<(libc::c_long, u64)> {
-        let mut buf = [0u8; 16];
-        buf[0..4].copy_from_slice(&16u32.to_ne_bytes());
-        // SAFETY: the ioctl writes a 16-byte mnt_ns_info into `buf`.
-        let r = unsafe { libc::ioctl(fd.as_raw_fd(), req, buf.as_mut_ptr()) };
-        if r < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok((libc::c_long::from(r), u64::from_ne_bytes(buf[8..16].try_into().unwrap_or_default())))
+    const NS_MNT_GET_PREV: libc::c_ulong = 0x8010_b70c;
+    // (fd of the next/previous namespace, or 0 for GET_INFO; its ID)
+    let info = |fd: &OwnedFd, req: libc::c_ulong| -> io::Result<(Option<OwnedFd>, u64)> {
+        let mut i = MntNsInfo { size: 16, nr_mounts: 0, mnt_ns_id: 0 };
+        // SAFETY: these ioctls write a 16-byte mnt_ns_info into `i`.
+        let r = check(unsafe { libc::ioctl(fd.as_raw_fd(), req, std::ptr::addr_of_mut!(i)) })?;
+        let next = if req == NS_MNT_GET_INFO { None } else { Some(owned(r)?) };
+        Ok((next, i.mnt_ns_id))
     };
     let ino = |fd: &OwnedFd| fstat(std::os::fd::AsFd::as_fd(fd)).map(|s| s.st_ino).unwrap_or(0);
+    let first = openat(None, Path::new("/proc/self/ns/mnt"), libc::O_RDONLY, 0)?;
     info(&first, NS_MNT_GET_INFO)?;
     // Back to the start of the list, then forward through all of it.
     let mut start = first;
-    loop {
-        const NS_MNT_GET_PREV: libc::c_ulong = 0x8010_b70c;
-        match info(&start, NS_MNT_GET_PREV) {
-            // SAFETY: the ioctl returned a new fd.
-            Ok((fd, _)) => start = unsafe { OwnedFd::from_raw_fd(fd as RawFd) },
-            Err(_) => break,
-        }
+    while let Ok((Some(prev), _)) = info(&start, NS_MNT_GET_PREV) {
+        start = prev;
     }
     let (_, sid) = info(&start, NS_MNT_GET_INFO)?;
     let mut out = vec![(sid, ino(&start))];
     let mut cur = start;
-    while let Ok((fd, id)) = info(&cur, NS_MNT_GET_NEXT) {
-        // SAFETY: the ioctl returned a new fd.
-        cur = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    while let Ok((Some(next), id)) = info(&cur, NS_MNT_GET_NEXT) {
+        cur = next;
         out.push((id, ino(&cur)));
     }
     Ok(out)
 }
 
+/// `struct mnt_id_req` (linux/mount.h), version 1.
+#[repr(C)]
+struct MntIdReq {
+    size: u32,
+    spare: u32,
+    mnt_id: u64,
+    param: u64,
+    mnt_ns_id: u64,
+}
+
+/// The fixed part of `struct statmount` (linux/mount.h); the strings follow
+/// it, each member named [str] an offset into them.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Statmount {
+    size: u32,
+    mnt_opts: u32,
+    mask: u64,
+    sb_dev_major: u32,
+    sb_dev_minor: u32,
+    sb_magic: u64,
+    sb_flags: u32,
+    fs_type: u32,
+    mnt_id: u64,
+    mnt_parent_id: u64,
+    mnt_id_old: u32,
+    mnt_parent_id_old: u32,
+    mnt_attr: u64,
+    mnt_propagation: u64,
+    mnt_peer_group: u64,
+    mnt_master: u64,
+    propagate_from: u64,
+    mnt_root: u32,
+    mnt_point: u32,
+    mnt_ns_id: u64,
+    spare: [u64; 49],
+}
+
 /// The mounts of mount namespace `ns_id` (listmount(2) + statmount(2), Linux 6.11+).
 pub fn list_mounts(ns_id: u64) -> io::Result<Vec<MountEntry>> {
-    let req = |mnt_id: u64, param: u64| -> [u8; 32] {
-        let mut r = [0u8; 32];
-        r[0..4].copy_from_slice(&32u32.to_ne_bytes());
-        r[8..16].copy_from_slice(&mnt_id.to_ne_bytes());
-        r[16..24].copy_from_slice(&param.to_ne_bytes());
-        r[24..32].copy_from_slice(&ns_id.to_ne_bytes());
-        r
-    };
+    // The same number on every architecture (the unified table); libc
+    // names them for some targets only.
+    const SYS_STATMOUNT: libc::c_long = 457;
+    const SYS_LISTMOUNT: libc::c_long = 458;
+    const LSMT_ROOT: u64 = u64::MAX;
+    const STATMOUNT_MNT_BASIC: u64 = 0x2;
+    const STATMOUNT_MNT_POINT: u64 = 0x10;
+    const STATMOUNT_FS_TYPE: u64 = 0x20;
+    let req = |mnt_id: u64, param: u64| MntIdReq { size: 32, spare: 0, mnt_id, param, mnt_ns_id: ns_id };
     let mut ids: Vec<u64> = Vec::new();
     let mut last = 0u64;
     loop {
         let mut buf = vec![0u64; 512];
-        let r = req(u64::MAX, last);
-        // SAFETY: valid mnt_id_req of 32 bytes and an output array of 512 ids.
-        let n = unsafe { libc::syscall(458, r.as_ptr(), buf.as_mut_ptr(), buf.len(), 0) };
-        let n = check_l(n)? as usize;
+        let r = req(LSMT_ROOT, last);
+        // SAFETY: a valid mnt_id_req and an output array of `buf.len()` ids.
+        let n = check_l(unsafe { libc::syscall(SYS_LISTMOUNT, std::ptr::from_ref(&r), buf.as_mut_ptr(), buf.len(), 0) })?;
+        let n = usize::try_from(n).unwrap_or(0).min(buf.len());
         ids.extend_from_slice(&buf[..n]);
-        if n < buf.len() {
-            break;
+        match buf[..n].last() {
+            Some(l) if n == buf.len() => last = *l,
+            _ => break,
         }
-        last = buf[n - 1];
     }
     let mut out = Vec::with_capacity(ids.len());
-    let mut buf = vec![0u8; 64 * 1024];
+    // u64s, so that the fixed part at its start is aligned.
+    let mut buf = vec![0u64; 8 * 1024];
+    let header = std::mem::size_of::<Statmount>();
     for id in ids {
-        let r = req(id, 0x2 | 0x10 | 0x20); // MNT_BASIC | MNT_POINT | FS_TYPE
-                                            // SAFETY: valid request; `buf` is writable for its whole length.
-        let rc = unsafe { libc::syscall(457, r.as_ptr(), buf.as_mut_ptr(), buf.len(), 0) };
-        if rc < 0 {
+        let r = req(id, STATMOUNT_MNT_BASIC | STATMOUNT_MNT_POINT | STATMOUNT_FS_TYPE);
+        let len = std::mem::size_of_val(buf.as_slice());
+        // SAFETY: a valid request; `buf` is writable for `len` bytes.
+        if unsafe { libc::syscall(SYS_STATMOUNT, std::ptr::from_ref(&r), buf.as_mut_ptr(), len, 0) } < 0 {
             continue; // unmounted meanwhile
         }
-        let u32at = |o: usize| u32::from_ne_bytes(buf[o..o + 4].try_into().unwrap_or_default()) as usize;
-        let u64at = |o: usize| u64::from_ne_bytes(buf[o..o + 8].try_into().unwrap_or_default());
-        let s = |off: usize| {
-            let start = 512 + off;
-            let end = buf[start..].iter().position(|b| *b == 0).map_or(buf.len(), |e| start + e);
-            String::from_utf8_lossy(&buf[start..end]).into_owned()
+        // SAFETY: the kernel wrote a statmount at the (aligned) start of `buf`,
+        // which is larger than one.
+        let sm: Statmount = unsafe { buf.as_ptr().cast::<Statmount>().read() };
+        // SAFETY: the same `len` initialised bytes, viewed as bytes.
+        let bytes: &[u8] = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), len) };
+        let s = |off: u32| {
+            let start = header.saturating_add(usize::try_from(off).unwrap_or(usize::MAX)).min(bytes.len());
+            let end = bytes[start..].iter().position(|b| *b == 0).map_or(bytes.len(), |e| start + e);
+            String::from_utf8_lossy(&bytes[start..end]).into_owned()
         };
-        out.push(MountEntry { id: u64at(40), fs_type: s(u32at(36)), mount_point: s(u32at(108)), peer_group: u64at(80), master: u64at(88) });
+        out.push(MountEntry {
+            id: sm.mnt_id,
+            fs_type: s(sm.fs_type),
+            mount_point: s(sm.mnt_point),
+            peer_group: sm.mnt_peer_group,
+            master: sm.mnt_master,
+        });
     }
     Ok(out)
 }
@@ -1005,8 +1181,8 @@ pub struct SchedAttr {
 /// sched_setattr(2) for this thread.
 pub fn sched_setattr(attr: &SchedAttr) -> io::Result<()> {
     let mut a = *attr;
-    a.size = std::mem::size_of::<SchedAttr>() as u32;
-    // SAFETY: `a` is a valid sched_attr of the size it declares.
+    a.size = 56; // SCHED_ATTR_SIZE_VER1: the size of SchedAttr
+                 // SAFETY: `a` is a valid sched_attr of the size it declares.
     check_l(unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &a as *const SchedAttr, 0) }).map(drop)
 }
 
@@ -1062,9 +1238,7 @@ pub fn open_tree_clone(path: &Path, recursive: bool) -> io::Result<OwnedFd> {
     let c = cstr(path)?;
     let flags = 1 /* OPEN_TREE_CLONE */ | libc::O_CLOEXEC as u32 | if recursive { libc::AT_RECURSIVE as u32 } else { 0 };
     // SAFETY: valid C string; the returned fd is ours.
-    let fd = check_l(unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c.as_ptr(), flags) })?;
-    // SAFETY: a new fd owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    owned(int(unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c.as_ptr(), flags) })?)
 }
 
 /// move_mount(2) of the detached mount `from` onto the place `to` refers to.
@@ -1085,9 +1259,8 @@ pub fn new_userns(uid_map: &str, gid_map: &str) -> io::Result<OwnedFd> {
     let mut fds = [0; 2];
     // SAFETY: fds is a valid array of two ints.
     check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
-    // SAFETY: new fds owned by nobody else.
-    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    let pidfd = match clone3(libc::CLONE_NEWUSER as u64, None)? {
+    let (r, w) = pair(fds);
+    let pidfd = match clone3(u64::from(libc::CLONE_NEWUSER.unsigned_abs()), None)? {
         Forked::Child => {
             drop(w);
             let mut b = [0u8; 1];
@@ -1138,14 +1311,11 @@ pub fn statfs_type(path: &Path) -> io::Result<i64> {
 /// no other inherited fd (a caller reading berth's output sees EOF when
 /// berth itself exits).
 pub fn detach_stdio() {
-    // SAFETY: plain syscalls on fds this process owns.
-    unsafe {
-        libc::setsid();
-        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
-        if null >= 0 {
-            for fd in 0..3 {
-                libc::dup2(null, fd);
-            }
+    // SAFETY: plain syscall.
+    unsafe { libc::setsid() };
+    if let Ok(null) = openat(None, Path::new("/dev/null"), libc::O_RDWR, 0) {
+        for fd in 0..3 {
+            let _ = dup2(std::os::fd::AsFd::as_fd(&null), fd);
         }
     }
     close_fds_from(3, &[]);
@@ -1218,14 +1388,13 @@ pub fn sealed_memfd_copy(src: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd
     let size = fstat(src)?.st_size;
     let mut done: i64 = 0;
     while done < size {
+        let left = usize::try_from(size - done).unwrap_or(usize::MAX);
         // SAFETY: valid fds; a null offset uses and advances src's offset.
-        let n = check_l(
-            unsafe { libc::sendfile(m.as_raw_fd(), src.as_raw_fd(), std::ptr::null_mut(), (size - done) as usize) } as libc::c_long
-        )?;
+        let n = count(unsafe { libc::sendfile(m.as_raw_fd(), src.as_raw_fd(), std::ptr::null_mut(), left) })?;
         if n == 0 {
             return Err(io::Error::from_raw_os_error(libc::EIO));
         }
-        done += n as i64;
+        done = done.saturating_add(i64::try_from(n).unwrap_or(i64::MAX));
     }
     let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
     // SAFETY: plain fcntl on our memfd.
@@ -1248,7 +1417,7 @@ pub fn fresh_procfs() -> io::Result<OwnedFd> {
     const FSCONFIG_CMD_CREATE: u32 = 6;
     const FSMOUNT_CLOEXEC: u32 = 1;
     // SAFETY: valid C string; the returned fd is ours.
-    let fs = owned(unsafe { libc::syscall(libc::SYS_fsopen, c"proc".as_ptr(), FSOPEN_CLOEXEC) } as libc::c_int)?;
+    let fs = owned(int(unsafe { libc::syscall(libc::SYS_fsopen, c"proc".as_ptr(), FSOPEN_CLOEXEC) })?)?;
     // SAFETY: CMD_CREATE takes no key, value or aux.
     check_l(unsafe {
         libc::syscall(
@@ -1262,7 +1431,7 @@ pub fn fresh_procfs() -> io::Result<OwnedFd> {
     })?;
     let attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC;
     // SAFETY: valid fs context fd; the returned mount fd is ours.
-    owned(unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, attrs) } as libc::c_int)
+    owned(int(unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, attrs) })?)
 }
 
 /// statx(AT_EMPTY_PATH) of `fd`: true when it is the root of a mount
@@ -1336,29 +1505,24 @@ pub fn stream_pair() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
     // SAFETY: valid out array of two ints.
     check(unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) })?;
-    // SAFETY: two new fds owned by nobody else.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    Ok(pair(fds))
 }
 
 /// `read(2)` into `buf`; Ok(0) at end of file.
 pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     // SAFETY: writes at most buf.len() bytes into buf.
-    check_l(unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) } as libc::c_long).map(|n| n as usize)
+    count(unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) })
 }
 
 /// `write(2)` of all of `buf` (retrying short writes).
 pub fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
     while !buf.is_empty() {
         // SAFETY: reads at most buf.len() bytes from buf.
-        let n = unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
+        match count(unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) }) {
+            Ok(n) => buf = buf.get(n..).unwrap_or_default(),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
-        buf = &buf[n as usize..];
     }
     Ok(())
 }

@@ -72,8 +72,9 @@ impl Filter {
 
     /// `seccomp_rule_add_array`.
     pub fn add_rule(&mut self, action: u32, syscall: i32, args: &[ArgCmp]) -> io::Result<()> {
+        let n = libc::c_uint::try_from(args.len()).map_err(|_| io::Error::from_raw_os_error(libc::E2BIG))?;
         // SAFETY: valid context; pointer and count describe `args`.
-        neg(unsafe { seccomp_rule_add_array(self.0, action, syscall, args.len() as libc::c_uint, args.as_ptr()) })
+        neg(unsafe { seccomp_rule_add_array(self.0, action, syscall, n, args.as_ptr()) })
     }
 
     /// `seccomp_attr_set`.

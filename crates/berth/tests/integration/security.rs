@@ -398,7 +398,7 @@ fn a_cgroups_path_naming_a_shared_cgroup_is_refused() {
     jail.create().unwrap();
     let mut script = String::from("set -e\nfor f in $JAIL; do echo $$ > $f/cgroup.procs; done\nexec /usr/bin/unshare --cgroup --pid --fork --mount-proc --mount --propagation private sh -c '\nset -e\nmount -t tmpfs jail /sys/fs/cgroup\n");
     for h in &layout.hierarchies {
-        let rel = h.mount.strip_prefix("/sys/fs/cgroup").unwrap_or(Path::new("unified"));
+        let rel = h.mount.strip_prefix("/sys/fs/cgroup").unwrap_or_else(|_| Path::new("unified"));
         let at = Path::new("/sys/fs/cgroup").join(rel);
         if h.v2 {
             script += &format!("mkdir -p {0}; mount -t cgroup2 cgroup2 {0}\n", at.display());
@@ -449,7 +449,7 @@ fn a_cgroup_that_already_has_processes_is_refused() {
     cg.plan();
     cg.create().unwrap();
     let mut sleeper = std::process::Command::new("sleep").arg("1000").spawn().unwrap();
-    cg.add_pid(sleeper.id() as i32, true, true).unwrap();
+    cg.add_pid(sleeper.id().cast_signed(), true, true).unwrap();
     w.config(&["true"], |c| c["linux"]["cgroupsPath"] = json!(format!("/berth-tests/{id}")));
     let o = w.berth(&["create", "--bundle", &b, &id]);
     let err = String::from_utf8_lossy(&o.stderr).into_owned();

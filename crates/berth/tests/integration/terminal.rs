@@ -89,7 +89,7 @@ fn exec_tty_in_the_foreground_follows_the_window_size() {
     assert!(eventually(|| out.lock().unwrap().contains("20 70")), "{}", out.lock().unwrap());
     // The caller's window changes: SIGWINCH tells berth, which passes it on.
     berth_sys::set_winsize(slave.as_fd(), 44, 99).unwrap();
-    let pidfd = berth_sys::pidfd_open(child.id() as i32).unwrap();
+    let pidfd = berth_sys::pidfd_open(child.id().cast_signed()).unwrap();
     berth_sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGWINCH).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(200));
     type_in(&master, "stty size; exit 7\n");

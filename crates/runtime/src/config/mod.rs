@@ -94,7 +94,7 @@ impl IoPriority {
         if !(0..=7).contains(&self.priority) {
             return Err(Error::Config(format!("process.ioPriority: priority {} is not in 0..7", self.priority)));
         }
-        Ok((class, self.priority as u32))
+        Ok((class, u32::try_from(self.priority).unwrap_or(0)))
     }
 }
 
@@ -157,7 +157,7 @@ impl Scheduler {
             policy,
             flags,
             nice: self.nice,
-            priority: self.priority as u32,
+            priority: self.priority.cast_unsigned(), // checked above: 0..=99
             runtime: self.runtime,
             deadline: self.deadline,
             period: self.period,

@@ -51,7 +51,7 @@ pub fn cap_names() -> &'static [&'static str] {
 }
 
 pub fn cap_number(name: &str) -> Option<u32> {
-    CAPS.iter().position(|c| *c == name).map(|i| i as u32)
+    CAPS.iter().position(|c| *c == name).and_then(|i| u32::try_from(i).ok())
 }
 
 /// The highest capability the running kernel knows.
