@@ -1,7 +1,7 @@
 //! runc-style argument parsing: global options, a command, its options (in
 //! any of `--name value`, `--name=value`, `-name value`), then positionals.
 
-use berth_runtime::Error;
+use berth_runtime::RuntimeError;
 use std::path::PathBuf;
 
 pub struct Args {
@@ -28,7 +28,7 @@ fn strip(tok: &str) -> Option<&str> {
 
 impl Global {
     /// Consumes the options before the command.
-    pub fn parse(a: &mut Args) -> Result<Global, Error> {
+    pub fn parse(a: &mut Args) -> Result<Global, RuntimeError> {
         let mut g = Global {
             root: PathBuf::from("/run/berth"),
             log: None,
@@ -47,12 +47,12 @@ impl Global {
                 Some((n, v)) => (n, Some(v.to_string())),
                 None => (body, None),
             };
-            let value = |a: &mut Args| -> Result<String, Error> {
+            let value = |a: &mut Args| -> Result<String, RuntimeError> {
                 if let Some(v) = inline.clone() {
                     return Ok(v);
                 }
                 if a.rest.is_empty() {
-                    return Err(Error::Usage(format!("flag needs an argument: -{name}")));
+                    return Err(RuntimeError::Usage(format!("flag needs an argument: -{name}")));
                 }
                 Ok(a.rest.remove(0))
             };
@@ -64,7 +64,7 @@ impl Global {
                 "log-format" => {
                     g.log_format = value(a)?;
                     if g.log_format != "text" && g.log_format != "json" {
-                        return Err(Error::Usage(format!("invalid log-format: {}", g.log_format)));
+                        return Err(RuntimeError::Usage(format!("invalid log-format: {}", g.log_format)));
                     }
                 }
                 "debug" => g.debug = inline.as_deref() != Some("false"),
@@ -75,7 +75,7 @@ impl Global {
                 }
                 "version" | "v" => g.version = true,
                 "help" | "h" => g.help = true,
-                _ => return Err(Error::Usage(format!("flag provided but not defined: -{name}"))),
+                _ => return Err(RuntimeError::Usage(format!("flag provided but not defined: -{name}"))),
             }
         }
         Ok(g)
@@ -105,14 +105,14 @@ impl Args {
     }
 
     /// An option with a value, removed from the arguments.
-    pub fn value(&mut self, names: &[&str]) -> Result<Option<String>, Error> {
+    pub fn value(&mut self, names: &[&str]) -> Result<Option<String>, RuntimeError> {
         let Some((i, inline)) = self.find(names) else { return Ok(None) };
         self.rest.remove(i);
         if let Some(v) = inline {
             return Ok(Some(v));
         }
         if i >= self.rest.len() {
-            return Err(Error::Usage(format!("flag needs an argument: -{}", names[0])));
+            return Err(RuntimeError::Usage(format!("flag needs an argument: -{}", names[0])));
         }
         Ok(Some(self.rest.remove(i)))
     }
@@ -134,24 +134,24 @@ impl Args {
         Some(self.rest.remove(i))
     }
 
-    fn reject_options(&self) -> Result<(), Error> {
+    fn reject_options(&self) -> Result<(), RuntimeError> {
         for t in &self.rest {
             if t == "--" {
                 break;
             }
             if let Some(b) = strip(t) {
-                return Err(Error::Usage(format!("flag provided but not defined: -{}", b.split('=').next().unwrap_or(b))));
+                return Err(RuntimeError::Usage(format!("flag provided but not defined: -{}", b.split('=').next().unwrap_or(b))));
             }
         }
         Ok(())
     }
 
     /// The container ID: the first positional, after every option was taken.
-    pub fn id(&mut self) -> Result<String, Error> {
+    pub fn id(&mut self) -> Result<String, RuntimeError> {
         self.reject_options()?;
         self.rest.retain(|t| t != "--");
         if self.rest.is_empty() {
-            return Err(Error::Usage("this command requires the container id as its argument".into()));
+            return Err(RuntimeError::Usage("this command requires the container id as its argument".into()));
         }
         Ok(self.rest.remove(0))
     }
@@ -172,10 +172,10 @@ impl Args {
     }
 
     /// Fails on anything left that was not understood.
-    pub fn done(&self) -> Result<(), Error> {
+    pub fn done(&self) -> Result<(), RuntimeError> {
         self.reject_options()?;
         if let Some(t) = self.rest.first() {
-            return Err(Error::Usage(format!("unexpected argument {t:?}")));
+            return Err(RuntimeError::Usage(format!("unexpected argument {t:?}")));
         }
         Ok(())
     }
@@ -216,7 +216,7 @@ mod tests {
         #[test]
         fn any_argv_parses_or_fails_in_one_line(argv in prop::collection::vec(token(), 0..10)) {
             let mut a = Args::new(argv);
-            let check = |r: Result<(), Error>| if let Err(e) = r { assert!(!e.to_string().contains('\n')) };
+            let check = |r: Result<(), RuntimeError>| if let Err(e) = r { assert!(!e.to_string().contains('\n')) };
             match Global::parse(&mut a) {
                 Err(e) => check(Err(e)),
                 Ok(_) => {

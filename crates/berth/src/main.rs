@@ -6,7 +6,7 @@ mod args;
 
 use args::{Args, Global};
 use berth_runtime::lifecycle::{self, CreateOptions};
-use berth_runtime::{config, features, log, Error};
+use berth_runtime::{config, features, log, RuntimeError};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -87,17 +87,13 @@ fn one_line(msg: &str) -> String {
     format!("{head}... ({} characters left out) ...{tail}", esc.chars().count() - MAX / 2 - MAX / 4)
 }
 
-fn real_main(argv: Vec<String>, parsed: &mut Option<String>) -> Result<i32, Error> {
+fn real_main(argv: Vec<String>, parsed: &mut Option<String>) -> Result<i32, RuntimeError> {
     let mut a = Args::new(argv);
     let g = Global::parse(&mut a)?;
     let file = match &g.log {
-        Some(p) => Some(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-                .map_err(|e| Error::io(format!("open log file {}", p.display()), e))?,
-        ),
+        Some(p) => {
+            Some(std::fs::OpenOptions::new().create(true).append(true).open(p).map_err(|e| RuntimeError::io_at("open log file", p, e))?)
+        }
         None => None,
     };
     log::init(file, g.log_format == "json", g.debug);
@@ -106,7 +102,9 @@ fn real_main(argv: Vec<String>, parsed: &mut Option<String>) -> Result<i32, Erro
         return Ok(0);
     }
     if g.systemd_cgroup {
-        return Err(Error::Usage("--systemd-cgroup: the systemd cgroup driver is not supported yet; use the cgroupfs driver".into()));
+        return Err(RuntimeError::Usage(
+            "--systemd-cgroup: the systemd cgroup driver is not supported yet; use the cgroupfs driver".into(),
+        ));
     }
     let Some(cmd) = a.next_positional() else {
         print!("{USAGE}");
@@ -125,7 +123,7 @@ fn real_main(argv: Vec<String>, parsed: &mut Option<String>) -> Result<i32, Erro
     }
     let root = g.root.clone();
     let reap = berth_runtime::teardown::CgroupReap::parse(&g.cgroup_reap)
-        .ok_or_else(|| Error::Usage(format!("--cgroup-reap {:?}: immediate, deferred or auto", g.cgroup_reap)))?;
+        .ok_or_else(|| RuntimeError::Usage(format!("--cgroup-reap {:?}: immediate, deferred or auto", g.cgroup_reap)))?;
     berth_runtime::teardown::set_cgroup_reap(reap);
     // Work a killed berth left to the reaper is picked up by the next command.
     if cmd != "gc" {
@@ -141,7 +139,7 @@ fn real_main(argv: Vec<String>, parsed: &mut Option<String>) -> Result<i32, Erro
                 .value(&["preserve-fds"])?
                 .map(|v| v.parse::<u32>())
                 .transpose()
-                .map_err(|_| Error::Usage("--preserve-fds takes a number".into()))?
+                .map_err(|_| RuntimeError::Usage("--preserve-fds takes a number".into()))?
                 .unwrap_or(0);
             let no_pivot = a.flag(&["no-pivot"]);
             let no_new_keyring = a.flag(&["no-new-keyring"]);
@@ -198,7 +196,7 @@ fn real_main(argv: Vec<String>, parsed: &mut Option<String>) -> Result<i32, Erro
             match lifecycle::delete(&root, &id, force, timeout) {
                 Ok(_) => Ok(0),
                 // `delete --force` of a container that does not exist succeeds.
-                Err(Error::NotExist(_)) if force => Ok(0),
+                Err(RuntimeError::NotExist { .. }) if force => Ok(0),
                 Err(e) => Err(e),
             }
         }
@@ -220,10 +218,10 @@ fn real_main(argv: Vec<String>, parsed: &mut Option<String>) -> Result<i32, Erro
             a.done()?;
             let path = bundle.join("config.json");
             if path.exists() {
-                return Err(Error::Usage("File config.json exists. Remove it first".into()));
+                return Err(RuntimeError::Usage("File config.json exists. Remove it first".into()));
             }
             let text = serde_json::to_string_pretty(&config::default_spec_json(rootless)).unwrap_or_default();
-            std::fs::write(&path, text + "\n").map_err(|e| Error::io(format!("write {}", path.display()), e))?;
+            std::fs::write(&path, text + "\n").map_err(|e| RuntimeError::io_at("write", &path, e))?;
             Ok(0)
         }
         "features" => {
@@ -243,16 +241,17 @@ fn real_main(argv: Vec<String>, parsed: &mut Option<String>) -> Result<i32, Erro
             let mut r: serde_json::Value = match a.value(&["resources", "r"])? {
                 Some(f) => {
                     let text = if f == "-" {
-                        std::io::read_to_string(std::io::stdin()).map_err(|e| Error::io("read resources from stdin", e))?
+                        std::io::read_to_string(std::io::stdin()).map_err(|e| RuntimeError::io("read resources from stdin", e))?
                     } else {
-                        std::fs::read_to_string(&f).map_err(|e| Error::io(format!("read {f}"), e))?
+                        std::fs::read_to_string(&f).map_err(|e| RuntimeError::io_at("read", &f, e))?
                     };
-                    serde_json::from_str(&text).map_err(|e| Error::Config(format!("resources: {e}")))?
+                    serde_json::from_str(&text)
+                        .map_err(|source| berth_runtime::config::ConfigError::Schema { at: "resources".into(), source })?
                 }
                 None => serde_json::json!({}),
             };
             // runc's individual flags, each onto its place in the resources.
-            let num = |v: String, flag: &str| v.parse::<i64>().map_err(|_| Error::Usage(format!("--{flag} takes a number")));
+            let num = |v: String, flag: &str| v.parse::<i64>().map_err(|_| RuntimeError::Usage(format!("--{flag} takes a number")));
             let flags: &[(&str, &str, &str)] = &[
                 ("memory", "memory", "limit"),
                 ("memory-reservation", "memory", "reservation"),
@@ -279,11 +278,12 @@ fn real_main(argv: Vec<String>, parsed: &mut Option<String>) -> Result<i32, Erro
             }
             for flag in ["l3-cache-schema", "mem-bw-schema"] {
                 if a.value(&[flag])?.is_some() {
-                    return Err(Error::Usage(format!("--{flag}: linux.intelRdt is not supported by berth")));
+                    return Err(RuntimeError::Usage(format!("--{flag}: linux.intelRdt is not supported by berth")));
                 }
             }
             let id = a.id()?;
-            let res: berth_runtime::config::Resources = serde_json::from_value(r).map_err(|e| Error::Config(format!("resources: {e}")))?;
+            let res: berth_runtime::config::Resources = serde_json::from_value(r)
+                .map_err(|source| berth_runtime::config::ConfigError::Schema { at: "resources".into(), source })?;
             lifecycle::update(&root, &id, &res)?;
             Ok(0)
         }
@@ -297,14 +297,14 @@ fn real_main(argv: Vec<String>, parsed: &mut Option<String>) -> Result<i32, Erro
                 "table" => {
                     // runc's way: the host's ps, its lines kept for our PIDs.
                     let args = if ps_args.is_empty() { vec!["-ef".to_string()] } else { ps_args };
-                    let out = std::process::Command::new("ps").args(&args).output().map_err(|e| Error::io("run ps", e))?;
+                    let out = std::process::Command::new("ps").args(&args).output().map_err(|e| RuntimeError::io("run ps", e))?;
                     let text = String::from_utf8_lossy(&out.stdout);
                     let mut lines = text.lines();
                     let header = lines.next().unwrap_or("");
                     let col = header
                         .split_whitespace()
                         .position(|c| c == "PID")
-                        .ok_or_else(|| Error::Usage("ps output has no PID column".into()))?;
+                        .ok_or_else(|| RuntimeError::Usage("ps output has no PID column".into()))?;
                     println!("{header}");
                     for l in lines {
                         if l.split_whitespace().nth(col).and_then(|p| p.parse::<i32>().ok()).is_some_and(|p| pids.contains(&p)) {
@@ -312,7 +312,7 @@ fn real_main(argv: Vec<String>, parsed: &mut Option<String>) -> Result<i32, Erro
                         }
                     }
                 }
-                f => return Err(Error::Usage(format!("invalid format option {f:?}"))),
+                f => return Err(RuntimeError::Usage(format!("invalid format option {f:?}"))),
             }
             Ok(0)
         }
@@ -322,9 +322,9 @@ fn real_main(argv: Vec<String>, parsed: &mut Option<String>) -> Result<i32, Erro
         }
         "why-busy" => {
             let format = a.value(&["format", "f"])?.unwrap_or_else(|| "table".into());
-            let path = a.next_positional().ok_or_else(|| Error::Usage("why-busy requires a PATH".into()))?;
+            let path = a.next_positional().ok_or_else(|| RuntimeError::Usage("why-busy requires a PATH".into()))?;
             a.done()?;
-            let path = std::fs::canonicalize(&path).map_err(|e| Error::io(format!("why-busy {path}"), e))?;
+            let path = std::fs::canonicalize(&path).map_err(|e| RuntimeError::io_at("why-busy", &path, e))?;
             let mut holders = berth_runtime::busy::holders(&path);
             lifecycle::attribute(&mut holders, &root);
             if format == "json" {
@@ -352,7 +352,7 @@ fn real_main(argv: Vec<String>, parsed: &mut Option<String>) -> Result<i32, Erro
             let left = berth_runtime::reaper::pending(&root).len();
             log::debug(&format!("gc: {n} jobs done, {left} left"));
             if left > 0 && wait {
-                return Err(Error::State(format!("gc: {left} jobs could not be finished (see berth gc --list and the log)")));
+                return Err(berth_runtime::reaper::ReaperError::Unfinished { left }.into());
             }
             Ok(0)
         }
@@ -360,15 +360,15 @@ fn real_main(argv: Vec<String>, parsed: &mut Option<String>) -> Result<i32, Erro
             print!("{USAGE}");
             Ok(0)
         }
-        other => Err(Error::Usage(format!("unknown command {other:?}; see berth --help"))),
+        other => Err(RuntimeError::Usage(format!("unknown command {other:?}; see berth --help"))),
     }
 }
 
 /// runc's `exec` options: all before the container ID; the command after it.
-fn exec_options(root: PathBuf, toks: Vec<String>) -> Result<(berth_runtime::exec::ExecOptions, ()), Error> {
+fn exec_options(root: PathBuf, toks: Vec<String>) -> Result<(berth_runtime::exec::ExecOptions, ()), RuntimeError> {
     let mut o = berth_runtime::exec::ExecOptions { root, ..Default::default() };
     let mut it = toks.into_iter().peekable();
-    let usage = |m: &str| Error::Usage(m.to_string());
+    let usage = |m: &str| RuntimeError::Usage(m.to_string());
     while let Some(t) = it.peek().cloned() {
         let Some(body) = t.strip_prefix("--").or_else(|| t.strip_prefix('-')).filter(|b| !b.is_empty()) else { break };
         it.next();
@@ -380,8 +380,11 @@ fn exec_options(root: PathBuf, toks: Vec<String>) -> Result<(berth_runtime::exec
         match name.as_str() {
             "process" | "p" => {
                 let f = val()?;
-                let text = std::fs::read_to_string(&f).map_err(|e| Error::io(format!("read {f}"), e))?;
-                o.process = Some(serde_json::from_str(&text).map_err(|e| Error::Config(format!("{f}: {e}")))?);
+                let text = std::fs::read_to_string(&f).map_err(|e| RuntimeError::io_at("read", &f, e))?;
+                o.process = Some(
+                    serde_json::from_str(&text)
+                        .map_err(|e| RuntimeError::Config(berth_runtime::config::ConfigError::Schema { at: f.clone(), source: e }))?,
+                );
             }
             "tty" | "t" => o.tty = inline.as_deref() != Some("false"),
             "console-socket" => o.console_socket = Some(PathBuf::from(val()?)),
@@ -406,7 +409,7 @@ fn exec_options(root: PathBuf, toks: Vec<String>) -> Result<(berth_runtime::exec
             "pidfd-socket" => o.pidfd_socket = Some(absolute(Path::new(&val()?))),
             "cgroup" => o.cgroups.push(val()?),
             "apparmor" | "process-label" => {
-                return Err(Error::Usage(format!("exec --{name} is not supported by berth yet")));
+                return Err(RuntimeError::Usage(format!("exec --{name} is not supported by berth yet")));
             }
             other => return Err(usage(&format!("flag provided but not defined: -{other}"))),
         }
@@ -424,7 +427,7 @@ fn absolute(p: &Path) -> PathBuf {
     }
 }
 
-fn list(root: &Path, format: &str, quiet: bool) -> Result<(), Error> {
+fn list(root: &Path, format: &str, quiet: bool) -> Result<(), RuntimeError> {
     let items = lifecycle::list(root)?;
     let mut out = std::io::stdout().lock();
     if quiet {
@@ -479,7 +482,7 @@ fn list(root: &Path, format: &str, quiet: bool) -> Result<(), Error> {
                 let _ = writeln!(out, "{line}");
             }
         }
-        f => return Err(Error::Usage(format!("invalid format option {f:?}"))),
+        f => return Err(RuntimeError::Usage(format!("invalid format option {f:?}"))),
     }
     Ok(())
 }

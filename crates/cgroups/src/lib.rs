@@ -17,37 +17,88 @@ pub use resources::{
     apply, default_device_rules, BlockIo, Cpu, DeviceRule, Hugepage, Memory, Pids, Resources, ThrottleDevice, WeightDevice,
 };
 
-use std::fmt;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// An error naming the cgroup file or directory that failed.
-#[derive(Debug)]
-pub struct Error {
-    pub what: String,
-    pub path: PathBuf,
-    pub source: io::Error,
+/// What failed in a cgroup operation, and on which file or directory.
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    #[error("create cgroup {}: {source}", path.display())]
+    Create { path: PathBuf, source: io::Error },
+    #[error("write {}: {source}", path.display())]
+    Write { path: PathBuf, source: io::Error },
+    #[error("read cgroup {}: {source}", path.display())]
+    Read { path: PathBuf, source: io::Error },
+    #[error("remove cgroup {}: {source}", path.display())]
+    Remove { path: PathBuf, source: io::Error },
+    #[error("open cgroup {}: {source}", path.display())]
+    Open { path: PathBuf, source: io::Error },
+    #[error("attach the device eBPF program to {}: {source}", path.display())]
+    DeviceProgram { path: PathBuf, source: io::Error },
+    /// The v1 freezer stayed FREEZING: a task could not be frozen. The
+    /// cgroup was thawed again.
+    #[error("freeze {}: still FREEZING after {} ms: a task could not be frozen", path.display(), waited.as_millis())]
+    NotFrozen { path: PathBuf, waited: Duration },
+    /// The container has no freezer (v1) and no v2 directory.
+    #[error("freeze: no freezer for this container")]
+    NoFreezer,
+    /// A resource this host's cgroups have no file for.
+    #[error("{setting} is not supported by this host's cgroups")]
+    Unsupported { setting: String },
+    /// A `linux.resources.unified` key with no file (its controller is off).
+    #[error("linux.resources.unified: {key} does not exist (is its controller enabled?)")]
+    NoUnifiedFile { key: String },
+    /// An `exec --cgroup` value that names no sub-cgroup of the container.
+    #[error("exec --cgroup {spec:?}: {why}")]
+    BadSub { spec: String, why: SubRefusal },
 }
 
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}: {}", self.what, self.path.display(), self.source)
+/// Why a resolved cgroup path cannot be a container's own.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    #[error("{} is not a cgroup directory", .0.display())]
+    NotADirectory(PathBuf),
+    #[error("{} is the root of the {hierarchy} cgroup hierarchy", path.display())]
+    HierarchyRoot { path: PathBuf, hierarchy: String },
+    #[error("{} is the caller's own cgroup or one of its ancestors ({})", path.display(), caller.display())]
+    CallersOwn { path: PathBuf, caller: PathBuf },
+    /// runc's words (since 1.2).
+    #[error("container's cgroup is not empty: {processes} process(es) found in {}", path.display())]
+    NotEmpty { path: PathBuf, processes: usize },
+}
+
+/// Why an `exec --cgroup` value was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SubRefusal {
+    #[error("the path may not leave the container's cgroup")]
+    Leaves,
+    #[error("{} does not exist", .0.display())]
+    Missing(PathBuf),
+    #[error("no hierarchy of the container has those controllers")]
+    NoHierarchy,
+}
+
+impl CgroupError {
+    /// The errno underneath, when a system call failed.
+    pub fn os_error(&self) -> Option<&io::Error> {
+        match self {
+            CgroupError::Create { source, .. }
+            | CgroupError::Write { source, .. }
+            | CgroupError::Read { source, .. }
+            | CgroupError::Remove { source, .. }
+            | CgroupError::Open { source, .. }
+            | CgroupError::DeviceProgram { source, .. } => Some(source),
+            _ => None,
+        }
     }
 }
 
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.source)
-    }
-}
+pub type Result<T> = std::result::Result<T, CgroupError>;
 
-pub type Result<T> = std::result::Result<T, Error>;
-
-pub(crate) fn err(what: &str, path: &Path, source: io::Error) -> Error {
-    Error { what: what.to_string(), path: path.to_path_buf(), source }
-}
+/// How long a v1 freeze may stay FREEZING before pause gives up.
+const FREEZE_WAIT: Duration = Duration::from_millis(500);
 
 /// One mounted cgroup hierarchy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -209,24 +260,24 @@ impl Cgroup {
     /// cgroup `own` names (the caller's) or one of its ancestors, or it
     /// already holds processes. Teardown kills, freezes and thaws whatever
     /// is in the container's cgroup, so none of those may ever be one.
-    pub fn refusal(&self, layout: &Layout, own: &[(String, String)]) -> Option<String> {
+    pub fn refusal(&self, layout: &Layout, own: &[(String, String)]) -> Option<Refusal> {
         for (d, h) in self.dirs.iter().zip(&layout.hierarchies) {
-            let name = if h.v2 { "unified".to_string() } else { h.controllers.join(",") };
             if d.path.exists() && !d.path.is_dir() {
-                return Some(format!("{} is not a cgroup directory", d.path.display()));
+                return Some(Refusal::NotADirectory(d.path.clone()));
             }
             if d.path == h.mount {
-                return Some(format!("{} is the root of the {name} cgroup hierarchy", d.path.display()));
+                let hierarchy = if h.v2 { "unified".to_string() } else { h.controllers.join(",") };
+                return Some(Refusal::HierarchyRoot { path: d.path.clone(), hierarchy });
             }
             let inner = join_rel(Path::new("/"), &own_path(h, own));
             let caller = h.mount.join(inner.strip_prefix(&h.root).unwrap_or_else(|_| inner.strip_prefix("/").unwrap_or(&inner)));
             if caller.starts_with(&d.path) {
-                return Some(format!("{} is the caller's own cgroup or one of its ancestors ({})", d.path.display(), caller.display()));
+                return Some(Refusal::CallersOwn { path: d.path.clone(), caller });
             }
             let mut pids = Vec::new();
             collect_pids(&d.path, &mut pids);
             if !pids.is_empty() {
-                return Some(format!("container's cgroup is not empty: {} process(es) found in {}", pids.len(), d.path.display()));
+                return Some(Refusal::NotEmpty { path: d.path.clone(), processes: pids.len() });
             }
         }
         None
@@ -268,7 +319,7 @@ impl Cgroup {
             let mut tries = 0;
             loop {
                 match create_one(d) {
-                    Err(e) if e.source.kind() == io::ErrorKind::NotFound && tries < 3 => tries += 1,
+                    Err(e) if e.os_error().is_some_and(|e| e.kind() == io::ErrorKind::NotFound) && tries < 3 => tries += 1,
                     r => break r?,
                 }
             }
@@ -295,7 +346,7 @@ impl Cgroup {
     /// `path` for every hierarchy, or `ctrl[,ctrl]:path` for the v1
     /// hierarchies of those controllers (on v2 only a plain path). The path
     /// is relative to the container's cgroup and may not leave it.
-    pub fn sub(&self, specs: &[String]) -> std::result::Result<Cgroup, String> {
+    pub fn sub(&self, specs: &[String]) -> Result<Cgroup> {
         let mut out = self.clone();
         for spec in specs {
             let (ctrls, path): (Vec<&str>, &str) = match spec.split_once(':') {
@@ -303,9 +354,9 @@ impl Cgroup {
                 Some((_, p)) => (vec![], p),
                 None => (vec![], spec.as_str()),
             };
-            let bad = |why: &str| format!("exec --cgroup {spec:?}: {why}");
+            let bad = |why| CgroupError::BadSub { spec: spec.clone(), why };
             if path.split('/').any(|c| c == "..") {
-                return Err(bad("the path may not leave the container's cgroup"));
+                return Err(bad(SubRefusal::Leaves));
             }
             let mut matched = false;
             for (orig, d) in self.dirs.iter().zip(out.dirs.iter_mut()) {
@@ -317,14 +368,14 @@ impl Cgroup {
                 matched = true;
                 let p = join_rel(&orig.path, path);
                 if !p.is_dir() {
-                    return Err(bad(&format!("{} does not exist", p.display())));
+                    return Err(bad(SubRefusal::Missing(p)));
                 }
                 d.path = p;
                 d.created = false;
                 d.top = None;
             }
             if !matched {
-                return Err(bad("no hierarchy of the container has those controllers"));
+                return Err(bad(SubRefusal::NoHierarchy));
             }
         }
         Ok(out)
@@ -395,7 +446,7 @@ impl Cgroup {
     fn freeze_v1(&self, dir: &Path) -> Result<()> {
         write(&dir.join("freezer.state"), "FROZEN")?;
         // FREEZING means some task is still on its way; a bounded wait.
-        let deadline = Instant::now() + Duration::from_millis(500);
+        let deadline = Instant::now() + FREEZE_WAIT;
         loop {
             let s = fs::read_to_string(dir.join("freezer.state")).unwrap_or_default();
             if s.trim() == "FROZEN" {
@@ -405,11 +456,7 @@ impl Cgroup {
                 // Half frozen is no state to leave a container in: thawed
                 // again, and the caller told (a pause must not say it worked).
                 let _ = write(&dir.join("freezer.state"), "THAWED");
-                return Err(err(
-                    "freeze (still FREEZING after 500 ms: a task could not be frozen)",
-                    dir,
-                    io::Error::from_raw_os_error(libc::EBUSY),
-                ));
+                return Err(CgroupError::NotFrozen { path: dir.to_path_buf(), waited: FREEZE_WAIT });
             }
             std::thread::sleep(Duration::from_micros(200));
             write(&dir.join("freezer.state"), "FROZEN")?;
@@ -427,7 +474,7 @@ impl Cgroup {
         if let Some(d) = self.v2_dir() {
             return write(&d.path.join("cgroup.freeze"), if frozen { "1" } else { "0" });
         }
-        Err(err("freeze", Path::new("freezer"), io::Error::from_raw_os_error(libc::ENOTSUP)))
+        Err(CgroupError::NoFreezer)
     }
 
     /// True when the freezer says the container is frozen.
@@ -476,7 +523,7 @@ impl Cgroup {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) if matches!(e.raw_os_error(), Some(libc::EBUSY) | Some(libc::ENOTEMPTY)) => return Ok(false),
-                Err(e) => return Err(err("remove cgroup", &d.path, e)),
+                Err(source) => return Err(CgroupError::Remove { path: d.path.clone(), source }),
             }
         }
         Ok(true)
@@ -528,7 +575,7 @@ fn create_one(d: &mut Dir) -> Result<()> {
         match fs::create_dir(m) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(err("create cgroup", m, e)),
+            Err(source) => return Err(CgroupError::Create { path: m.clone(), source }),
         }
         if !d.v2 && d.controllers.iter().any(|c| c == "cpuset") {
             for f in ["cpuset.cpus", "cpuset.mems"] {
@@ -556,7 +603,7 @@ fn thaw_tree(dir: &Path) -> Result<()> {
     }
     match fs::write(dir.join("freezer.state"), "THAWED") {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        r => r.map_err(|e| err("write", &dir.join("freezer.state"), e)),
+        r => r.map_err(|source| CgroupError::Write { path: dir.join("freezer.state"), source }),
     }
 }
 
@@ -583,7 +630,7 @@ fn remove_tree(dir: &Path) -> Result<()> {
     let rd = match fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(err("read cgroup", dir, e)),
+        Err(source) => return Err(CgroupError::Read { path: dir.to_path_buf(), source }),
     };
     for e in rd.flatten() {
         if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
@@ -593,7 +640,7 @@ fn remove_tree(dir: &Path) -> Result<()> {
     match fs::remove_dir(dir) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(err("remove cgroup", dir, e)),
+        Err(source) => Err(CgroupError::Remove { path: dir.to_path_buf(), source }),
     }
 }
 
@@ -616,7 +663,7 @@ fn enable_v2_controllers(dir: &Path) -> Result<()> {
 
 /// Writes `value` to a cgroup file.
 pub fn write(path: &Path, value: &str) -> Result<()> {
-    fs::write(path, value).map_err(|e| err("write", path, e))
+    fs::write(path, value).map_err(|source| CgroupError::Write { path: path.to_path_buf(), source })
 }
 
 #[cfg(test)]

@@ -3,10 +3,9 @@
 //! Each controller goes where it is mounted. A limit that the host has no
 //! file for is an error naming the setting: never silently dropped.
 
-use crate::{err, write, Cgroup, Dir, Result};
+use crate::{write, Cgroup, CgroupError, Dir, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::io;
 use std::path::Path;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -186,8 +185,8 @@ struct Target<'a> {
     cg: &'a Cgroup,
 }
 
-fn unsupported(setting: &str) -> crate::Error {
-    err(&format!("{setting} is not supported by this host's cgroups"), Path::new(setting), io::Error::from_raw_os_error(libc::ENOTSUP))
+fn unsupported(setting: &str) -> CgroupError {
+    CgroupError::Unsupported { setting: setting.to_string() }
 }
 
 impl Target<'_> {
@@ -408,11 +407,7 @@ pub fn apply(cg: &Cgroup, r: &Resources, device_rules: &[DeviceRule]) -> Result<
                 }
                 let f = d.path.join(k);
                 if !f.exists() {
-                    return Err(err(
-                        &format!("linux.resources.unified: {k} does not exist (is its controller enabled?)"),
-                        &f,
-                        io::Error::from_raw_os_error(libc::ENOENT),
-                    ));
+                    return Err(CgroupError::NoUnifiedFile { key: k.clone() });
                 }
                 set(&d.path, k, v)?;
             }
@@ -512,9 +507,10 @@ fn apply_devices(t: &Target<'_>, rules: &[DeviceRule]) -> Result<()> {
     }
     if let Some(d) = t.cg.v2_dir() {
         let prog = crate::devices::program(rules);
-        let fd = berth_sys::openat(None, &d.path, libc::O_RDONLY | libc::O_DIRECTORY, 0).map_err(|e| err("open cgroup", &d.path, e))?;
+        let fd = berth_sys::openat(None, &d.path, libc::O_RDONLY | libc::O_DIRECTORY, 0)
+            .map_err(|source| CgroupError::Open { path: d.path.clone(), source })?;
         return berth_sys::attach_device_program(std::os::fd::AsFd::as_fd(&fd), &prog)
-            .map_err(|e| err("attach the device eBPF program to", &d.path, e));
+            .map_err(|source| CgroupError::DeviceProgram { path: d.path.clone(), source });
     }
     Err(unsupported("linux.resources.devices"))
 }

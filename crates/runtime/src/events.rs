@@ -3,7 +3,7 @@
 //! `{"type":"oom"}` when the kernel's OOM killer hits the container.
 
 use crate::state::{Container, Status};
-use crate::{Error, Result};
+use crate::{Result, RuntimeError};
 use serde_json::{json, Map, Value};
 use std::fs;
 use std::path::Path;
@@ -161,9 +161,9 @@ fn oom_kills(cg: &berth_cgroups::Cgroup) -> u64 {
 /// the container stops.
 pub fn events(root: &Path, id: &str, once: bool, interval: Duration, out: &mut dyn std::io::Write) -> Result<()> {
     let c = Container::open(root, id)?;
-    let rec = c.load()?.ok_or_else(|| Error::NotExist(id.into()))?;
+    let rec = c.load()?.ok_or_else(|| RuntimeError::NotExist { id: id.into() })?;
     if rec.status(&c) == Status::Stopped {
-        return Err(Error::State(format!("container {id} is not running")));
+        return Err(crate::state::StateError::NotRunning { id: id.into() }.into());
     }
     let line = |v: Value, out: &mut dyn std::io::Write| {
         let _ = writeln!(out, "{v}");
@@ -173,7 +173,7 @@ pub fn events(root: &Path, id: &str, once: bool, interval: Duration, out: &mut d
         line(json!({"type": "stats", "id": id, "data": stats(&rec.cgroup)}), out);
         return Ok(());
     }
-    let init = rec.init().ok_or(Error::NotRunning)?;
+    let init = rec.init().ok_or(RuntimeError::NotRunning)?;
     let mut ooms = oom_kills(&rec.cgroup);
     loop {
         line(json!({"type": "stats", "id": id, "data": stats(&rec.cgroup)}), out);

@@ -16,7 +16,7 @@
 //! seals), however it got there. The check on entry is what the kernel says
 //! of /proc/self/exe, not a marker a caller could set.
 
-use crate::{Error, Result};
+use crate::Result;
 use berth_sys as sys;
 use std::ffi::CString;
 use std::os::fd::AsFd;
@@ -41,6 +41,20 @@ pub fn protection() -> Option<&'static str> {
     None
 }
 
+/// Why berth could not run from a protected copy of its binary.
+#[derive(Debug, thiserror::Error)]
+pub enum ExeError {
+    #[error("open /proc/self/exe: {0}")]
+    Open(#[source] std::io::Error),
+    /// Neither a read-only clone (`clone`: why not) nor a sealed copy.
+    #[error("protect the berth binary (read-only clone: {clone}; sealed copy): {source}")]
+    Seal { clone: std::io::Error, source: std::io::Error },
+    #[error("re-execute berth from its protected copy (read-only clone: {clone}): {source}")]
+    Reexec { clone: std::io::Error, source: std::io::Error },
+    #[error("the berth binary could not be protected from the container (it still runs from a writable file after re-executing)")]
+    StillUnprotected,
+}
+
 /// Re-executes this process from a protected copy of its binary unless it
 /// already runs from one. Call before anything else is done: the process
 /// starts over with the same arguments and environment.
@@ -54,9 +68,7 @@ pub fn ensure_protected() -> Result<()> {
         return Ok(());
     }
     if again {
-        return Err(Error::State(
-            "the berth binary could not be protected from the container (it still runs from a writable file after re-executing)".into(),
-        ));
+        return Err(ExeError::StillUnprotected.into());
     }
     let argv: Vec<CString> =
         std::env::args_os().filter_map(|a| CString::new(std::os::unix::ffi::OsStrExt::as_bytes(a.as_os_str())).ok()).collect();
@@ -82,9 +94,11 @@ pub fn ensure_protected() -> Result<()> {
         Err(e) => e,
     };
     // Without the mount API (or the privilege for it): a sealed copy.
-    let src = sys::openat(None, Path::new("/proc/self/exe"), libc::O_RDONLY, 0).map_err(|e| Error::io("open /proc/self/exe", e))?;
-    let copy = sys::sealed_memfd_copy(src.as_fd(), c"berth")
-        .map_err(|e| Error::io(format!("protect the berth binary (read-only clone: {clone_err}; sealed copy)"), e))?;
+    let src = sys::openat(None, Path::new("/proc/self/exe"), libc::O_RDONLY, 0).map_err(ExeError::Open)?;
+    let copy = match sys::sealed_memfd_copy(src.as_fd(), c"berth") {
+        Ok(copy) => copy,
+        Err(source) => return Err(ExeError::Seal { clone: clone_err, source }.into()),
+    };
     let e = sys::execveat_fd(copy.as_fd(), &argv, &envp);
-    Err(Error::io(format!("re-execute berth from its protected copy (read-only clone: {clone_err})"), e))
+    Err(ExeError::Reexec { clone: clone_err, source: e }.into())
 }

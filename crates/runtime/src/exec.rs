@@ -7,7 +7,7 @@ use crate::config::Process;
 use crate::error::Context;
 use crate::init::{Channel, Msg};
 use crate::state::{Container, Status};
-use crate::{rootfs, security, Error, Result};
+use crate::{rootfs, security, Result, RuntimeError};
 use berth_sys as sys;
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -42,21 +42,21 @@ pub struct ExecOptions {
 /// Runs the process; returns its exit code (0 with `detach`).
 pub fn exec(o: &ExecOptions) -> Result<i32> {
     let c = Container::open(&o.root, &o.id)?;
-    let rec = c.load()?.ok_or_else(|| Error::NotExist(o.id.clone()))?;
+    let rec = c.load()?.ok_or_else(|| RuntimeError::NotExist { id: o.id.clone() })?;
     match rec.status(&c) {
         Status::Running | Status::Created => {}
         Status::Paused if o.ignore_paused => {}
-        Status::Paused => return Err(Error::State("cannot exec in a paused container (pause it no more, or pass --ignore-paused)".into())),
-        s => return Err(Error::State(format!("cannot exec in a container that is {}", s.as_str()))),
+        Status::Paused => return Err(crate::state::StateError::ExecPaused.into()),
+        s => return Err(crate::state::StateError::Cannot { verb: "exec in", status: s }.into()),
     }
-    let init = rec.init().ok_or(Error::NotRunning)?;
+    let init = rec.init().ok_or(RuntimeError::NotRunning)?;
     let spec = rec.config.clone().unwrap_or_default();
     let mut p = match &o.process {
         Some(p) => p.clone(),
         None => {
             let mut p = spec.process.clone().unwrap_or_default();
             if o.args.is_empty() {
-                return Err(Error::Usage("exec needs a command (or --process)".into()));
+                return Err(RuntimeError::Usage("exec needs a command (or --process)".into()));
             }
             p.args = o.args.clone();
             p.terminal = o.tty;
@@ -96,11 +96,11 @@ pub fn exec(o: &ExecOptions) -> Result<i32> {
         .flat_map(|c| c.bounding.iter().chain(&c.effective).chain(&c.permitted).chain(&c.inheritable).chain(&c.ambient))
     {
         if crate::config::names::cap_number(cap).is_none() {
-            return Err(Error::Config(format!("unknown capability {cap:?}")));
+            return Err(crate::config::invalid("--cap", format!("unknown capability {cap:?}")));
         }
     }
     if p.args.is_empty() {
-        return Err(Error::Config("the process to exec has no args".into()));
+        return Err(crate::config::invalid("process.args", "the process to exec has no args"));
     }
     crate::config::check_exec_strings(&p.args, &p.env)?;
     for (what, id) in [("uid", p.user.uid), ("gid", p.user.gid)] {
@@ -122,17 +122,17 @@ pub fn exec(o: &ExecOptions) -> Result<i32> {
     // terminal's other end (as runc); detached, nobody would be.
     let mut own_console = None;
     let console = match (&o.console_socket, p.terminal) {
-        (Some(s), true) => Some(sys::unix_connect(s).ctx(|| format!("connect to console socket {}", s.display()))?),
-        (None, true) if o.detach => return Err(Error::Config(crate::tty::DETACHED_TTY.into())),
+        (Some(s), true) => Some(sys::unix_connect(s).ctx_at("connect to console socket", s)?),
+        (None, true) if o.detach => return Err(crate::config::ConfigError::DetachedTty.into()),
         (None, true) => {
-            let (ours, theirs) = sys::stream_pair().ctx(|| "socketpair for the terminal".into())?;
+            let (ours, theirs) = sys::stream_pair().ctx("socketpair for the terminal")?;
             own_console = Some(ours);
             Some(theirs)
         }
         _ => None,
     };
     let seccomp = spec.linux.as_ref().and_then(|l| l.seccomp.as_ref()).map(crate::seccomp::Profile::parse).transpose()?;
-    let (parent_end, child_end) = sys::seqpacket_pair().ctx(|| "socketpair".into())?;
+    let (parent_end, child_end) = sys::seqpacket_pair().ctx("socketpair")?;
     // The exec'd process may be a grandchild (a PID namespace is entered by
     // the children of who joins it): as subreaper this process still reaps it.
     let _ = sys::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
@@ -140,19 +140,19 @@ pub fn exec(o: &ExecOptions) -> Result<i32> {
     // pidfd still proves the PID is the init's: a container without a mount
     // namespace of its own is entered by chroot, not by setns.
     let init_root = sys::openat(None, Path::new(&format!("/proc/{}/root", init.pid)), libc::O_PATH | libc::O_DIRECTORY, 0)
-        .ctx(|| format!("open the root of the container's init (pid {})", init.pid))?;
+        .ctx_pid("open the root of the container's init", init.pid)?;
     if init.exited() {
-        return Err(Error::NotRunning);
+        return Err(RuntimeError::NotRunning);
     }
-    let cgroup = if o.cgroups.is_empty() { rec.cgroup.clone() } else { rec.cgroup.sub(&o.cgroups).map_err(Error::Config)? };
+    let cgroup = if o.cgroups.is_empty() { rec.cgroup.clone() } else { rec.cgroup.sub(&o.cgroups)? };
     let v2fd = cgroup.v2_dir().and_then(|d| sys::openat(None, &d.path, libc::O_RDONLY | libc::O_DIRECTORY, 0).ok());
     let forked = match sys::clone3(0, v2fd.as_ref().map(|f| f.as_fd())) {
         Ok(f) => f,
-        Err(_) => sys::clone3(0, None).ctx(|| "clone3".into())?,
+        Err(_) => sys::clone3(0, None).ctx("clone3")?,
     };
     let middle = match &forked {
-        sys::Forked::Parent { pidfd, .. } => pidfd.try_clone().ctx(|| "dup pidfd".into())?,
-        sys::Forked::Child => sys::pidfd_open(sys::getpid()).ctx(|| "pidfd".into())?,
+        sys::Forked::Parent { pidfd, .. } => pidfd.try_clone().ctx("dup pidfd")?,
+        sys::Forked::Child => sys::pidfd_open(sys::getpid()).ctx("pidfd")?,
     };
     if let sys::Forked::Child = forked {
         drop(parent_end);
@@ -171,7 +171,7 @@ pub fn exec(o: &ExecOptions) -> Result<i32> {
         Msg::Pid(n) => n,
         m => return Err(m.unexpected("pid")),
     };
-    let pidfd = sys::pidfd_open(pid).ctx(|| format!("pidfd of {pid}"))?;
+    let pidfd = sys::pidfd_open(pid).ctx_pid("pidfd of", pid)?;
     // Once the middle process is gone, the process is this one's child (we
     // are its subreaper) and can be waited for.
     let _ = sys::waitid_pidfd(middle.as_fd(), false);
@@ -183,11 +183,11 @@ pub fn exec(o: &ExecOptions) -> Result<i32> {
         }
     }
     if let Some(f) = &o.pid_file {
-        std::fs::write(f, pid.to_string()).ctx(|| format!("write {}", f.display()))?;
+        std::fs::write(f, pid.to_string()).ctx_at("write", f)?;
     }
     if let Some(s) = &o.pidfd_socket {
-        let sock = sys::unix_connect(s).ctx(|| format!("connect to pidfd socket {}", s.display()))?;
-        sys::send_fd(sock.as_fd(), b"pidfd", pidfd.as_fd()).ctx(|| "send the pidfd".into())?;
+        let sock = sys::unix_connect(s).ctx_at("connect to pidfd socket", s)?;
+        sys::send_fd(sock.as_fd(), b"pidfd", pidfd.as_fd()).ctx("send the pidfd")?;
     }
     if o.detach {
         return Ok(0);
@@ -212,22 +212,23 @@ fn child(
 ) -> Result<()> {
     // Not dumpable until the exec: nothing in the container may open this
     // process' /proc/PID/{exe,fd,cwd,root} while it runs berth's code.
-    sys::set_dumpable(false).ctx(|| "prctl(PR_SET_DUMPABLE, 0)".into())?;
+    sys::set_dumpable(false).ctx("prctl(PR_SET_DUMPABLE, 0)")?;
     let mut keep = vec![chan.0.as_raw_fd(), init_pidfd.as_raw_fd(), init_root.as_raw_fd()];
     keep.extend(console.map(|f| f.as_raw_fd()));
-    let preserved = sys::preserved_fds(preserve_fds).ok_or_else(|| Error::Usage(format!("--preserve-fds {preserve_fds}: too many")))?;
+    let preserved =
+        sys::preserved_fds(preserve_fds).ok_or_else(|| RuntimeError::Usage(format!("--preserve-fds {preserve_fds}: too many")))?;
     sys::close_fds_from(preserved.end, &keep);
     cg.join_self_v1()?;
     if ns_flags != 0 {
-        sys::setns(init_pidfd.as_fd(), ns_flags).ctx(|| "join the container's namespaces".into())?;
+        sys::setns(init_pidfd.as_fd(), ns_flags).ctx("join the container's namespaces")?;
     }
     if ns_flags & libc::CLONE_NEWNS == 0 {
         // Same mount namespace as ours: the container is its init's chroot.
-        sys::fchdir(init_root.as_fd()).ctx(|| "chdir to the container's root".into())?;
-        sys::chroot(Path::new(".")).ctx(|| "chroot into the container's root".into())?;
+        sys::fchdir(init_root.as_fd()).ctx("chdir to the container's root")?;
+        sys::chroot(Path::new(".")).ctx("chroot into the container's root")?;
     }
     // The PID namespace applies to children: the process is a child of this one.
-    if let Some(pid) = sys::fork().ctx(|| "fork".into())? {
+    if let Some(pid) = sys::fork().ctx("fork")? {
         chan.send_msg(&Msg::Pid(pid))?;
         sys::exit_now(0);
     }
@@ -235,12 +236,12 @@ fn child(
     security::set_scheduling(p)?;
     let pty = if p.terminal {
         let root = rootfs::Root::open(Path::new("/"))?;
-        let ptmx = root.open_in(Path::new("dev/ptmx"), libc::O_RDWR | libc::O_NOCTTY).ctx(|| "open /dev/ptmx in the container".into())?;
-        let (master, slave) = sys::open_pty(ptmx).ctx(|| "open pty".into())?;
+        let ptmx = root.open_in(Path::new("dev/ptmx"), libc::O_RDWR | libc::O_NOCTTY).ctx("open /dev/ptmx in the container")?;
+        let (master, slave) = sys::open_pty(ptmx).ctx("open pty")?;
         if let Some(sz) = p.console_size {
-            sys::set_winsize(master.as_fd(), sz.height, sz.width).ctx(|| "set console size".into())?;
+            sys::set_winsize(master.as_fd(), sz.height, sz.width).ctx("set console size")?;
         }
-        let sock = console.ok_or_else(|| Error::Config("no console socket".into()))?;
+        let sock = console.ok_or_else(|| crate::config::invalid("--console-socket", "no console socket"))?;
         crate::init::use_terminal(&master, &slave, sock)?;
         Some((master, slave))
     } else {
@@ -258,24 +259,24 @@ fn child(
     let filter = seccomp.map(|s| s.compile()).transpose()?;
     if !p.no_new_privileges {
         if let Some(f) = &filter {
-            f.load().ctx(|| "load the seccomp filter".into())?;
+            f.load().ctx("load the seccomp filter")?;
         }
     }
     security::switch_user_and_caps(p)?;
     crate::init::chdir_as_user(&p.cwd)?;
     for fd in preserved.clone() {
-        sys::clear_cloexec(fd).ctx(|| format!("preserve fd {fd}"))?;
+        sys::clear_cloexec(fd).ctx_fd("preserve fd", fd)?;
     }
     let _ = sys::cloexec_from(preserved.end.cast_unsigned());
     sys::reset_signals();
     if p.no_new_privileges {
         if let Some(f) = &filter {
-            f.load().ctx(|| "load the seccomp filter".into())?;
+            f.load().ctx("load the seccomp filter")?;
         }
     }
     crate::config::check_exec_strings(&p.args, &p.env)?;
     let cstrings = |v: &[String]| v.iter().filter_map(|a| CString::new(a.as_str()).ok()).collect::<Vec<CString>>();
     let (argv, envp) = (cstrings(&p.args), cstrings(&p.env));
     let e = sys::execve(&exe, &argv, &envp);
-    Err(Error::io(format!("exec {}", p.args[0]), e))
+    Err(crate::init::InitError::Exec { arg0: p.args[0].clone(), source: e }.into())
 }

@@ -3,21 +3,44 @@
 //! and EPIPE tolerated).
 
 use crate::config::Hook;
-use crate::{Error, Result};
+use crate::{Result, RuntimeError};
 use std::io::Write;
 use std::os::fd::AsFd;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// An OCI hook that could not run, failed or timed out.
+#[derive(Debug, thiserror::Error)]
+#[error("{kind} hook {} {why}", path.display())]
+pub struct HookError {
+    /// prestart, createRuntime, poststart, poststop...
+    pub kind: &'static str,
+    pub path: std::path::PathBuf,
+    pub why: HookFailure,
+}
+
+/// How a hook failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HookFailure {
+    #[error("could not start: {0}")]
+    Start(#[source] std::io::Error),
+    #[error("failed: {0}")]
+    Exit(std::process::ExitStatus),
+    #[error("did not finish within {0} s")]
+    Timeout(i64),
+    #[error("could not be waited for: {0}")]
+    Wait(#[source] std::io::Error),
+}
+
 /// Runs each hook in order; the first failure stops and is returned.
-pub fn run_all(kind: &str, hooks: &[Hook], state_json: &str) -> Result<()> {
+pub fn run_all(kind: &'static str, hooks: &[Hook], state_json: &str) -> Result<()> {
     for h in hooks {
         run(kind, h, state_json)?;
     }
     Ok(())
 }
 
-pub fn run(kind: &str, h: &Hook, state_json: &str) -> Result<()> {
+pub fn run(kind: &'static str, h: &Hook, state_json: &str) -> Result<()> {
     berth_sys::ignore_sigpipe();
     let mut cmd = Command::new(&h.path);
     if let Some(a0) = h.args.first() {
@@ -32,24 +55,24 @@ pub fn run(kind: &str, h: &Hook, state_json: &str) -> Result<()> {
         }
     }
     cmd.stdin(Stdio::piped());
-    let hook_err = |why: String| Error::Hook { kind: kind.to_string(), path: h.path.clone(), why };
-    let mut child = cmd.spawn().map_err(|e| hook_err(format!("could not start: {e}")))?;
+    let hook_err = |why| RuntimeError::Hook(HookError { kind, path: h.path.clone().into(), why });
+    let mut child = cmd.spawn().map_err(|e| hook_err(HookFailure::Start(e)))?;
     if let Some(mut stdin) = child.stdin.take() {
         let _ = stdin.write_all(state_json.as_bytes());
     }
-    let pidfd = berth_sys::pidfd_open(child.id().cast_signed()).map_err(|e| Error::io(format!("pidfd of {kind} hook"), e))?;
+    let pidfd = berth_sys::pidfd_open(child.id().cast_signed()).map_err(|e| hook_err(HookFailure::Wait(e)))?;
     // A timeout past what an Instant can hold is no deadline at all.
     let deadline = h.timeout.filter(|t| *t > 0).and_then(|t| Instant::now().checked_add(Duration::from_secs(t.unsigned_abs())));
     let ms = deadline.map_or(-1, |d| berth_sys::poll_ms(d.saturating_duration_since(Instant::now())));
-    let ready = berth_sys::poll_in(&[pidfd.as_fd()], ms).map_err(|e| Error::io("wait for hook", e))?;
+    let ready = berth_sys::poll_in(&[pidfd.as_fd()], ms).map_err(|e| hook_err(HookFailure::Wait(e)))?;
     if ready[0] == 0 {
         let _ = child.kill();
         let _ = child.wait();
-        return Err(Error::Timeout(format!("{kind} hook {} did not finish within {} s", h.path, h.timeout.unwrap_or(0))));
+        return Err(hook_err(HookFailure::Timeout(h.timeout.unwrap_or(0))));
     }
-    let st = child.wait().map_err(|e| Error::io(format!("wait for {kind} hook"), e))?;
+    let st = child.wait().map_err(|e| hook_err(HookFailure::Wait(e)))?;
     if !st.success() {
-        return Err(hook_err(format!("failed: {st}")));
+        return Err(hook_err(HookFailure::Exit(st)));
     }
     Ok(())
 }

@@ -8,7 +8,7 @@
 
 use crate::config::{ns_flag, Spec};
 use crate::error::Context;
-use crate::{hooks, rootfs, security, Error, Result};
+use crate::{hooks, rootfs, security, Result, RuntimeError};
 use berth_sys as sys;
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -72,19 +72,47 @@ impl Msg {
                     Msg::Pid(n)
                 } else {
                     let shown: String = m.chars().take(80).collect();
-                    return Err(Error::Init(format!("bad message on the sync socket: {shown:?}")));
+                    return Err(InitError::BadMessage(shown).into());
                 }
             }
         })
     }
 
     /// The error a message means where `want` was expected.
-    pub fn unexpected(self, want: &str) -> Error {
+    pub fn unexpected(self, want: &str) -> RuntimeError {
         match self {
-            Msg::Error(e) => Error::Init(e),
-            m => Error::Init(format!("the other side of the sync socket sent {:?} where {want} was expected", m.encode())),
+            Msg::Error(e) => InitError::Failed(e).into(),
+            m => InitError::Unexpected { got: m.encode(), want: want.to_string() }.into(),
         }
     }
+}
+
+/// What went wrong in a container's setup, or between its two sides.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error("bad message on the sync socket: {0:?}")]
+    BadMessage(String),
+    #[error("the other side of the sync socket sent {got:?} where {want} was expected")]
+    Unexpected { got: String, want: String },
+    #[error("the other side of the sync socket closed")]
+    Closed,
+    /// The other side's setup failed and said why. Its error arrives as
+    /// text: it crossed the socket (and, for a container's init, a PID
+    /// namespace).
+    #[error("{0}")]
+    Failed(String),
+    #[error("the container process died at once")]
+    DiedAtOnce,
+    #[error("the container process exited during setup ({0:?})")]
+    ExitedDuringSetup(Option<berth_sys::ExitStatus>),
+    #[error("the container's setup sent no pty master")]
+    NoPtyMaster,
+    /// The working directory could not be entered (runc's words).
+    #[error("chdir to cwd ({cwd:?}) set in config.json: {source}")]
+    Cwd { cwd: String, source: std::io::Error },
+    /// execve of the container's process failed.
+    #[error("exec {arg0}: {source}")]
+    Exec { arg0: String, source: std::io::Error },
 }
 
 /// One end of the create handshake.
@@ -102,13 +130,13 @@ impl Channel {
         let bytes = msg.as_bytes();
         let mut chunks = bytes.chunks(PACKET).peekable();
         if chunks.peek().is_none() {
-            return sys::send(self.0.as_fd(), b".").ctx(|| "write to the sync socket".into());
+            return sys::send(self.0.as_fd(), b".").ctx("write to the sync socket");
         }
         while let Some(c) = chunks.next() {
             let mut pkt = Vec::with_capacity(c.len() + 1);
             pkt.push(if chunks.peek().is_some() { b'+' } else { b'.' });
             pkt.extend_from_slice(c);
-            sys::send(self.0.as_fd(), &pkt).ctx(|| "write to the sync socket".into())?;
+            sys::send(self.0.as_fd(), &pkt).ctx("write to the sync socket")?;
         }
         Ok(())
     }
@@ -117,9 +145,9 @@ impl Channel {
         let mut buf = vec![0u8; PACKET + 1];
         let mut msg = Vec::new();
         loop {
-            let (n, _) = sys::recv_fd(self.0.as_fd(), &mut buf).ctx(|| "read the sync socket".into())?;
+            let (n, _) = sys::recv_fd(self.0.as_fd(), &mut buf).ctx("read the sync socket")?;
             if n == 0 {
-                return Err(Error::Init("the other side of the sync socket closed".into()));
+                return Err(InitError::Closed.into());
             }
             msg.extend_from_slice(&buf[1..n]);
             if buf[0] != b'+' {
@@ -205,13 +233,13 @@ fn run(init: &Init<'_>) -> Result<Never> {
     // Until it execs, this process runs berth's code with host fds open:
     // not dumpable, so no process of the container (which may share its PID
     // namespace) can open its /proc/PID/{exe,fd,cwd,root}. execve resets it.
-    sys::set_dumpable(false).ctx(|| "prctl(PR_SET_DUMPABLE, 0)".into())?;
+    sys::set_dumpable(false).ctx("prctl(PR_SET_DUMPABLE, 0)")?;
     let mut keep = vec![init.chan.0.as_raw_fd()];
     keep.extend(init.console_socket.as_ref().map(|f| f.as_raw_fd()));
     keep.extend(init.seccomp_listener.as_ref().map(|f| f.as_raw_fd()));
     keep.extend(init.idmapped.iter().map(|(_, f)| f.as_raw_fd()));
-    let preserved =
-        sys::preserved_fds(init.preserve_fds).ok_or_else(|| Error::Usage(format!("--preserve-fds {}: too many", init.preserve_fds)))?;
+    let preserved = sys::preserved_fds(init.preserve_fds)
+        .ok_or_else(|| RuntimeError::Usage(format!("--preserve-fds {}: too many", init.preserve_fds)))?;
     sys::close_fds_from(preserved.end, &keep);
     if init.join_v1_cgroups {
         init.cgroup.join_self_v1()?;
@@ -225,10 +253,10 @@ fn run(init: &Init<'_>) -> Result<Never> {
 
     // The exec fifo is opened now, while the host's filesystem is visible;
     // after pivot_root it is reopened for writing through host /proc.
-    let fifo = init.fifo.map(|f| sys::openat(None, f, libc::O_PATH, 0).ctx(|| format!("open {}", f.display()))).transpose()?;
-    let host_proc = sys::openat(None, Path::new("/proc"), libc::O_PATH | libc::O_DIRECTORY, 0).ctx(|| "open /proc".into())?;
+    let fifo = init.fifo.map(|f| sys::openat(None, f, libc::O_PATH, 0).ctx_at("open", f)).transpose()?;
+    let host_proc = sys::openat(None, Path::new("/proc"), libc::O_PATH | libc::O_DIRECTORY, 0).ctx("open /proc")?;
     if let Some(adj) = p.oom_score_adj {
-        std::fs::write("/proc/self/oom_score_adj", adj.to_string()).ctx(|| format!("set oom_score_adj {adj}"))?;
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string()).ctx_of("set oom_score_adj", adj)?;
     }
 
     // Join namespaces given by path: user first, so the rest are joined with
@@ -240,7 +268,7 @@ fn run(init: &Init<'_>) -> Result<Never> {
             if flag == libc::CLONE_NEWPID || flag == sys::CLONE_NEWTIME {
                 continue; // joined by the parent: they apply to children
             }
-            let fd = sys::openat(None, Path::new(path), libc::O_RDONLY, 0).ctx(|| format!("open {} namespace {path}", n.kind))?;
+            let fd = sys::openat(None, Path::new(path), libc::O_RDONLY, 0).ctx_at("open the namespace", path)?;
             joins.push((flag, fd, path.to_string()));
         }
     }
@@ -250,20 +278,20 @@ fn run(init: &Init<'_>) -> Result<Never> {
         _ => 1,
     });
     for (flag, fd, path) in &joins {
-        sys::setns(fd.as_fd(), *flag).ctx(|| format!("join namespace {path}"))?;
+        sys::setns(fd.as_fd(), *flag).ctx_of("join namespace", path)?;
     }
     let want_new = |kind: &str| spec.namespace(kind).is_some_and(|n| n.path.as_deref().unwrap_or("").is_empty());
     let mut userns = want_new("user") || joins.iter().any(|(f, _, _)| *f == libc::CLONE_NEWUSER);
     if want_new("user") && init.cloned & libc::CLONE_NEWUSER == 0 {
-        sys::unshare(libc::CLONE_NEWUSER).ctx(|| "unshare the user namespace".into())?;
+        sys::unshare(libc::CLONE_NEWUSER).ctx("unshare the user namespace")?;
         init.chan.send_msg(&Msg::Maps)?;
         init.chan.expect(Msg::Mapped)?;
         userns = true;
     }
     if userns {
         // Become root of the namespace (the mapped uid 0).
-        sys::setresgid(0).ctx(|| "setgid 0 in the user namespace".into())?;
-        sys::setresuid(0).ctx(|| "setuid 0 in the user namespace".into())?;
+        sys::setresgid(0).ctx("setgid 0 in the user namespace")?;
+        sys::setresuid(0).ctx("setuid 0 in the user namespace")?;
     }
     let mut flags = 0;
     for kind in ["mount", "network", "ipc", "uts"] {
@@ -273,26 +301,26 @@ fn run(init: &Init<'_>) -> Result<Never> {
         }
     }
     if flags != 0 {
-        sys::unshare(flags).ctx(|| "unshare namespaces".into())?;
+        sys::unshare(flags).ctx("unshare namespaces")?;
     }
     // A new PID namespace that the clone did not make: the real init is a
     // child of this process (which then goes away).
     let pid_path = spec.namespace("pid").and_then(|n| n.path.as_deref()).filter(|p| !p.is_empty());
     let fork_pid = match pid_path {
         Some(path) if !init.pidns_joined => {
-            let fd = sys::openat(None, Path::new(path), libc::O_RDONLY, 0).ctx(|| format!("open pid namespace {path}"))?;
-            sys::setns(fd.as_fd(), libc::CLONE_NEWPID).ctx(|| format!("join pid namespace {path}"))?;
+            let fd = sys::openat(None, Path::new(path), libc::O_RDONLY, 0).ctx_of("open pid namespace", path)?;
+            sys::setns(fd.as_fd(), libc::CLONE_NEWPID).ctx_of("join pid namespace", path)?;
             true
         }
         Some(_) => false,
         None if want_new("pid") && init.cloned & libc::CLONE_NEWPID == 0 => {
-            sys::unshare(libc::CLONE_NEWPID).ctx(|| "unshare the pid namespace".into())?;
+            sys::unshare(libc::CLONE_NEWPID).ctx("unshare the pid namespace")?;
             true
         }
         None => false,
     };
     if fork_pid {
-        if let Some(pid) = sys::fork().ctx(|| "fork the container init".into())? {
+        if let Some(pid) = sys::fork().ctx("fork the container init")? {
             init.chan.send_msg(&Msg::Pid(pid))?;
             sys::exit_now(0);
         }
@@ -300,21 +328,21 @@ fn run(init: &Init<'_>) -> Result<Never> {
     // The cgroup namespace comes after joining the cgroup, so its root is
     // the container's cgroup.
     if want_new("cgroup") {
-        sys::unshare(libc::CLONE_NEWCGROUP).ctx(|| "unshare the cgroup namespace".into())?;
+        sys::unshare(libc::CLONE_NEWCGROUP).ctx("unshare the cgroup namespace")?;
     }
     if want_new("network") {
-        sys::loopback_up().ctx(|| "bring up lo".into())?;
+        sys::loopback_up().ctx("bring up lo")?;
     }
     if let Some(h) = spec.hostname.as_deref().filter(|h| !h.is_empty()) {
-        sys::sethostname(h).ctx(|| format!("sethostname {h}"))?;
+        sys::sethostname(h).ctx_of("sethostname", h)?;
     }
     if let Some(d) = spec.domainname.as_deref().filter(|h| !h.is_empty()) {
-        sys::setdomainname(d).ctx(|| format!("setdomainname {d}"))?;
+        sys::setdomainname(d).ctx_of("setdomainname", d)?;
     }
     if !init.no_new_keyring {
         if let Err(e) = sys::join_session_keyring(&format!("_ses.{}", init.id)) {
             if e.raw_os_error() != Some(libc::ENOSYS) {
-                return Err(Error::io("join a new session keyring", e));
+                return Err(RuntimeError::io("join a new session keyring", e));
             }
         }
     }
@@ -347,7 +375,7 @@ fn run(init: &Init<'_>) -> Result<Never> {
     rootfs::finish(spec)?;
 
     if let Some(pers) = &l.personality {
-        sys::personality(if pers.domain == "LINUX32" { 0x0008 } else { 0 }).ctx(|| "personality".into())?;
+        sys::personality(if pers.domain == "LINUX32" { 0x0008 } else { 0 }).ctx("personality")?;
     }
 
     // The process' stdio: a terminal, or what `create` was given.
@@ -355,7 +383,7 @@ fn run(init: &Init<'_>) -> Result<Never> {
         let sock = init
             .console_socket
             .as_ref()
-            .ok_or_else(|| Error::Config("process.terminal is true but no --console-socket was given".into()))?;
+            .ok_or_else(|| crate::config::invalid("process.terminal", "is true but no --console-socket was given"))?;
         use_terminal(master, slave, sock)?;
     } else {
         fix_stdio_owner(p.user.uid, p.user.gid);
@@ -396,7 +424,7 @@ fn run(init: &Init<'_>) -> Result<Never> {
     // Only fds 0-2 and the preserved ones reach the container: everything
     // else is close-on-exec (done now, before a seccomp filter may forbid it).
     for fd in preserved.clone() {
-        sys::clear_cloexec(fd).ctx(|| format!("preserve fd {fd}"))?;
+        sys::clear_cloexec(fd).ctx_fd("preserve fd", fd)?;
     }
     // close_range needs Linux 5.11; without it, inherited fds were closed at
     // the start and every fd berth opened since is O_CLOEXEC.
@@ -410,9 +438,9 @@ fn run(init: &Init<'_>) -> Result<Never> {
     let mut released = None;
     if let Some(f) = &fifo {
         let w = sys::openat(Some(host_proc.as_fd()), &PathBuf::from(format!("thread-self/fd/{}", f.as_raw_fd())), libc::O_WRONLY, 0)
-            .ctx(|| "open the exec fifo".into())?;
+            .ctx("open the exec fifo")?;
         let mut w = std::fs::File::from(w);
-        std::io::Write::write_all(&mut w, b"0").ctx(|| "write the exec fifo".into())?;
+        std::io::Write::write_all(&mut w, b"0").ctx("write the exec fifo")?;
         released = Some(w);
     }
     drop(fifo);
@@ -434,18 +462,19 @@ fn run(init: &Init<'_>) -> Result<Never> {
     let cstrings = |v: &[String]| v.iter().filter_map(|a| CString::new(a.as_str()).ok()).collect::<Vec<CString>>();
     let (argv, envp) = (cstrings(&p.args), cstrings(&p.env));
     let Some(exe) = exe else {
-        return Err(Error::Config("the container has no process to run".into()));
+        return Err(crate::config::invalid("process", "the container has no process to run"));
     };
     let e = sys::execve(&exe, &argv, &envp);
     drop(released);
-    Err(Error::io(format!("exec {}", p.args[0]), e))
+    Err(InitError::Exec { arg0: p.args[0].clone(), source: e }.into())
 }
 
 fn load_seccomp(init: &Init<'_>, prof: &crate::seccomp::Profile, f: &sys::seccomp::Filter, state: &str) -> Result<()> {
-    f.load().ctx(|| "load the seccomp filter".into())?;
+    f.load().ctx("load the seccomp filter")?;
     if prof.uses_notify() {
-        let fd = f.notify_fd().ctx(|| "seccomp notify fd".into())?;
-        let sock = init.seccomp_listener.as_ref().ok_or_else(|| Error::Config("linux.seccomp.listenerPath is not connected".into()))?;
+        let fd = f.notify_fd().ctx("seccomp notify fd")?;
+        let sock =
+            init.seccomp_listener.as_ref().ok_or_else(|| crate::config::invalid("linux.seccomp.listenerPath", "is not connected"))?;
         let st: serde_json::Value = serde_json::from_str(state).unwrap_or_default();
         let msg = serde_json::json!({
             "ociVersion": "1.2.0",
@@ -454,7 +483,7 @@ fn load_seccomp(init: &Init<'_>, prof: &crate::seccomp::Profile, f: &sys::seccom
             "metadata": prof.listener_metadata.clone().unwrap_or_default(),
             "state": st,
         });
-        sys::send_fd(sock.as_fd(), msg.to_string().as_bytes(), fd.as_fd()).ctx(|| "send the seccomp notify fd to listenerPath".into())?;
+        sys::send_fd(sock.as_fd(), msg.to_string().as_bytes(), fd.as_fd()).ctx("send the seccomp notify fd to listenerPath")?;
     }
     Ok(())
 }
@@ -462,13 +491,12 @@ fn load_seccomp(init: &Init<'_>, prof: &crate::seccomp::Profile, f: &sys::seccom
 /// Sends the pty master over the console socket (with the slave's name, as
 /// runc does) and makes the slave this process' stdio and controlling tty.
 pub(crate) fn use_terminal(master: &OwnedFd, slave: &OwnedFd, sock: &OwnedFd) -> Result<()> {
-    let n = sys::pty_number(master.as_fd()).ctx(|| "pty number".into())?;
-    sys::send_fd(sock.as_fd(), format!("/dev/pts/{n}").as_bytes(), master.as_fd())
-        .ctx(|| "send the pty master to the console socket".into())?;
+    let n = sys::pty_number(master.as_fd()).ctx("pty number")?;
+    sys::send_fd(sock.as_fd(), format!("/dev/pts/{n}").as_bytes(), master.as_fd()).ctx("send the pty master to the console socket")?;
     for fd in 0..3 {
-        sys::dup2(slave.as_fd(), fd).ctx(|| "dup the pty".into())?;
+        sys::dup2(slave.as_fd(), fd).ctx("dup the pty")?;
     }
-    sys::setsid_ctty(slave.as_fd()).ctx(|| "make the pty the controlling terminal".into())
+    sys::setsid_ctty(slave.as_fd()).ctx("make the pty the controlling terminal")
 }
 
 /// Gives pipes and sockets on stdio to the container's user, so that it can
@@ -494,12 +522,12 @@ pub(crate) fn fix_stdio_owner(uid: u32, gid: u32) {
 /// CVE-2024-21626 class). Then checks that the kernel places the new
 /// working directory under the root.
 pub(crate) fn chdir_in_root(cwd: &str) -> Result<()> {
-    let what = || format!("chdir to cwd ({cwd:?}) set in config.json");
-    let root = sys::openat(None, Path::new("/"), libc::O_PATH | libc::O_DIRECTORY, 0).ctx(what)?;
+    let what = |source| InitError::Cwd { cwd: cwd.to_string(), source };
+    let root = sys::openat(None, Path::new("/"), libc::O_PATH | libc::O_DIRECTORY, 0).map_err(what)?;
     let dir =
         sys::openat2(root.as_fd(), Path::new(cwd), libc::O_PATH | libc::O_DIRECTORY, 0, sys::RESOLVE_IN_ROOT | sys::RESOLVE_NO_MAGICLINKS)
-            .ctx(what)?;
-    sys::fchdir(dir.as_fd()).ctx(what)?;
+            .map_err(what)?;
+    sys::fchdir(dir.as_fd()).map_err(what)?;
     check_cwd_in_root(cwd)
 }
 
@@ -508,7 +536,7 @@ pub(crate) fn chdir_in_root(cwd: &str) -> Result<()> {
 /// that the user's own search permissions apply along the whole path, then
 /// the same check that the kernel places it under the root.
 pub(crate) fn chdir_as_user(cwd: &str) -> Result<()> {
-    std::env::set_current_dir(cwd).ctx(|| format!("chdir to cwd ({cwd:?}) set in config.json"))?;
+    std::env::set_current_dir(cwd).map_err(|source| InitError::Cwd { cwd: cwd.to_string(), source })?;
     check_cwd_in_root(cwd)
 }
 
@@ -517,8 +545,10 @@ pub(crate) fn chdir_as_user(cwd: &str) -> Result<()> {
 fn check_cwd_in_root(cwd: &str) -> Result<()> {
     match std::env::current_dir() {
         Ok(d) if d.is_absolute() => Ok(()),
-        Ok(d) => Err(Error::Config(format!("cwd {cwd:?} is outside the container's root ({})", d.display()))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::Config(format!("cwd {cwd:?} is outside the container's root"))),
+        Ok(d) => Err(crate::config::invalid("process.cwd", format!("{cwd:?} is outside the container's root ({})", d.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(crate::config::invalid("process.cwd", format!("{cwd:?} is outside the container's root")))
+        }
         // A seccomp profile may refuse getcwd itself: nothing to check with.
         Err(_) => Ok(()),
     }
@@ -544,19 +574,23 @@ pub(crate) fn find_executable(arg0: &str, env: &[String], cwd: &str) -> Result<C
     for c in &cand {
         if let Ok(true) = is_exec(c) {
             use std::os::unix::ffi::OsStrExt;
-            return CString::new(c.as_os_str().as_bytes()).map_err(|_| Error::Config("binary path has a NUL byte".into()));
+            return CString::new(c.as_os_str().as_bytes())
+                .map_err(|_| crate::config::invalid("process.args", "the binary's path has a NUL byte"));
         }
     }
     // runc's wording: podman and Docker map "no such file or directory" and
     // "executable file not found" to exit code 127, "permission denied" to 126.
     if arg0.contains('/') {
-        return Err(Error::Config(match std::fs::metadata(&cand[0]) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => format!("exec: {arg0:?}: stat {arg0}: no such file or directory"),
-            Err(e) => format!("exec: {arg0:?}: stat {arg0}: {e}"),
-            Ok(_) => format!("exec: {arg0:?}: permission denied"),
-        }));
+        return Err(crate::config::invalid(
+            "exec",
+            match std::fs::metadata(&cand[0]) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => format!("{arg0:?}: stat {arg0}: no such file or directory"),
+                Err(e) => format!("{arg0:?}: stat {arg0}: {e}"),
+                Ok(_) => format!("{arg0:?}: permission denied"),
+            },
+        ));
     }
-    Err(Error::Config(format!("exec: {arg0:?}: executable file not found in $PATH")))
+    Err(crate::config::invalid("exec", format!("{arg0:?}: executable file not found in $PATH")))
 }
 
 #[cfg(test)]

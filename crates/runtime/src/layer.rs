@@ -12,7 +12,7 @@
 
 use crate::config::Spec;
 use crate::error::Context;
-use crate::{Error, Result};
+use crate::Result;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -39,17 +39,17 @@ pub fn requested(spec: &Spec, flag: bool, storage: &Path, root: &Path, id: &str,
         (None, false) => return Ok(None),
         (None, true) | (Some("ephemeral"), _) => false,
         (Some("keep"), _) => true,
-        (Some(other), _) => return Err(Error::Config(format!("annotation {ANNOTATION}: {other:?} is neither \"ephemeral\" nor \"keep\""))),
+        (Some(other), _) => return Err(crate::config::invalid(ANNOTATION, format!("{other:?} is neither \"ephemeral\" nor \"keep\""))),
     };
     if !storage.is_absolute() {
-        return Err(Error::Config(format!("--storage {} must be an absolute path", storage.display())));
+        return Err(crate::config::invalid("--storage", format!("{} must be an absolute path", storage.display())));
     }
     let mut lowers = vec![rootfs.to_path_buf()];
     if let Some(extra) = spec.annotations.get(ANNOTATION_LOWERS).filter(|s| !s.is_empty()) {
         for l in extra.split(':') {
             let p = PathBuf::from(l);
             if !p.is_absolute() || !p.is_dir() {
-                return Err(Error::Config(format!("annotation {ANNOTATION_LOWERS}: {l:?} is not an absolute path to a directory")));
+                return Err(crate::config::invalid(ANNOTATION_LOWERS, format!("{l:?} is not an absolute path to a directory")));
             }
             lowers.push(p);
         }
@@ -57,29 +57,31 @@ pub fn requested(spec: &Spec, flag: bool, storage: &Path, root: &Path, id: &str,
     for p in &lowers {
         let s = p.to_string_lossy();
         if s.contains(',') || s.contains(':') || s.contains('\\') {
-            return Err(Error::Config(format!("ephemeral layer: the path {s:?} has a character overlayfs options cannot carry (, : \\)")));
+            return Err(crate::config::invalid(
+                ANNOTATION,
+                format!("the path {s:?} has a character overlayfs options cannot carry (, : \\)"),
+            ));
         }
     }
     // Never on the filesystem of --root (a tmpfs on real hosts: the layer
     // would live in memory and vanish at reboot under berth's feet).
-    std::fs::create_dir_all(storage.join("layers")).ctx(|| format!("create storage {}", storage.display()))?;
+    std::fs::create_dir_all(storage.join("layers")).ctx_at("create storage", storage)?;
     {
         use std::os::unix::fs::MetadataExt;
-        let a = std::fs::metadata(storage).ctx(|| format!("storage {}", storage.display()))?;
-        let b = std::fs::metadata(root).ctx(|| format!("root {}", root.display()))?;
+        let a = std::fs::metadata(storage).ctx_at("storage", storage)?;
+        let b = std::fs::metadata(root).ctx_at("root", root)?;
         if a.dev() == b.dev() && sys_is_tmpfs(root) {
-            return Err(Error::Config(format!(
-                "--storage {} is on the tmpfs of --root {}: the writable layer needs a real filesystem",
-                storage.display(),
-                root.display()
-            )));
+            return Err(crate::config::invalid(
+                "--storage",
+                format!("{} is on the tmpfs of --root {}: the writable layer needs a real filesystem", storage.display(), root.display()),
+            ));
         }
     }
     let nonce = format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
     let dir = storage.join("layers").join(format!("{id}.{nonce}"));
     let s = dir.to_string_lossy();
     if s.contains(',') || s.contains(':') {
-        return Err(Error::Config(format!("--storage {}: overlayfs options cannot carry this path", storage.display())));
+        return Err(crate::config::invalid("--storage", format!("{}: overlayfs options cannot carry this path", storage.display())));
     }
     Ok(Some(Layer { dir, lowers, keep }))
 }
@@ -92,7 +94,7 @@ impl Layer {
     /// Makes the writable and work directories.
     pub fn make(&self) -> Result<()> {
         for d in ["upper", "work"] {
-            std::fs::create_dir_all(self.dir.join(d)).ctx(|| format!("create {}", self.dir.join(d).display()))?;
+            std::fs::create_dir_all(self.dir.join(d)).ctx_at("create", self.dir.join(d))?;
         }
         Ok(())
     }

@@ -15,7 +15,7 @@
 
 pub mod busy;
 pub mod config;
-mod error;
+pub mod error;
 pub mod events;
 pub mod exe;
 pub mod exec;
@@ -34,7 +34,7 @@ pub mod state;
 pub mod teardown;
 pub mod tty;
 
-pub use error::{Error, Result};
+pub use error::{Result, RuntimeError, Subject};
 
 /// Every fault-injection point, in the order a container's life meets them.
 pub const FAULT_POINTS: &[&str] = &[

@@ -7,7 +7,7 @@ use crate::init::{self, Channel, Init, Msg};
 use crate::process::{self, Process};
 use crate::state::{Container, Phase, Record, Status};
 use crate::teardown::{self, Timings};
-use crate::{hooks, log, Error, Result};
+use crate::{hooks, log, Result, RuntimeError};
 use berth_cgroups::{Cgroup, Layout};
 use berth_sys as sys;
 use std::os::fd::{AsFd, OwnedFd};
@@ -50,7 +50,7 @@ pub struct Created {
 /// On any failure, whatever was made is torn down before returning.
 pub fn create(o: &CreateOptions) -> Result<Created> {
     crate::state::validate_id(&o.id)?;
-    let bundle = std::fs::canonicalize(&o.bundle).ctx(|| format!("bundle {}", o.bundle.display()))?;
+    let bundle = std::fs::canonicalize(&o.bundle).ctx_at("bundle", &o.bundle)?;
     let spec = Spec::load(&bundle)?;
     spec.validate(&bundle)?;
     // A terminal and no console socket: in the foreground, berth is the
@@ -58,13 +58,13 @@ pub fn create(o: &CreateOptions) -> Result<Created> {
     // of berth's own); detached, nobody would be.
     let own_tty = spec.process.as_ref().is_some_and(|p| p.terminal) && o.console_socket.is_none();
     if own_tty && !o.foreground {
-        return Err(Error::Config(crate::tty::DETACHED_TTY.into()));
+        return Err(crate::config::ConfigError::DetachedTty.into());
     }
     let (ours, theirs) = match own_tty {
-        true => sys::stream_pair().map(|(a, b)| (Some(a), Some(b))).ctx(|| "socketpair for the terminal".into())?,
+        true => sys::stream_pair().map(|(a, b)| (Some(a), Some(b))).ctx("socketpair for the terminal")?,
         false => (None, None),
     };
-    let rootfs = std::fs::canonicalize(spec.rootfs(&bundle)).ctx(|| "rootfs".into())?;
+    let rootfs = std::fs::canonicalize(spec.rootfs(&bundle)).ctx("rootfs")?;
     let container = Container::create(&o.root, &o.id)?;
     let mut record = Record {
         id: o.id.clone(),
@@ -113,8 +113,8 @@ fn user_name(uid: u32) -> String {
 fn write_maps(pid: i32, spec: &Spec) -> Result<()> {
     let l = spec.linux();
     let fmt = crate::rootfs::map_text;
-    std::fs::write(format!("/proc/{pid}/uid_map"), fmt(&l.uid_mappings)).ctx(|| "write uid_map".into())?;
-    std::fs::write(format!("/proc/{pid}/gid_map"), fmt(&l.gid_mappings)).ctx(|| "write gid_map".into())?;
+    std::fs::write(format!("/proc/{pid}/uid_map"), fmt(&l.uid_mappings)).ctx("write uid_map")?;
+    std::fs::write(format!("/proc/{pid}/gid_map"), fmt(&l.gid_mappings)).ctx("write gid_map")?;
     Ok(())
 }
 
@@ -125,25 +125,26 @@ fn write_maps(pid: i32, spec: &Spec) -> Result<()> {
 /// a state that `delete --force` can finish.
 fn record_and_make(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record) -> Result<Layout> {
     let l = spec.linux();
-    let layout = Layout::host().ctx(|| "read mountinfo".into())?;
+    let layout = Layout::host().ctx("read mountinfo")?;
     let own = berth_cgroups::parse_proc_cgroup(&std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default());
     let cg_path = l.cgroups_path.clone().filter(|p| !p.is_empty()).unwrap_or_else(|| format!("berth/{}", o.id));
     if cg_path.split('/').any(|c| c == "..") {
-        return Err(Error::Config(format!("linux.cgroupsPath {cg_path:?} must not contain ..")));
+        return Err(crate::config::invalid("linux.cgroupsPath", format!("{cg_path:?} must not contain ..")));
     }
     if cg_path.contains('\0') {
-        return Err(Error::Config("linux.cgroupsPath must not contain a NUL byte".into()));
+        return Err(crate::config::invalid("linux.cgroupsPath", "must not contain a NUL byte"));
     }
     if cg_path.contains(':') {
-        return Err(Error::Config(format!(
-            "linux.cgroupsPath {cg_path:?} is in the systemd form; the systemd cgroup driver is not supported yet"
-        )));
+        return Err(crate::config::invalid(
+            "linux.cgroupsPath",
+            format!("{cg_path:?} is in the systemd form; the systemd cgroup driver is not supported yet"),
+        ));
     }
     // Only a cgroup of the container's own is ever recorded, so teardown
     // cannot kill, freeze or thaw anything else.
     let cgroup = Cgroup::resolve(&layout, &cg_path, &own);
     if let Some(why) = cgroup.refusal(&layout, &own) {
-        return Err(Error::Config(format!("linux.cgroupsPath {cg_path:?}: {why}")));
+        return Err(crate::config::ConfigError::CgroupsPath { path: cg_path.to_string(), why }.into());
     }
     rec.cgroup = cgroup;
     rec.cgroup.plan();
@@ -153,7 +154,7 @@ fn record_and_make(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Reco
     if spec.namespace("mount").is_none() {
         // Its mounts will be made in this namespace, on a bind of the
         // rootfs: what is stacked there after this ID is the container's.
-        rec.host_mount_base = Some(sys::mount_id(&rec.rootfs).ctx(|| format!("mount id of {}", rec.rootfs.display()))?.1);
+        rec.host_mount_base = Some(sys::mount_id(&rec.rootfs).ctx_at("mount id of", &rec.rootfs)?.1);
     }
     c.save(rec)?;
     crate::fault("create:state-saved");
@@ -174,7 +175,7 @@ fn record_and_make(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Reco
     berth_cgroups::apply(&rec.cgroup, &res, &devices)?;
     for (k, v) in &l.time_offsets {
         if !matches!(k.as_str(), "monotonic" | "boottime") {
-            return Err(Error::Config(format!("linux.timeOffsets: unknown clock {k:?}")));
+            return Err(crate::config::invalid("linux.timeOffsets", format!("unknown clock {k:?}")));
         }
         let _ = v;
     }
@@ -194,16 +195,12 @@ fn endpoints(
 ) -> Result<(PathBuf, Option<OwnedFd>, Option<OwnedFd>)> {
     let l = spec.linux();
     let fifo = c.fifo();
-    sys::mkfifo(&fifo, 0o622).ctx(|| format!("mkfifo {}", fifo.display()))?;
+    sys::mkfifo(&fifo, 0o622).ctx_at("mkfifo", &fifo)?;
     // Any container user must be able to open it for writing (not the umask's 0600).
-    std::fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o622)).ctx(|| format!("chmod {}", fifo.display()))?;
+    std::fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o622)).ctx_at("chmod", &fifo)?;
     let console = match own_console {
         Some(fd) => Some(fd),
-        None => o
-            .console_socket
-            .as_deref()
-            .map(|p| sys::unix_connect(p).ctx(|| format!("connect to console socket {}", p.display())))
-            .transpose()?,
+        None => o.console_socket.as_deref().map(|p| sys::unix_connect(p).ctx_at("connect to console socket", p)).transpose()?,
     };
     let listener = l
         .seccomp
@@ -211,7 +208,7 @@ fn endpoints(
         .and_then(|v| v.get("listenerPath"))
         .and_then(|v| v.as_str())
         .filter(|p| !p.is_empty())
-        .map(|p| sys::unix_connect(Path::new(p)).ctx(|| format!("connect to seccomp listenerPath {p}")))
+        .map(|p| sys::unix_connect(Path::new(p)).ctx_of("connect to seccomp listenerPath", p))
         .transpose()?;
     Ok((fifo, console, listener))
 }
@@ -229,24 +226,24 @@ fn enter_for_children(spec: &Spec, pid_path: Option<&str>, slow: bool) -> Result
         .collect();
     if let Some(p) = pid_path {
         if !slow {
-            let fd = sys::openat(None, Path::new(p), libc::O_RDONLY, 0).ctx(|| format!("open pid namespace {p}"))?;
-            sys::setns(fd.as_fd(), libc::CLONE_NEWPID).ctx(|| format!("join pid namespace {p}"))?;
+            let fd = sys::openat(None, Path::new(p), libc::O_RDONLY, 0).ctx_of("open pid namespace", p)?;
+            sys::setns(fd.as_fd(), libc::CLONE_NEWPID).ctx_of("join pid namespace", p)?;
         }
     }
     if let Some(t) = spec.namespace("time") {
         match t.path.as_deref().filter(|p| !p.is_empty()) {
             Some(p) => {
-                let fd = sys::openat(None, Path::new(p), libc::O_RDONLY, 0).ctx(|| format!("open time namespace {p}"))?;
-                sys::setns(fd.as_fd(), sys::CLONE_NEWTIME).ctx(|| format!("join time namespace {p}"))?;
+                let fd = sys::openat(None, Path::new(p), libc::O_RDONLY, 0).ctx_of("open time namespace", p)?;
+                sys::setns(fd.as_fd(), sys::CLONE_NEWTIME).ctx_of("join time namespace", p)?;
             }
             None => {
-                sys::unshare(sys::CLONE_NEWTIME).ctx(|| "unshare the time namespace".into())?;
+                sys::unshare(sys::CLONE_NEWTIME).ctx("unshare the time namespace")?;
                 let mut offs = String::new();
                 for (k, v) in &l.time_offsets {
                     offs += &format!("{k} {} {}\n", v.secs, v.nanosecs);
                 }
                 if !offs.is_empty() {
-                    std::fs::write("/proc/self/timens_offsets", offs).ctx(|| "write timens_offsets".into())?;
+                    std::fs::write("/proc/self/timens_offsets", offs).ctx("write timens_offsets")?;
                 }
             }
         }
@@ -258,7 +255,7 @@ fn create_in(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record, ow
     let l = spec.linux();
     let layout = record_and_make(o, spec, c, rec)?;
     let (fifo, console, listener) = endpoints(o, spec, c, own_console)?;
-    let (parent_end, child_end) = sys::seqpacket_pair().ctx(|| "socketpair".into())?;
+    let (parent_end, child_end) = sys::seqpacket_pair().ctx("socketpair")?;
     let pid_path = spec.namespace("pid").and_then(|n| n.path.clone()).filter(|p| !p.is_empty());
     // Namespaces joined by path (other than pid and time) take the slow
     // path: the child joins them, then makes the rest itself.
@@ -289,9 +286,9 @@ fn create_in(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record, ow
         Ok(f) => (f, v2fd.is_some()),
         // Kernels before 5.7 have no CLONE_INTO_CGROUP.
         Err(e) if v2fd.is_some() && matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::E2BIG) | Some(libc::ENOSYS)) => {
-            (sys::clone3(u64::from(clone_flags.cast_unsigned()), None).ctx(|| "clone3".into())?, false)
+            (sys::clone3(u64::from(clone_flags.cast_unsigned()), None).ctx("clone3")?, false)
         }
-        Err(e) => return Err(Error::io("clone3", e)),
+        Err(e) => return Err(RuntimeError::io("clone3", e)),
     };
     let (pid, pidfd) = match forked {
         sys::Forked::Child => {
@@ -327,8 +324,8 @@ fn create_in(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record, ow
     drop(listener);
     let chan = Channel(parent_end);
     crate::fault("create:cloned");
-    let first = Process::open(pid, process::stat(pid).map(|s| s.0).unwrap_or(0))
-        .ok_or_else(|| Error::Init("the container process died at once".into()))?;
+    let first =
+        Process::open(pid, process::stat(pid).map(|s| s.0).unwrap_or(0)).ok_or(RuntimeError::Init(crate::init::InitError::DiedAtOnce))?;
     rec.pid = pid;
     rec.start_time = first.start_time;
     c.save(rec)?;
@@ -351,7 +348,7 @@ fn create_in(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record, ow
             Ok(m) => m,
             Err(_) => {
                 let st = sys::waitid_pidfd(pidfd.as_fd(), true).ok().flatten();
-                return Err(Error::Init(format!("the container process exited during setup ({st:?})")));
+                return Err(crate::init::InitError::ExitedDuringSetup(st).into());
             }
         };
         match msg {
@@ -373,7 +370,7 @@ fn create_in(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record, ow
                 // The intermediate exits now; reap it.
                 let _ = sys::waitid_pidfd(pidfd.as_fd(), false);
                 let st = process::stat(gpid).map(|s| s.0).unwrap_or(0);
-                let p = Process::open(gpid, st).ok_or_else(|| Error::Init("the container init died at once".into()))?;
+                let p = Process::open(gpid, st).ok_or(RuntimeError::Init(crate::init::InitError::DiedAtOnce))?;
                 rec.pid = gpid;
                 rec.start_time = st;
                 c.save(rec)?;
@@ -397,8 +394,8 @@ fn create_in(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record, ow
         crate::state::write_atomic(p, init.pid.to_string().as_bytes())?;
     }
     if let Some(s) = &o.pidfd_socket {
-        let sock = sys::unix_connect(s).ctx(|| format!("connect to pidfd socket {}", s.display()))?;
-        sys::send_fd(sock.as_fd(), b"pidfd", init.pidfd.as_fd()).ctx(|| "send the pidfd".into())?;
+        let sock = sys::unix_connect(s).ctx_at("connect to pidfd socket", s)?;
+        sys::send_fd(sock.as_fd(), b"pidfd", init.pidfd.as_fd()).ctx("send the pidfd")?;
     }
     Ok((init, is_parent))
 }
@@ -412,15 +409,15 @@ fn hook_state(rec: &Record, pid: i32, status: Status) -> String {
 /// `start`: releases a created container through its exec fifo.
 pub fn start(root: &Path, id: &str) -> Result<()> {
     let c = Container::open_locked(root, id)?;
-    let mut rec = c.load()?.ok_or_else(|| Error::NotExist(id.into()))?;
+    let mut rec = c.load()?.ok_or_else(|| RuntimeError::NotExist { id: id.into() })?;
     let status = rec.status(&c);
     if status != Status::Created {
-        return Err(Error::State(format!("cannot start a container that is {}", status.as_str())));
+        return Err(crate::state::StateError::Cannot { verb: "start", status }.into());
     }
     if rec.config.as_ref().is_some_and(|s| s.process.is_none()) {
-        return Err(Error::State("cannot start a container that has no process (config.json has none)".into()));
+        return Err(crate::state::StateError::NoProcess.into());
     }
-    let init = rec.init().ok_or(Error::NotRunning)?;
+    let init = rec.init().ok_or(RuntimeError::NotRunning)?;
     release(&c, &init)?;
     crate::fault("start:released");
     rec.phase = Phase::Started;
@@ -433,11 +430,11 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
 /// byte or its death, whichever comes first.
 fn release(c: &Container, init: &Process) -> Result<()> {
     let fifo = c.fifo();
-    let fd = sys::openat(None, &fifo, libc::O_RDONLY | libc::O_NONBLOCK, 0).ctx(|| format!("open {}", fifo.display()))?;
-    let mut file = std::fs::File::from(fd.try_clone().ctx(|| "dup".into())?);
+    let fd = sys::openat(None, &fifo, libc::O_RDONLY | libc::O_NONBLOCK, 0).ctx_at("open", &fifo)?;
+    let mut file = std::fs::File::from(fd.try_clone().ctx("dup")?);
     let mut got = false;
     loop {
-        let r = sys::poll_in(&[fd.as_fd(), init.pidfd.as_fd()], -1).ctx(|| "wait for the container to start".into())?;
+        let r = sys::poll_in(&[fd.as_fd(), init.pidfd.as_fd()], -1).ctx("wait for the container to start")?;
         if r[0] & libc::POLLIN != 0 {
             let mut b = [0u8; 1];
             if std::io::Read::read(&mut file, &mut b).unwrap_or(0) == 1 {
@@ -449,7 +446,7 @@ fn release(c: &Container, init: &Process) -> Result<()> {
             // The writer's end closes at the exec (close-on-exec), or when
             // the process dies first.
             if !got {
-                return Err(Error::State("the container process failed to start".into()));
+                return Err(crate::state::StateError::StartFailed.into());
             }
             break;
         }
@@ -457,7 +454,7 @@ fn release(c: &Container, init: &Process) -> Result<()> {
             if got {
                 break; // ran and already exited
             }
-            return Err(Error::State("the container process exited before it was started".into()));
+            return Err(crate::state::StateError::ExitedBeforeStart.into());
         }
     }
     let _ = std::fs::remove_file(&fifo);
@@ -479,9 +476,9 @@ fn poststart(rec: &Record) -> Result<()> {
 /// `state`: the OCI state JSON.
 pub fn state(root: &Path, id: &str) -> Result<String> {
     let c = Container::open(root, id)?;
-    let rec = c.load()?.ok_or_else(|| Error::NotExist(id.into()))?;
+    let rec = c.load()?.ok_or_else(|| RuntimeError::NotExist { id: id.into() })?;
     let st = rec.status(&c);
-    serde_json::to_string_pretty(&rec.oci(st)).map_err(|e| Error::State(e.to_string()))
+    serde_json::to_string_pretty(&rec.oci(st)).map_err(|e| crate::state::StateError::Encode(e).into())
 }
 
 /// One row of `list`.
@@ -496,7 +493,7 @@ pub fn list(root: &Path) -> Result<Vec<Listed>> {
     let rd = match std::fs::read_dir(root) {
         Ok(rd) => rd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(Error::io(format!("read {}", root.display()), e)),
+        Err(e) => return Err(RuntimeError::io_at("read", root, e)),
     };
     let mut names: Vec<String> = rd.flatten().filter_map(|e| e.file_name().into_string().ok()).collect();
     names.sort();
@@ -515,7 +512,7 @@ pub fn parse_signal(s: &str) -> Result<i32> {
         if (1..=64).contains(&n) {
             return Ok(n);
         }
-        return Err(Error::Usage(format!("invalid signal {s:?}")));
+        return Err(RuntimeError::Usage(format!("invalid signal {s:?}")));
     }
     let up = s.to_ascii_uppercase();
     let name = up.strip_prefix("SIG").unwrap_or(&up);
@@ -558,7 +555,7 @@ pub fn parse_signal(s: &str) -> Result<i32> {
         return Ok(*n);
     }
     // SIGRTMIN+n and SIGRTMAX-n, each within the 31 real-time signals.
-    let bad = || Error::Usage(format!("invalid signal {s:?}"));
+    let bad = || RuntimeError::Usage(format!("invalid signal {s:?}"));
     let offset = |rest: &str, sign: char| -> Result<i32> {
         if rest.is_empty() {
             return Ok(0);
@@ -594,17 +591,17 @@ pub fn parse_duration(s: &str, what: &str) -> Result<Duration> {
     let secs = num.parse::<f64>().ok().map(|x| x * scale).filter(|x| x.is_finite() && *x >= 0.0 && *x <= 366.0 * 86400.0);
     let shown: String = s.chars().take(40).collect();
     secs.map(Duration::from_secs_f64)
-        .ok_or_else(|| Error::Usage(format!("invalid {what} {shown:?}: a duration from 0 to a year (e.g. 10, 5s, 500ms)")))
+        .ok_or_else(|| RuntimeError::Usage(format!("invalid {what} {shown:?}: a duration from 0 to a year (e.g. 10, 5s, 500ms)")))
 }
 
 /// `kill`: a signal through the init's confirmed pidfd; with `all`, to
 /// every process of the container.
 pub fn kill(root: &Path, id: &str, sig: i32, all: bool) -> Result<()> {
     let c = Container::open_locked(root, id)?;
-    let rec = c.load()?.ok_or_else(|| Error::NotExist(id.into()))?;
+    let rec = c.load()?.ok_or_else(|| RuntimeError::NotExist { id: id.into() })?;
     let status = rec.status(&c);
     if matches!(status, Status::Stopped) && !all {
-        return Err(Error::NotRunning);
+        return Err(RuntimeError::NotRunning);
     }
     if all {
         if sig == libc::SIGKILL {
@@ -613,7 +610,7 @@ pub fn kill(root: &Path, id: &str, sig: i32, all: bool) -> Result<()> {
         teardown::signal_listed(&rec.cgroup, &rec.cgroup.pids(), sig);
         return Ok(());
     }
-    let init = rec.init().ok_or(Error::NotRunning)?;
+    let init = rec.init().ok_or(RuntimeError::NotRunning)?;
     init.signal(sig)?;
     crate::fault("kill:signaled");
     Ok(())
@@ -631,7 +628,7 @@ pub fn delete(root: &Path, id: &str, force: bool, deadline: Duration) -> Result<
         // runtime-spec: deleting a container that is not stopped is an
         // error (a created one included) unless forced.
         if matches!(st, Status::Running | Status::Paused | Status::Created | Status::Creating) && !force {
-            return Err(Error::State(format!("cannot delete container {id} that is not stopped: {}", st.as_str())));
+            return Err(crate::state::StateError::NotStopped { id: id.into(), status: st }.into());
         }
         if st == Status::Paused {
             let _ = r.cgroup.set_frozen(false);
@@ -651,9 +648,9 @@ pub fn delete(root: &Path, id: &str, force: bool, deadline: Duration) -> Result<
 /// written to its cgroup and kept in its state.
 pub fn update(root: &Path, id: &str, r: &berth_cgroups::Resources) -> Result<()> {
     let c = Container::open_locked(root, id)?;
-    let mut rec = c.load()?.ok_or_else(|| Error::NotExist(id.into()))?;
+    let mut rec = c.load()?.ok_or_else(|| RuntimeError::NotExist { id: id.into() })?;
     if rec.status(&c) == Status::Stopped {
-        return Err(Error::State(format!("cannot update container {id}: it is stopped")));
+        return Err(crate::state::StateError::UpdateStopped { id: id.into() }.into());
     }
     // v1 takes device rules one by one on top of what it has; on v2 the
     // program is rebuilt from every rule so far, the new ones last, and
@@ -690,7 +687,7 @@ pub fn update(root: &Path, id: &str, r: &berth_cgroups::Resources) -> Result<()>
                 m.insert("devices".into(), serde_json::to_value(all).unwrap_or_default());
             }
         }
-        *cur = serde_json::from_value(merged).map_err(|e| Error::State(format!("merge resources: {e}")))?;
+        *cur = serde_json::from_value(merged).map_err(crate::state::StateError::MergeResources)?;
     }
     c.save(&rec)
 }
@@ -698,19 +695,19 @@ pub fn update(root: &Path, id: &str, r: &berth_cgroups::Resources) -> Result<()>
 /// `ps`: the host PIDs of every process of the container.
 pub fn pids(root: &Path, id: &str) -> Result<Vec<i32>> {
     let c = Container::open(root, id)?;
-    let rec = c.load()?.ok_or_else(|| Error::NotExist(id.into()))?;
+    let rec = c.load()?.ok_or_else(|| RuntimeError::NotExist { id: id.into() })?;
     Ok(rec.cgroup.pids())
 }
 
 /// `pause` / `resume` through the freezer.
 pub fn set_paused(root: &Path, id: &str, paused: bool) -> Result<()> {
     let c = Container::open_locked(root, id)?;
-    let rec = c.load()?.ok_or_else(|| Error::NotExist(id.into()))?;
+    let rec = c.load()?.ok_or_else(|| RuntimeError::NotExist { id: id.into() })?;
     let st = rec.status(&c);
     match (paused, st) {
         (true, Status::Running) | (false, Status::Paused) => Ok(rec.cgroup.set_frozen(paused)?),
-        (true, _) => Err(Error::State(format!("container {id} is not running"))),
-        (false, _) => Err(Error::State(format!("container {id} is not paused"))),
+        (true, _) => Err(crate::state::StateError::NotRunning { id: id.into() }.into()),
+        (false, _) => Err(crate::state::StateError::NotPaused { id: id.into() }.into()),
     }
 }
 
@@ -724,14 +721,14 @@ pub fn run(o: &CreateOptions, detach: bool, keep: bool) -> Result<i32> {
     let c = &created.container;
     let result = (|| {
         if created.record.config.as_ref().is_some_and(|s| s.process.is_none()) {
-            return Err(Error::State("cannot start a container that has no process (config.json has none)".into()));
+            return Err(crate::state::StateError::NoProcess.into());
         }
         release(c, &created.init)?;
         let mut rec = created.record.clone();
         rec.phase = Phase::Started;
         c.save(&rec)?;
         poststart(&rec)?;
-        Ok::<_, Error>(rec)
+        Ok::<_, RuntimeError>(rec)
     })();
     let rec = match result {
         Ok(r) => r,

@@ -1,7 +1,7 @@
 //! A process is known by a pidfd plus its start time, never by a bare PID:
 //! the kernel may hand a PID to someone else as soon as its owner is reaped.
 
-use crate::{Error, Result};
+use crate::{Result, RuntimeError};
 use std::os::fd::{AsFd, OwnedFd};
 
 /// Field 22 of /proc/PID/stat (start time in clock ticks since boot) and the
@@ -45,9 +45,9 @@ impl Process {
     pub fn signal(&self, sig: i32) -> Result<()> {
         berth_sys::pidfd_send_signal(self.pidfd.as_fd(), sig).map_err(|e| {
             if e.raw_os_error() == Some(libc::ESRCH) {
-                Error::NotRunning
+                RuntimeError::NotRunning
             } else {
-                Error::io(format!("signal {sig} to pid {}", self.pid), e)
+                RuntimeError::Io { step: "signal", on: crate::Subject::Signal { sig, pid: self.pid }, source: e }
             }
         })
     }
@@ -75,9 +75,9 @@ pub fn describe(pid: i32) -> String {
 /// supervisor sends to this process (as runc does); returns its exit code,
 /// 128 + the signal if a signal ended it. Used by foreground `run` and `exec`.
 pub fn wait_forwarding(pidfd: &OwnedFd) -> Result<i32> {
-    let sfd = berth_sys::signalfd(&FORWARDED).map_err(|e| Error::io("signalfd", e))?;
+    let sfd = berth_sys::signalfd(&FORWARDED).map_err(|e| RuntimeError::io("signalfd", e))?;
     loop {
-        let r = berth_sys::poll_in(&[pidfd.as_fd(), sfd.as_fd()], -1).map_err(|e| Error::io("wait for the process", e))?;
+        let r = berth_sys::poll_in(&[pidfd.as_fd(), sfd.as_fd()], -1).map_err(|e| RuntimeError::io("wait for the process", e))?;
         if r[1] != 0 {
             if let Ok(s) = berth_sys::read_signal(sfd.as_fd()) {
                 let _ = berth_sys::pidfd_send_signal(pidfd.as_fd(), s);
@@ -98,8 +98,8 @@ pub const FORWARDED: [i32; 9] =
 /// Reaps the exited child `pidfd` refers to: its exit code, 128 + the
 /// signal if a signal ended it.
 pub fn exit_code(pidfd: &OwnedFd) -> Result<i32> {
-    match berth_sys::waitid_pidfd(pidfd.as_fd(), false).map_err(|e| Error::io("wait for the process", e))? {
+    match berth_sys::waitid_pidfd(pidfd.as_fd(), false).map_err(|e| RuntimeError::io("wait for the process", e))? {
         Some(st) => Ok(st.code()),
-        None => Err(Error::State("the process' exit status was lost".into())),
+        None => Err(crate::state::StateError::ExitStatusLost.into()),
     }
 }

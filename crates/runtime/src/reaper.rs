@@ -13,10 +13,17 @@
 //! removals overlaps a berth-managed unmount.
 
 use crate::error::Context;
-use crate::{log, Error, Result};
+use crate::{log, Result, RuntimeError};
 use serde::{Deserialize, Serialize};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
+
+/// What `berth gc` could not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum ReaperError {
+    #[error("gc: {left} jobs could not be finished (see berth gc --list and the log)")]
+    Unfinished { left: usize },
+}
 
 /// Not a valid container ID ('@'), so never mistaken for a container.
 const DIR: &str = "@reaper";
@@ -55,19 +62,18 @@ pub fn dir(root: &Path) -> PathBuf {
 }
 
 fn lock(path: &Path, op: i32) -> Result<Option<OwnedFd>> {
-    let fd =
-        berth_sys::openat(None, path, libc::O_RDWR | libc::O_CREAT | libc::O_CLOEXEC, 0o600).ctx(|| format!("open {}", path.display()))?;
+    let fd = berth_sys::openat(None, path, libc::O_RDWR | libc::O_CREAT | libc::O_CLOEXEC, 0o600).ctx_at("open", path)?;
     match berth_sys::flock(fd.as_fd(), op) {
         Ok(()) => Ok(Some(fd)),
         Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Ok(None),
-        Err(e) => Err(Error::io(format!("lock {}", path.display()), e)),
+        Err(e) => Err(RuntimeError::io_at("lock", path, e)),
     }
 }
 
 /// Queues `job` (crash-safe: a complete file or none).
 pub fn enqueue(root: &Path, job: &Job) -> Result<()> {
     let d = dir(root);
-    std::fs::create_dir_all(&d).ctx(|| format!("create {}", d.display()))?;
+    std::fs::create_dir_all(&d).ctx_at("create", &d)?;
     let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     let name = format!("{}.{nonce:x}.json", job.id);
     crate::state::write_atomic(&d.join(&name), &serde_json::to_vec(job).unwrap_or_default())
@@ -91,7 +97,7 @@ fn rewrite(file: &Path, job: &Job) -> Result<()> {
     if job.is_empty() {
         return std::fs::remove_file(file)
             .or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
-            .ctx(|| format!("remove {}", file.display()));
+            .ctx_at("remove", file);
     }
     crate::state::write_atomic(file, &serde_json::to_vec(job).unwrap_or_default())
 }

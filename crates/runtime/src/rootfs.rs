@@ -11,7 +11,7 @@
 use crate::config::mount_options::{parse_options, propagation_flag, Options};
 use crate::config::{Mount, Spec};
 use crate::error::Context;
-use crate::{Error, Result};
+use crate::{Result, RuntimeError};
 use berth_sys as sys;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
@@ -55,7 +55,7 @@ fn rel(p: &str) -> PathBuf {
 
 impl Root {
     pub fn open(path: &Path) -> Result<Root> {
-        let fd = sys::openat(None, path, libc::O_PATH | libc::O_DIRECTORY, 0).ctx(|| format!("open rootfs {}", path.display()))?;
+        let fd = sys::openat(None, path, libc::O_PATH | libc::O_DIRECTORY, 0).ctx_at("open rootfs", path)?;
         Ok(Root { fd })
     }
 
@@ -97,7 +97,10 @@ impl Root {
                 Some(t) => {
                     links += 1;
                     if links > 40 {
-                        return Err(Error::Config(format!("too many symlinks resolving /{} in the rootfs", p.display())));
+                        return Err(crate::config::invalid(
+                            "root.path",
+                            format!("too many symlinks resolving /{} in the rootfs", p.display()),
+                        ));
                     }
                     if t.is_absolute() {
                         cur = PathBuf::new();
@@ -116,7 +119,7 @@ impl Root {
     pub fn mkdir_all(&self, p: &Path, mode: u32) -> Result<OwnedFd> {
         let p = self.resolve(p)?;
         let mut cur = PathBuf::new();
-        let mut dir = self.open_in(Path::new("."), libc::O_PATH | libc::O_DIRECTORY).ctx(|| "open rootfs".into())?;
+        let mut dir = self.open_in(Path::new("."), libc::O_PATH | libc::O_DIRECTORY).ctx("open rootfs")?;
         for c in p.components() {
             let Component::Normal(name) = c else { continue };
             cur.push(name);
@@ -130,15 +133,16 @@ impl Root {
                             cur.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(|| Path::new(".")),
                             libc::O_RDONLY | libc::O_DIRECTORY,
                         )
-                        .ctx(|| format!("open /{}", cur.display()))?;
+                        .map_err(|e| RuntimeError::io_at("open", Path::new("/").join(&cur), e))?;
                     match sys::mkdirat(parent.as_fd(), Path::new(name), mode) {
                         Ok(()) => {}
                         Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
-                        Err(e) => return Err(Error::io(format!("mkdir /{} in the rootfs", cur.display()), e)),
+                        Err(e) => return Err(RuntimeError::io_at("mkdir in the rootfs", Path::new("/").join(&cur), e)),
                     }
-                    self.open_in(&cur, libc::O_PATH | libc::O_DIRECTORY).ctx(|| format!("open /{} in the rootfs", cur.display()))?
+                    self.open_in(&cur, libc::O_PATH | libc::O_DIRECTORY)
+                        .map_err(|e| RuntimeError::io_at("open in the rootfs", Path::new("/").join(&cur), e))?
                 }
-                Err(e) => return Err(Error::io(format!("open /{} in the rootfs", cur.display()), e)),
+                Err(e) => return Err(RuntimeError::io_at("open in the rootfs", Path::new("/").join(&cur), e)),
             };
         }
         Ok(dir)
@@ -151,15 +155,15 @@ impl Root {
         }
         let p = self.resolve(p)?;
         let parent = p.parent().unwrap_or_else(|| Path::new(""));
-        let name = p.file_name().ok_or_else(|| Error::Config(format!("bad path {}", p.display())))?;
+        let name = p.file_name().ok_or_else(|| crate::config::invalid("mounts", format!("bad path {}", p.display())))?;
         let pd = self.mkdir_all(parent, 0o755)?;
-        let pd = sys::openat(Some(pd.as_fd()), Path::new("."), libc::O_RDONLY | libc::O_DIRECTORY, 0).ctx(|| "reopen dir".into())?;
+        let pd = sys::openat(Some(pd.as_fd()), Path::new("."), libc::O_RDONLY | libc::O_DIRECTORY, 0).ctx("reopen dir")?;
         match sys::mknodat(pd.as_fd(), Path::new(name), libc::S_IFREG | 0o644, 0) {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
-            Err(e) => return Err(Error::io(format!("create /{} in the rootfs", p.display()), e)),
+            Err(e) => return Err(RuntimeError::io_at("create in the rootfs", Path::new("/").join(&p), e)),
         }
-        self.open_in(&p, libc::O_PATH).ctx(|| format!("open /{} in the rootfs", p.display()))
+        self.open_in(&p, libc::O_PATH).map_err(|e| RuntimeError::io_at("open in the rootfs", Path::new("/").join(&p), e))
     }
 }
 
@@ -209,20 +213,22 @@ pub fn setup(plan: &Plan<'_>) -> Result<Option<(OwnedFd, OwnedFd)>> {
     let l = spec.linux();
     if plan.host_ns {
         if plan.layer.is_some() {
-            return Err(Error::Config("an ephemeral layer needs a mount namespace of the container's own".into()));
+            return Err(crate::config::invalid(
+                crate::layer::ANNOTATION,
+                "an ephemeral layer needs a mount namespace of the container's own",
+            ));
         }
     } else {
         // Nothing done here may propagate back to the host.
         let root_prop = l.rootfs_propagation.as_deref().and_then(propagation_flag).unwrap_or(libc::MS_SLAVE | libc::MS_REC);
-        sys::mount(None, Path::new("/"), None, root_prop | libc::MS_REC, None).ctx(|| "make / a slave mount".into())?;
+        sys::mount(None, Path::new("/"), None, root_prop | libc::MS_REC, None).ctx("make / a slave mount")?;
         make_parent_private(plan.rootfs, l.rootfs_propagation.is_some())?;
     }
     match plan.layer {
         // volatile: no sync of the upper filesystem when it is unmounted.
         Some(data) => sys::mount(Some(Path::new("overlay")), plan.rootfs, Some("overlay"), 0, Some(data))
-            .ctx(|| format!("mount the ephemeral layer (overlay {data}) on {}", plan.rootfs.display()))?,
-        None => sys::mount(Some(plan.rootfs), plan.rootfs, None, libc::MS_BIND | libc::MS_REC, None)
-            .ctx(|| format!("bind rootfs {}", plan.rootfs.display()))?,
+            .ctx_at("mount the ephemeral layer on", plan.rootfs)?,
+        None => sys::mount(Some(plan.rootfs), plan.rootfs, None, libc::MS_BIND | libc::MS_REC, None).ctx_at("bind rootfs", plan.rootfs)?,
     }
     let root = Root::open(plan.rootfs)?;
 
@@ -238,9 +244,9 @@ pub fn setup(plan: &Plan<'_>) -> Result<Option<(OwnedFd, OwnedFd)>> {
 
     if plan.host_ns {
         // The caller's namespace stays as it is: only a chroot.
-        std::env::set_current_dir(plan.rootfs).ctx(|| format!("chdir {}", plan.rootfs.display()))?;
-        sys::chroot(Path::new(".")).ctx(|| "chroot".into())?;
-        std::env::set_current_dir("/").ctx(|| "chdir /".into())?;
+        std::env::set_current_dir(plan.rootfs).ctx_at("chdir", plan.rootfs)?;
+        sys::chroot(Path::new(".")).ctx("chroot")?;
+        std::env::set_current_dir("/").ctx("chdir /")?;
         return Ok(pty);
     }
     if plan.no_pivot {
@@ -249,7 +255,7 @@ pub fn setup(plan: &Plan<'_>) -> Result<Option<(OwnedFd, OwnedFd)>> {
         pivot(plan.rootfs)?;
     }
     if let Some(prop) = l.rootfs_propagation.as_deref().and_then(propagation_flag) {
-        sys::mount(None, Path::new("/"), None, prop, None).ctx(|| "set rootfsPropagation".into())?;
+        sys::mount(None, Path::new("/"), None, prop, None).ctx("set rootfsPropagation")?;
     }
     Ok(pty)
 }
@@ -260,7 +266,7 @@ pub fn finish(spec: &Spec) -> Result<()> {
     if !l.sysctl.is_empty() {
         let proc = ProcHandle::open()?;
         for (k, v) in &l.sysctl {
-            proc.write(&PathBuf::from("sys").join(k.replace('.', "/")), v).ctx(|| format!("set sysctl {k}={v}"))?;
+            proc.write(&PathBuf::from("sys").join(k.replace('.', "/")), v).ctx_of("set sysctl", k)?;
         }
     }
     let root = Root::open(Path::new("/"))?;
@@ -268,11 +274,11 @@ pub fn finish(spec: &Spec) -> Result<()> {
         let r = rel(p);
         let Some(fd) = open_listed_path(&root, &r, "readonlyPaths", p)? else { continue };
         let path = sys::fd_path(fd.as_fd());
-        sys::mount(Some(&path), &path, None, libc::MS_BIND | libc::MS_REC, None).ctx(|| format!("bind readonly path {p}"))?;
-        let fd = root.open_in(&r, libc::O_PATH | libc::O_NOFOLLOW).ctx(|| format!("reopen readonly path {p}"))?;
+        sys::mount(Some(&path), &path, None, libc::MS_BIND | libc::MS_REC, None).ctx_of("bind readonly path", p)?;
+        let fd = root.open_in(&r, libc::O_PATH | libc::O_NOFOLLOW).ctx_of("reopen readonly path", p)?;
         remount_bind(fd.as_fd(), libc::MS_RDONLY | libc::MS_REC | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC)
             .or_else(|_| remount_bind(fd.as_fd(), libc::MS_RDONLY | libc::MS_REC))
-            .ctx(|| format!("make {p} read-only"))?;
+            .ctx_at("make read-only", p)?;
     }
     // Files are masked with the container's /dev/null, once it is checked
     // to be the null device: an image whose /dev/null is a symlink or a
@@ -281,34 +287,34 @@ pub fn finish(spec: &Spec) -> Result<()> {
     for p in &l.masked_paths {
         let r = rel(p);
         let Some(fd) = open_listed_path(&root, &r, "maskedPaths", p)? else { continue };
-        let st = sys::fstat(fd.as_fd()).ctx(|| format!("stat masked path {p}"))?;
+        let st = sys::fstat(fd.as_fd()).ctx_of("stat masked path", p)?;
         if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
-            mount_at(Some(Path::new("tmpfs")), fd.as_fd(), Some("tmpfs"), libc::MS_RDONLY, Some("size=0k")).ctx(|| format!("mask {p}"))?;
+            mount_at(Some(Path::new("tmpfs")), fd.as_fd(), Some("tmpfs"), libc::MS_RDONLY, Some("size=0k")).ctx_of("mask", p)?;
         } else {
             if null.is_none() {
                 null = Some(real_dev_null(&root)?);
             }
             let src = sys::fd_path(null.as_ref().map(|n| n.as_fd()).expect("just set"));
-            mount_at(Some(&src), fd.as_fd(), None, libc::MS_BIND, None).ctx(|| format!("mask {p}"))?;
+            mount_at(Some(&src), fd.as_fd(), None, libc::MS_BIND, None).ctx_of("mask", p)?;
         }
     }
     if spec.root.as_ref().is_some_and(|r| r.readonly) {
-        let fd = root.open_in(Path::new("."), libc::O_PATH).ctx(|| "open /".into())?;
-        remount_bind(fd.as_fd(), libc::MS_RDONLY).ctx(|| "make the root filesystem read-only".into())?;
+        let fd = root.open_in(Path::new("."), libc::O_PATH).ctx("open /")?;
+        remount_bind(fd.as_fd(), libc::MS_RDONLY).ctx("make the root filesystem read-only")?;
     }
     Ok(())
 }
 
 /// Opens a path of maskedPaths or readonlyPaths inside the root, with no
 /// symlink followed at its last component; `None` when it does not exist.
-fn open_listed_path(root: &Root, r: &Path, list: &str, p: &str) -> Result<Option<OwnedFd>> {
+fn open_listed_path(root: &Root, r: &Path, list: &'static str, p: &str) -> Result<Option<OwnedFd>> {
     let fd = match root.open_in(r, libc::O_PATH | libc::O_NOFOLLOW) {
         Ok(fd) => fd,
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
-        Err(e) => return Err(Error::io(format!("{list}: {p}"), e)),
+        Err(e) => return Err(RuntimeError::io_at(list, p, e)),
     };
-    if sys::fstat(fd.as_fd()).ctx(|| format!("{list}: stat {p}"))?.st_mode & libc::S_IFMT == libc::S_IFLNK {
-        return Err(Error::Config(format!("{list}: {p} is a symlink in the container; refusing to follow it")));
+    if sys::fstat(fd.as_fd()).ctx_at(list, p)?.st_mode & libc::S_IFMT == libc::S_IFLNK {
+        return Err(crate::config::invalid(list, format!("{p} is a symlink in the container; refusing to follow it")));
     }
     Ok(Some(fd))
 }
@@ -316,13 +322,12 @@ fn open_listed_path(root: &Root, r: &Path, list: &str, p: &str) -> Result<Option
 /// The container's /dev/null, opened with no symlink followed and checked
 /// to be the character device 1:3.
 fn real_dev_null(root: &Root) -> Result<OwnedFd> {
-    let fd = root
-        .open_in(Path::new("dev/null"), libc::O_PATH | libc::O_NOFOLLOW)
-        .ctx(|| "maskedPaths: open /dev/null in the container".into())?;
-    let st = sys::fstat(fd.as_fd()).ctx(|| "maskedPaths: stat /dev/null".into())?;
+    let fd = root.open_in(Path::new("dev/null"), libc::O_PATH | libc::O_NOFOLLOW).ctx("maskedPaths: open /dev/null in the container")?;
+    let st = sys::fstat(fd.as_fd()).ctx("maskedPaths: stat /dev/null")?;
     if st.st_mode & libc::S_IFMT != libc::S_IFCHR || Some(st.st_rdev) != sys::makedev(1, 3) {
-        return Err(Error::Config(
-            "maskedPaths: /dev/null in the container is not the null device (char 1:3); refusing to mask with it".into(),
+        return Err(crate::config::invalid(
+            "linux.maskedPaths",
+            "/dev/null in the container is not the null device (char 1:3); refusing to mask with it",
         ));
     }
     Ok(fd)
@@ -343,12 +348,14 @@ impl ProcHandle {
             return Ok(ProcHandle(fd));
         }
         let root = Root::open(Path::new("/"))?;
-        let fd = root.open_in(Path::new("proc"), libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW).ctx(|| "open /proc".into())?;
+        let fd = root.open_in(Path::new("proc"), libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW).ctx("open /proc")?;
         const PROC_SUPER_MAGIC: i64 = 0x9fa0;
-        let real = sys::fstatfs_type(fd.as_fd()).ctx(|| "statfs /proc".into())? == PROC_SUPER_MAGIC
-            && sys::is_mount_root(fd.as_fd()).unwrap_or(true);
+        let real = sys::fstatfs_type(fd.as_fd()).ctx("statfs /proc")? == PROC_SUPER_MAGIC && sys::is_mount_root(fd.as_fd()).unwrap_or(true);
         if !real {
-            return Err(Error::Config("/proc in the container is not the root of a procfs mount: refusing to write under it".into()));
+            return Err(crate::config::invalid(
+                "linux.sysctl",
+                "/proc in the container is not the root of a procfs mount: refusing to write under it",
+            ));
         }
         Ok(ProcHandle(fd))
     }
@@ -363,7 +370,7 @@ impl ProcHandle {
 
 /// pivot_root requires that the rootfs' parent mount is not shared.
 fn make_parent_private(rootfs: &Path, always: bool) -> Result<()> {
-    let mi = std::fs::read_to_string("/proc/self/mountinfo").ctx(|| "read mountinfo".into())?;
+    let mi = std::fs::read_to_string("/proc/self/mountinfo").ctx("read mountinfo")?;
     let mut best: Option<(PathBuf, bool)> = None;
     for m in sys::mountinfo::parse(&mi) {
         let mp = m.mount_point.clone();
@@ -373,7 +380,7 @@ fn make_parent_private(rootfs: &Path, always: bool) -> Result<()> {
     }
     if let Some((mp, shared)) = best.filter(|(_, shared)| *shared || always) {
         let _ = shared;
-        sys::mount(None, &mp, None, libc::MS_PRIVATE, None).ctx(|| format!("make {} private", mp.display()))?;
+        sys::mount(None, &mp, None, libc::MS_PRIVATE, None).ctx_at("make private", &mp)?;
     }
     Ok(())
 }
@@ -388,22 +395,24 @@ fn mount_one(plan: &Plan<'_>, root: &Root, m: &Mount, idmapped: Option<BorrowedF
     }
     let data = (!o.data.is_empty()).then(|| o.data.join(","));
     let target = if is_bind {
-        let src = m.source.as_deref().ok_or_else(|| Error::Config(format!("bind mount {} has no source", m.destination)))?;
+        let src =
+            m.source.as_deref().ok_or_else(|| crate::config::invalid("mounts", format!("bind mount {} has no source", m.destination)))?;
         let sp = Path::new(src);
-        let meta = std::fs::metadata(sp).ctx(|| format!("bind mount source {src}"))?;
+        let meta = std::fs::metadata(sp).ctx_of("bind mount source", src)?;
         let target = if meta.is_dir() { root.mkdir_all(&dest, 0o755)? } else { root.mkfile(&dest)? };
         match idmapped {
-            Some(tree) => {
-                sys::move_mount_fd(tree, target.as_fd()).ctx(|| format!("move the idmapped mount of {src} onto {}", m.destination))?
-            }
-            None => mount_at(Some(sp), target.as_fd(), None, libc::MS_BIND | (o.flags & libc::MS_REC), None)
-                .ctx(|| format!("bind {src} on {}", m.destination))?,
+            Some(tree) => sys::move_mount_fd(tree, target.as_fd()).ctx_onto("move the idmapped mount of", src, &m.destination)?,
+            None => mount_at(Some(sp), target.as_fd(), None, libc::MS_BIND | (o.flags & libc::MS_REC), None).ctx_onto(
+                "bind",
+                src,
+                &m.destination,
+            )?,
         }
         let extra = o.flags & !(libc::MS_BIND | libc::MS_REC | libc::MS_REMOUNT);
         if extra != 0 {
             // Reopen: the fd above names the directory under the new mount.
-            let t = root.open_in(&dest, libc::O_PATH).ctx(|| format!("open {}", m.destination))?;
-            remount_bind(t.as_fd(), extra | (o.flags & libc::MS_REC)).ctx(|| format!("remount {} with {:?}", m.destination, m.options))?;
+            let t = root.open_in(&dest, libc::O_PATH).ctx_at("open", &m.destination)?;
+            remount_bind(t.as_fd(), extra | (o.flags & libc::MS_REC)).ctx_at("remount with its options", &m.destination)?;
         }
         target
     } else {
@@ -418,34 +427,32 @@ fn mount_one(plan: &Plan<'_>, root: &Root, m: &Mount, idmapped: Option<BorrowedF
             Err(e) if kind == "sysfs" && e.raw_os_error() == Some(libc::EPERM) && plan.userns => {
                 // A user namespace without its own network namespace may not
                 // mount sysfs: bind the host's, as runc does.
-                mount_at(Some(Path::new("/sys")), target.as_fd(), None, libc::MS_BIND | libc::MS_REC, None).ctx(|| "bind /sys".into())?;
+                mount_at(Some(Path::new("/sys")), target.as_fd(), None, libc::MS_BIND | libc::MS_REC, None).ctx("bind /sys")?;
             }
             Err(e) if kind == "mqueue" && e.raw_os_error() == Some(libc::EPERM) && plan.userns => {
-                mount_at(Some(Path::new("/dev/mqueue")), target.as_fd(), None, libc::MS_BIND, None).ctx(|| "bind /dev/mqueue".into())?;
+                mount_at(Some(Path::new("/dev/mqueue")), target.as_fd(), None, libc::MS_BIND, None).ctx("bind /dev/mqueue")?;
             }
-            r => r.ctx(|| format!("mount {kind} on {}", m.destination))?,
+            r => r.ctx_at("mount on", &m.destination)?,
         }
         if let Some(from) = under {
-            let to = root.open_in(&dest, libc::O_RDONLY | libc::O_DIRECTORY).ctx(|| format!("open {}", m.destination))?;
-            copy_tree(&sys::fd_path(from.as_fd()), &sys::fd_path(to.as_fd())).ctx(|| format!("tmpcopyup into {}", m.destination))?;
+            let to = root.open_in(&dest, libc::O_RDONLY | libc::O_DIRECTORY).ctx_at("open", &m.destination)?;
+            copy_tree(&sys::fd_path(from.as_fd()), &sys::fd_path(to.as_fd())).ctx_at("tmpcopyup into", &m.destination)?;
             // The tmpfs root takes the directory's owner and mode too.
-            let st = sys::fstat(from.as_fd()).ctx(|| format!("stat {}", m.destination))?;
-            std::os::unix::fs::chown(sys::fd_path(to.as_fd()), Some(st.st_uid), Some(st.st_gid))
-                .ctx(|| format!("chown {}", m.destination))?;
+            let st = sys::fstat(from.as_fd()).ctx_at("stat", &m.destination)?;
+            std::os::unix::fs::chown(sys::fd_path(to.as_fd()), Some(st.st_uid), Some(st.st_gid)).ctx_at("chown", &m.destination)?;
             std::fs::set_permissions(sys::fd_path(to.as_fd()), std::os::unix::fs::PermissionsExt::from_mode(st.st_mode & 0o7777))
-                .ctx(|| format!("chmod {}", m.destination))?;
+                .ctx_at("chmod", &m.destination)?;
         }
         target
     };
     for p in &o.propagation {
-        let t = root.open_in(&dest, libc::O_PATH).ctx(|| format!("open {}", m.destination))?;
-        mount_at(None, t.as_fd(), None, *p, None).ctx(|| format!("set propagation of {}", m.destination))?;
+        let t = root.open_in(&dest, libc::O_PATH).ctx_at("open", &m.destination)?;
+        mount_at(None, t.as_fd(), None, *p, None).ctx_at("set propagation of", &m.destination)?;
     }
     if o.recursive_attrs() {
-        let t = root.open_in(&dest, libc::O_PATH).ctx(|| format!("open {}", m.destination))?;
+        let t = root.open_in(&dest, libc::O_PATH).ctx_at("open", &m.destination)?;
         let attr = sys::MountAttr { attr_set: o.rec_set, attr_clr: o.rec_clr, ..Default::default() };
-        sys::mount_setattr(t.as_fd(), true, &attr)
-            .ctx(|| format!("set recursive mount attributes of {} ({:?})", m.destination, m.options))?;
+        sys::mount_setattr(t.as_fd(), true, &attr).ctx_at("set recursive mount attributes of", &m.destination)?;
     }
     drop(target);
     Ok(())
@@ -489,14 +496,14 @@ pub fn detach_host_mounts(rootfs: &Path, base: u64) -> Result<()> {
     for _ in 0..64 {
         match sys::mount_id(rootfs) {
             Ok((unique, id)) if id != base && (!unique || id > base) => {
-                sys::umount2(rootfs, libc::MNT_DETACH).ctx(|| format!("detach the container's mounts on {}", rootfs.display()))?;
+                sys::umount2(rootfs, libc::MNT_DETACH).ctx_at("detach the container's mounts on", rootfs)?;
             }
             Ok(_) => return Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(Error::io(format!("mount id of {}", rootfs.display()), e)),
+            Err(e) => return Err(RuntimeError::io_at("mount id of", rootfs, e)),
         }
     }
-    Err(Error::State(format!("{}: mounts keep appearing on the rootfs", rootfs.display())))
+    Err(crate::teardown::TeardownError::MountsKeepAppearing { rootfs: rootfs.to_path_buf() }.into())
 }
 
 /// The `/proc/PID/uid_map` text of a list of mappings.
@@ -520,25 +527,30 @@ pub fn prepare_idmapped(spec: &Spec) -> Result<Vec<(usize, OwnedFd)>> {
         }
         let (uids, gids) = if has_maps { (&m.uid_mappings, &m.gid_mappings) } else { (&l.uid_mappings, &l.gid_mappings) };
         if uids.is_empty() || gids.is_empty() {
-            return Err(Error::Config(format!(
-                "idmapped mount {}: needs both uidMappings and gidMappings (on the mount, or the container's user namespace mappings)",
-                m.destination
-            )));
+            return Err(crate::config::invalid(
+                "mounts",
+                format!(
+                    "idmapped mount {}: needs both uidMappings and gidMappings (on the mount, or the container's user namespace mappings)",
+                    m.destination
+                ),
+            ));
         }
         let is_bind = o.flags & libc::MS_BIND != 0 || m.kind.as_deref() == Some("bind");
         if !is_bind {
-            return Err(Error::Config(format!("idmapped mount {}: only bind mounts can be idmapped", m.destination)));
+            return Err(crate::config::invalid("mounts", format!("idmapped mount {}: only bind mounts can be idmapped", m.destination)));
         }
-        let src = m.source.as_deref().ok_or_else(|| Error::Config(format!("bind mount {} has no source", m.destination)))?;
+        let src =
+            m.source.as_deref().ok_or_else(|| crate::config::invalid("mounts", format!("bind mount {} has no source", m.destination)))?;
         let recursive_tree = o.flags & libc::MS_REC != 0;
-        let tree =
-            sys::open_tree_clone(Path::new(src), recursive_tree).ctx(|| format!("open_tree {src} for idmapped mount {}", m.destination))?;
-        let ns =
-            sys::new_userns(&map_text(uids), &map_text(gids)).ctx(|| format!("user namespace for idmapped mount {}", m.destination))?;
+        let tree = sys::open_tree_clone(Path::new(src), recursive_tree).ctx_onto("open_tree for an idmapped mount", src, &m.destination)?;
+        let ns = sys::new_userns(&map_text(uids), &map_text(gids)).ctx_at("user namespace for idmapped mount", &m.destination)?;
         let attr =
             sys::MountAttr { attr_set: sys::MOUNT_ATTR_IDMAP, userns_fd: u64::from(ns.as_raw_fd().cast_unsigned()), ..Default::default() };
-        sys::mount_setattr(tree.as_fd(), o.idmap == Some(true), &attr)
-            .ctx(|| format!("idmap the mount of {src} for {} (the filesystem must support idmapped mounts)", m.destination))?;
+        sys::mount_setattr(tree.as_fd(), o.idmap == Some(true), &attr).ctx_onto(
+            "idmap (the filesystem must support idmapped mounts)",
+            src,
+            &m.destination,
+        )?;
         out.push((i, tree));
     }
     Ok(out)
@@ -553,16 +565,15 @@ fn mount_cgroup(plan: &Plan<'_>, root: &Root, m: &Mount, dest: &Path, o: &Option
     if plan.cgroup_layout.pure_v2() {
         if plan.new_cgroupns {
             return mount_at(Some(Path::new("cgroup2")), target.as_fd(), Some("cgroup2"), flags, None)
-                .ctx(|| format!("mount cgroup2 on {}", m.destination));
+                .ctx_at("mount cgroup2 on", &m.destination);
         }
-        let d = plan.cgroup.v2_dir().ok_or_else(|| Error::Config("no cgroup v2 directory".into()))?;
-        mount_at(Some(&d.path), target.as_fd(), None, libc::MS_BIND, None)
-            .ctx(|| format!("bind {} on {}", d.path.display(), m.destination))?;
-        let t = root.open_in(dest, libc::O_PATH).ctx(|| "reopen cgroup mount".into())?;
-        return remount_bind(t.as_fd(), flags).ctx(|| format!("remount {}", m.destination));
+        let d = plan.cgroup.v2_dir().ok_or_else(|| crate::config::invalid("mounts", "a cgroup2 mount needs a cgroup v2 directory"))?;
+        mount_at(Some(&d.path), target.as_fd(), None, libc::MS_BIND, None).ctx_onto("bind", &d.path, &m.destination)?;
+        let t = root.open_in(dest, libc::O_PATH).ctx("reopen cgroup mount")?;
+        return remount_bind(t.as_fd(), flags).ctx_at("remount", &m.destination);
     }
     mount_at(Some(Path::new("tmpfs")), target.as_fd(), Some("tmpfs"), flags & !libc::MS_RDONLY, Some("mode=755"))
-        .ctx(|| format!("mount tmpfs on {}", m.destination))?;
+        .ctx_at("mount tmpfs on", &m.destination)?;
     for d in &plan.cgroup.dirs {
         let name = if d.v2 {
             "unified".to_string()
@@ -571,19 +582,19 @@ fn mount_cgroup(plan: &Plan<'_>, root: &Root, m: &Mount, dest: &Path, o: &Option
         };
         let sub = dest.join(&name);
         let t = root.mkdir_all(&sub, 0o755)?;
-        mount_at(Some(&d.path), t.as_fd(), None, libc::MS_BIND, None).ctx(|| format!("bind {} on {}", d.path.display(), sub.display()))?;
-        let t = root.open_in(&sub, libc::O_PATH).ctx(|| "reopen cgroup dir".into())?;
-        remount_bind(t.as_fd(), flags | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC).ctx(|| format!("remount {}", sub.display()))?;
+        mount_at(Some(&d.path), t.as_fd(), None, libc::MS_BIND, None).ctx_onto("bind", &d.path, &sub)?;
+        let t = root.open_in(&sub, libc::O_PATH).ctx("reopen cgroup dir")?;
+        remount_bind(t.as_fd(), flags | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC).ctx_at("remount", &sub)?;
         if d.controllers.len() > 1 {
-            let dfd = root.open_in(dest, libc::O_RDONLY | libc::O_DIRECTORY).ctx(|| "open cgroup mount".into())?;
+            let dfd = root.open_in(dest, libc::O_RDONLY | libc::O_DIRECTORY).ctx("open cgroup mount")?;
             for c in &d.controllers {
                 let _ = sys::symlinkat(Path::new(&name), dfd.as_fd(), Path::new(c));
             }
         }
     }
     if flags & libc::MS_RDONLY != 0 {
-        let t = root.open_in(dest, libc::O_PATH).ctx(|| "reopen cgroup mount".into())?;
-        remount_bind(t.as_fd(), flags).ctx(|| format!("remount {} read-only", m.destination))?;
+        let t = root.open_in(dest, libc::O_PATH).ctx("reopen cgroup mount")?;
+        remount_bind(t.as_fd(), flags).ctx_at("remount read-only", &m.destination)?;
     }
     Ok(())
 }
@@ -605,7 +616,7 @@ struct DevNode {
 /// Default devices, linux.devices and the /dev symlinks.
 fn setup_dev(plan: &Plan<'_>, root: &Root) -> Result<()> {
     let dev = root.mkdir_all(Path::new("dev"), 0o755)?;
-    let devd = sys::openat(Some(dev.as_fd()), Path::new("."), libc::O_RDONLY | libc::O_DIRECTORY, 0).ctx(|| "open /dev".into())?;
+    let devd = sys::openat(Some(dev.as_fd()), Path::new("."), libc::O_RDONLY | libc::O_DIRECTORY, 0).ctx("open /dev")?;
     let mut list: Vec<DevNode> = DEFAULT_DEVICES
         .iter()
         .map(|(n, ma, mi)| DevNode {
@@ -638,8 +649,7 @@ fn setup_dev(plan: &Plan<'_>, root: &Root) -> Result<()> {
     }
     for DevNode { path: p, kind, major, minor, mode, uid, gid } in list {
         let parent = root.mkdir_all(p.parent().unwrap_or_else(|| Path::new("dev")), 0o755)?;
-        let parent =
-            sys::openat(Some(parent.as_fd()), Path::new("."), libc::O_RDONLY | libc::O_DIRECTORY, 0).ctx(|| "open dev dir".into())?;
+        let parent = sys::openat(Some(parent.as_fd()), Path::new("."), libc::O_RDONLY | libc::O_DIRECTORY, 0).ctx("open dev dir")?;
         let name = p.file_name().unwrap_or_default();
         let name = Path::new(name);
         let what = || format!("/{}", p.display());
@@ -648,22 +658,20 @@ fn setup_dev(plan: &Plan<'_>, root: &Root) -> Result<()> {
             // on a file of our own making (whatever the image has there,
             // a symlink above all, is replaced, never followed).
             let host = Path::new("/").join(&p);
-            let t = own_node(parent.as_fd(), name, libc::S_IFREG, 0, 0o644).ctx(|| format!("create {} for the device bind", what()))?;
-            mount_at(Some(&host), t.as_fd(), None, libc::MS_BIND, None).ctx(|| format!("bind device {}", host.display()))?;
+            let t = own_node(parent.as_fd(), name, libc::S_IFREG, 0, 0o644).ctx_at("create for the device bind", what())?;
+            mount_at(Some(&host), t.as_fd(), None, libc::MS_BIND, None).ctx_at("bind device", &host)?;
             continue;
         }
-        let dev = u64::try_from(major)
-            .ok()
-            .zip(u64::try_from(minor).ok())
-            .and_then(|(ma, mi)| sys::makedev(ma, mi))
-            .ok_or_else(|| Error::Config(format!("linux.devices: {}: device number {major}:{minor} out of range", what())))?;
-        let fd = own_node(parent.as_fd(), name, kind, dev, mode).ctx(|| format!("mknod {}", what()))?;
+        let dev =
+            u64::try_from(major).ok().zip(u64::try_from(minor).ok()).and_then(|(ma, mi)| sys::makedev(ma, mi)).ok_or_else(|| {
+                crate::config::invalid("linux.devices", format!("{}: device number {major}:{minor} out of range", what()))
+            })?;
+        let fd = own_node(parent.as_fd(), name, kind, dev, mode).ctx_at("mknod", what())?;
         // mknod applies the umask: set the mode explicitly, on the node
         // just checked (the fd's /proc path reaches that inode, no other).
-        std::fs::set_permissions(sys::fd_path(fd.as_fd()), std::os::unix::fs::PermissionsExt::from_mode(mode))
-            .ctx(|| format!("chmod {}", what()))?;
+        std::fs::set_permissions(sys::fd_path(fd.as_fd()), std::os::unix::fs::PermissionsExt::from_mode(mode)).ctx_at("chmod", what())?;
         if uid.is_some() || gid.is_some() {
-            std::os::unix::fs::chown(sys::fd_path(fd.as_fd()), uid, gid).ctx(|| format!("chown {}", what()))?;
+            std::os::unix::fs::chown(sys::fd_path(fd.as_fd()), uid, gid).ctx_at("chown", what())?;
         }
     }
     for (name, target) in
@@ -672,7 +680,7 @@ fn setup_dev(plan: &Plan<'_>, root: &Root) -> Result<()> {
         match sys::symlinkat(Path::new(target), devd.as_fd(), Path::new(name)) {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
-            Err(e) => return Err(Error::io(format!("symlink /dev/{name}"), e)),
+            Err(e) => return Err(RuntimeError::io_at("symlink", Path::new("/dev").join(name), e)),
         }
     }
     if Path::new("/proc/kcore").exists() {
@@ -688,7 +696,7 @@ fn setup_dev(plan: &Plan<'_>, root: &Root) -> Result<()> {
         match sys::symlinkat(Path::new("pts/ptmx"), devd.as_fd(), Path::new("ptmx")) {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
-            Err(e) => return Err(Error::io("symlink /dev/ptmx", e)),
+            Err(e) => return Err(RuntimeError::io("symlink /dev/ptmx", e)),
         }
     }
     Ok(())
@@ -725,36 +733,36 @@ fn own_node(dir: BorrowedFd<'_>, name: &Path, kind: u32, dev: u64, mode: u32) ->
 fn console(plan: &Plan<'_>, root: &Root) -> Result<(OwnedFd, OwnedFd)> {
     let ptmx = root
         .open_in(Path::new("dev/pts/ptmx"), libc::O_RDWR | libc::O_NOCTTY)
-        .ctx(|| "open /dev/pts/ptmx in the container (is /dev/pts mounted?)".into())?;
-    let (master, slave) = sys::open_pty(ptmx).ctx(|| "open pty".into())?;
+        .ctx("open /dev/pts/ptmx in the container (is /dev/pts mounted?)")?;
+    let (master, slave) = sys::open_pty(ptmx).ctx("open pty")?;
     if let Some(sz) = plan.spec.process.as_ref().and_then(|p| p.console_size) {
-        sys::set_winsize(master.as_fd(), sz.height, sz.width).ctx(|| "set console size".into())?;
+        sys::set_winsize(master.as_fd(), sz.height, sz.width).ctx("set console size")?;
     }
     // On a file of berth's own: a symlink the image put at /dev/console is
     // replaced, never followed (the CVE-2025-52565 class).
     let dev = root.mkdir_all(Path::new("dev"), 0o755)?;
-    let dev = sys::openat(Some(dev.as_fd()), Path::new("."), libc::O_RDONLY | libc::O_DIRECTORY, 0).ctx(|| "open /dev".into())?;
-    let t = own_node(dev.as_fd(), Path::new("console"), libc::S_IFREG, 0, 0o600).ctx(|| "create /dev/console".into())?;
-    mount_at(Some(&sys::fd_path(slave.as_fd())), t.as_fd(), None, libc::MS_BIND, None).ctx(|| "bind the pty on /dev/console".into())?;
+    let dev = sys::openat(Some(dev.as_fd()), Path::new("."), libc::O_RDONLY | libc::O_DIRECTORY, 0).ctx("open /dev")?;
+    let t = own_node(dev.as_fd(), Path::new("console"), libc::S_IFREG, 0, 0o600).ctx("create /dev/console")?;
+    mount_at(Some(&sys::fd_path(slave.as_fd())), t.as_fd(), None, libc::MS_BIND, None).ctx("bind the pty on /dev/console")?;
     Ok((master, slave))
 }
 
 fn pivot(rootfs: &Path) -> Result<()> {
-    let new = sys::openat(None, rootfs, libc::O_RDONLY | libc::O_DIRECTORY, 0).ctx(|| format!("open {}", rootfs.display()))?;
-    sys::fchdir(new.as_fd()).ctx(|| format!("chdir {}", rootfs.display()))?;
-    sys::pivot_root(Path::new("."), Path::new(".")).ctx(|| format!("pivot_root {}", rootfs.display()))?;
+    let new = sys::openat(None, rootfs, libc::O_RDONLY | libc::O_DIRECTORY, 0).ctx_at("open", rootfs)?;
+    sys::fchdir(new.as_fd()).ctx_at("chdir", rootfs)?;
+    sys::pivot_root(Path::new("."), Path::new(".")).ctx_at("pivot_root", rootfs)?;
     // The old root is now stacked under "." : keep its unmount from
     // propagating to the host, then detach it.
-    sys::mount(None, Path::new("."), None, libc::MS_SLAVE | libc::MS_REC, None).ctx(|| "make the old root a slave".into())?;
-    sys::umount2(Path::new("."), libc::MNT_DETACH).ctx(|| "detach the old root".into())?;
-    std::env::set_current_dir("/").ctx(|| "chdir /".into())
+    sys::mount(None, Path::new("."), None, libc::MS_SLAVE | libc::MS_REC, None).ctx("make the old root a slave")?;
+    sys::umount2(Path::new("."), libc::MNT_DETACH).ctx("detach the old root")?;
+    std::env::set_current_dir("/").ctx("chdir /")
 }
 
 fn move_root(rootfs: &Path) -> Result<()> {
-    std::env::set_current_dir(rootfs).ctx(|| format!("chdir {}", rootfs.display()))?;
-    sys::mount(Some(rootfs), Path::new("/"), None, libc::MS_MOVE, None).ctx(|| "move the rootfs to /".into())?;
-    sys::chroot(Path::new(".")).ctx(|| "chroot".into())?;
-    std::env::set_current_dir("/").ctx(|| "chdir /".into())
+    std::env::set_current_dir(rootfs).ctx_at("chdir", rootfs)?;
+    sys::mount(Some(rootfs), Path::new("/"), None, libc::MS_MOVE, None).ctx("move the rootfs to /")?;
+    sys::chroot(Path::new(".")).ctx("chroot")?;
+    std::env::set_current_dir("/").ctx("chdir /")
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ fn mask(names: &[String]) -> u64 {
 pub fn set_rlimits(p: &Process) -> Result<()> {
     for r in &p.rlimits {
         let n = rlimit_number(&r.kind).unwrap_or(-1);
-        berth_sys::setrlimit(n, r.soft, r.hard).ctx(|| format!("setrlimit {} soft {} hard {}", r.kind, r.soft, r.hard))?;
+        berth_sys::setrlimit(n, r.soft, r.hard).ctx_of("setrlimit", format_args!("{} soft {} hard {}", r.kind, r.soft, r.hard))?;
     }
     Ok(())
 }
@@ -31,12 +31,12 @@ pub fn set_scheduling(p: &Process) -> Result<()> {
             } else {
                 ""
             };
-            return Err(crate::Error::Config(format!("process.scheduler: sched_setattr {}: {e}{hint}", s.policy)));
+            return Err(crate::config::invalid("process.scheduler", format!("sched_setattr {}: {e}{hint}", s.policy)));
         }
     }
     if let Some(io) = &p.io_priority {
         let (class, level) = io.kernel()?;
-        berth_sys::ioprio_set(class, level).ctx(|| format!("process.ioPriority: ioprio_set {} {}", io.class, io.priority))?;
+        berth_sys::ioprio_set(class, level).ctx_of("process.ioPriority: ioprio_set", format_args!("{} {}", io.class, io.priority))?;
     }
     Ok(())
 }
@@ -48,7 +48,7 @@ pub fn drop_bounding(caps: Option<&Capabilities>) -> Result<()> {
     for c in 0..=last_cap() {
         if keep & (1 << c) == 0 {
             berth_sys::prctl(libc::PR_CAPBSET_DROP, u64::from(c), 0, 0, 0)
-                .ctx(|| format!("drop {} from the bounding set", CAPS.get(c as usize).unwrap_or(&"?")))?;
+                .ctx_of("drop from the bounding set", CAPS.get(c as usize).unwrap_or(&"?"))?;
         }
     }
     Ok(())
@@ -62,7 +62,7 @@ pub fn switch_user_and_caps(p: &Process) -> Result<()> {
     for (what, id) in [("uid", u.uid), ("gid", u.gid)].into_iter().chain(u.additional_gids.iter().map(|g| ("additional gid", *g))) {
         crate::config::check_id(what, id)?;
     }
-    berth_sys::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0).ctx(|| "prctl(PR_SET_KEEPCAPS)".into())?;
+    berth_sys::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0).ctx("prctl(PR_SET_KEEPCAPS)")?;
     let mut groups = u.additional_gids.clone();
     if groups.is_empty() && u.gid == 0 {
         groups.clear();
@@ -70,17 +70,17 @@ pub fn switch_user_and_caps(p: &Process) -> Result<()> {
     // setgroups is denied in a user namespace whose setgroups file says deny.
     if let Err(e) = berth_sys::setgroups(&groups) {
         if !(groups.is_empty() && e.raw_os_error() == Some(libc::EPERM)) {
-            return Err(crate::Error::io(format!("setgroups {groups:?}"), e));
+            return Err(crate::RuntimeError::Io { step: "setgroups", on: crate::error::Subject::Groups(groups.clone()), source: e });
         }
     }
-    berth_sys::setresgid(u.gid).ctx(|| format!("setgid {}", u.gid))?;
-    berth_sys::setresuid(u.uid).ctx(|| format!("setuid {}", u.uid))?;
-    berth_sys::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0).ctx(|| "prctl(PR_SET_KEEPCAPS)".into())?;
+    berth_sys::setresgid(u.gid).ctx_of("setgid", u.gid)?;
+    berth_sys::setresuid(u.uid).ctx_of("setuid", u.uid)?;
+    berth_sys::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0).ctx("prctl(PR_SET_KEEPCAPS)")?;
     let (eff, perm, inh, amb) = match &p.capabilities {
         Some(c) => (mask(&c.effective), mask(&c.permitted), mask(&c.inheritable), mask(&c.ambient)),
         None => (0, 0, 0, 0),
     };
-    berth_sys::capset(berth_sys::CapSets { effective: eff, permitted: perm, inheritable: inh }).ctx(|| "capset".into())?;
+    berth_sys::capset(berth_sys::CapSets { effective: eff, permitted: perm, inheritable: inh }).ctx("capset")?;
     for c in 0..=last_cap() {
         if amb & (1 << c) != 0 {
             // An ambient capability must be permitted and inheritable; the
@@ -94,5 +94,5 @@ pub fn switch_user_and_caps(p: &Process) -> Result<()> {
 }
 
 pub fn no_new_privs() -> Result<()> {
-    berth_sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0).map(drop).ctx(|| "prctl(PR_SET_NO_NEW_PRIVS)".into())
+    berth_sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0).map(drop).ctx("prctl(PR_SET_NO_NEW_PRIVS)")
 }

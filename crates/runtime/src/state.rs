@@ -5,7 +5,7 @@
 
 use crate::error::Context;
 use crate::process::{self, Process};
-use crate::{Error, Result};
+use crate::{Result, RuntimeError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs;
@@ -15,20 +15,65 @@ use std::path::{Path, PathBuf};
 pub const STATE_FILE: &str = "state.json";
 pub const FIFO: &str = "exec.fifo";
 
+/// Why a container ID was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum IdError {
+    #[error("the container id is empty")]
+    Empty,
+    #[error("{0:?} is not allowed")]
+    Dots(String),
+    #[error("{0} characters is longer than a directory name may be")]
+    TooLong(usize),
+    #[error("{id:?} contains {c:?}: only letters, digits and _ + - . are allowed")]
+    BadChar { id: String, c: char },
+}
+
+/// Why a container cannot do what was asked in the state it is in, or why
+/// its record cannot be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot {verb} a container that is {}", status.as_str())]
+    Cannot { verb: &'static str, status: Status },
+    #[error("cannot exec in a paused container (pause it no more, or pass --ignore-paused)")]
+    ExecPaused,
+    #[error("cannot start a container that has no process (config.json has none)")]
+    NoProcess,
+    #[error("the container process failed to start")]
+    StartFailed,
+    #[error("the container process exited before it was started")]
+    ExitedBeforeStart,
+    #[error("cannot delete container {id} that is not stopped: {}", status.as_str())]
+    NotStopped { id: String, status: Status },
+    #[error("cannot update container {id}: it is stopped")]
+    UpdateStopped { id: String },
+    #[error("container {id} is not running")]
+    NotRunning { id: String },
+    #[error("container {id} is not paused")]
+    NotPaused { id: String },
+    #[error("{} is corrupt: {source}", path.display())]
+    Corrupt { path: PathBuf, source: serde_json::Error },
+    #[error("encode state: {0}")]
+    Encode(#[source] serde_json::Error),
+    #[error("merge resources: {0}")]
+    MergeResources(#[source] serde_json::Error),
+    #[error("the process' exit status was lost")]
+    ExitStatusLost,
+}
+
 /// Checks a container ID the way runc does: letters, digits and `_ + - .`,
 /// not `.` or `..`, and short enough to be a directory name.
 pub fn validate_id(id: &str) -> Result<()> {
     if id.is_empty() {
-        return Err(Error::InvalidId("the container id is empty".into()));
+        return Err(IdError::Empty.into());
     }
     if id == "." || id == ".." {
-        return Err(Error::InvalidId(format!("{id:?} is not allowed")));
+        return Err(IdError::Dots(id.into()).into());
     }
     if id.len() > 255 {
-        return Err(Error::InvalidId(format!("{} characters is longer than a directory name may be", id.len())));
+        return Err(IdError::TooLong(id.len()).into());
     }
     if let Some(c) = id.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '+' | '-' | '.'))) {
-        return Err(Error::InvalidId(format!("{id:?} contains {c:?}: only letters, digits and _ + - . are allowed")));
+        return Err(IdError::BadChar { id: id.into(), c }.into());
     }
     Ok(())
 }
@@ -140,12 +185,12 @@ impl Container {
         // Private: a state file holds the whole config, environment included.
         use std::os::unix::fs::DirBuilderExt;
         if !root.is_dir() {
-            fs::DirBuilder::new().recursive(true).mode(0o700).create(root).ctx(|| format!("create state root {}", root.display()))?;
+            fs::DirBuilder::new().recursive(true).mode(0o700).create(root).ctx_at("create state root", root)?;
         }
         match fs::DirBuilder::new().mode(0o700).create(&dir) {
             Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(Error::Exists(id.into())),
-            Err(e) => return Err(Error::io(format!("create {}", dir.display()), e)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(RuntimeError::Exists { id: id.into() }),
+            Err(e) => return Err(RuntimeError::io_at("create", &dir, e)),
         }
         let lock = lock_dir(&dir)?;
         Ok(Container { dir, id: id.into(), _lock: Some(lock) })
@@ -157,12 +202,14 @@ impl Container {
         let dir = Container::path(root, id)?;
         let lock = match lock_dir(&dir) {
             Ok(l) => l,
-            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => return Err(Error::NotExist(id.into())),
+            Err(RuntimeError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                return Err(RuntimeError::NotExist { id: id.into() })
+            }
             Err(e) => return Err(e),
         };
         // A concurrent delete may have removed it while we waited.
         if !dir.exists() {
-            return Err(Error::NotExist(id.into()));
+            return Err(RuntimeError::NotExist { id: id.into() });
         }
         Ok(Container { dir, id: id.into(), _lock: Some(lock) })
     }
@@ -171,7 +218,7 @@ impl Container {
     pub fn open(root: &Path, id: &str) -> Result<Container> {
         let dir = Container::path(root, id)?;
         if !dir.is_dir() {
-            return Err(Error::NotExist(id.into()));
+            return Err(RuntimeError::NotExist { id: id.into() });
         }
         Ok(Container { dir, id: id.into(), _lock: None })
     }
@@ -189,7 +236,7 @@ impl Container {
                 self._lock = Some(l);
                 Ok(self.dir.exists())
             }
-            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(RuntimeError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(e),
         }
     }
@@ -197,16 +244,16 @@ impl Container {
     pub fn load(&self) -> Result<Option<Record>> {
         let p = self.dir.join(STATE_FILE);
         match fs::read(&p) {
-            Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| Error::State(format!("{} is corrupt: {e}", p.display()))),
+            Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|source| StateError::Corrupt { path: p.clone(), source }.into()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::io(format!("read {}", p.display()), e)),
+            Err(e) => Err(RuntimeError::io_at("read", &p, e)),
         }
     }
 
     /// Writes the record: temp file, then rename. No fsync: the state root
     /// is volatile by design, and a sync costs tens of ms under I/O load.
     pub fn save(&self, r: &Record) -> Result<()> {
-        let data = serde_json::to_vec(r).map_err(|e| Error::State(format!("encode state: {e}")))?;
+        let data = serde_json::to_vec(r).map_err(StateError::Encode)?;
         write_atomic(&self.dir.join(STATE_FILE), &data)
     }
 
@@ -219,14 +266,14 @@ impl Container {
         match fs::remove_dir_all(&self.dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::io(format!("remove {}", self.dir.display()), e)),
+            Err(e) => Err(RuntimeError::io_at("remove", &self.dir, e)),
         }
     }
 }
 
 fn lock_dir(dir: &Path) -> Result<OwnedFd> {
-    let fd = berth_sys::openat(None, dir, libc::O_RDONLY | libc::O_DIRECTORY, 0).ctx(|| format!("open {}", dir.display()))?;
-    berth_sys::flock(fd.as_fd(), libc::LOCK_EX).ctx(|| format!("lock {}", dir.display()))?;
+    let fd = berth_sys::openat(None, dir, libc::O_RDONLY | libc::O_DIRECTORY, 0).ctx_at("open", dir)?;
+    berth_sys::flock(fd.as_fd(), libc::LOCK_EX).ctx_at("lock", dir)?;
     Ok(fd)
 }
 
@@ -285,10 +332,10 @@ pub fn describe_pid(pid: i32) -> String {
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    fs::write(&tmp, data).ctx(|| format!("write {}", tmp.display()))?;
+    fs::write(&tmp, data).ctx_at("write", &tmp)?;
     fs::rename(&tmp, path).map_err(|e| {
         let _ = fs::remove_file(&tmp);
-        Error::io(format!("rename {} to {}", tmp.display(), path.display()), e)
+        RuntimeError::Io { step: "rename", on: crate::Subject::Pair { from: tmp.clone(), joint: "to", to: path.to_path_buf() }, source: e }
     })
 }
 

@@ -8,9 +8,27 @@
 
 use crate::process::{self, Process};
 use crate::state::{Container, Record};
-use crate::{hooks, log, Error, Result};
+use crate::{hooks, log, Result, RuntimeError};
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
+
+/// What teardown could not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum TeardownError {
+    /// A process of the container outlived its deadline (`left`: the
+    /// processes still there, as "pid N (comm)").
+    #[error("{step} before the deadline; still there: {}", if left.is_empty() { "nothing visible".to_string() } else { left.join("; ") })]
+    Stuck { step: &'static str, left: Vec<String> },
+    /// Copies of the container's mounts live on in other mount namespaces.
+    #[error(
+        "container {id}: its mounts survive in other mount namespaces: {}; unmount them there (or end those processes) and run delete again",
+        holders.iter().map(|h| format!("pid {} ({}) in {} holds {}", h.pid, h.command, h.mount_namespace, h.how)).collect::<Vec<_>>().join("; ")
+    )]
+    MountsSurvive { id: String, holders: Vec<crate::busy::Holder> },
+    /// Something keeps mounting on the rootfs while it is detached.
+    #[error("{}: mounts keep appearing on the rootfs", rootfs.display())]
+    MountsKeepAppearing { rootfs: std::path::PathBuf },
+}
 
 /// Phase durations of one teardown.
 #[derive(Debug, Default, Clone)]
@@ -243,13 +261,7 @@ fn verify_mounts(c: &Container, rec: &Record, root: &std::path::Path) -> Result<
     if leaks.is_empty() {
         return Ok(());
     }
-    let list: Vec<String> =
-        leaks.iter().map(|h| format!("pid {} ({}) in {} holds {}", h.pid, h.command, h.mount_namespace, h.how)).collect();
-    Err(Error::State(format!(
-        "container {}: its mounts survive in other mount namespaces: {}; unmount them there (or end those processes) and run delete again",
-        c.id,
-        list.join("; ")
-    )))
+    Err(TeardownError::MountsSurvive { id: c.id.clone(), holders: leaks }.into())
 }
 
 /// The poststop hooks; a failing one is a warning (runtime-spec).
@@ -372,16 +384,13 @@ fn wait_cgroup_empty(rec: &Record, deadline: Instant) -> Result<()> {
 }
 
 /// A deadline error naming what is stuck.
-fn stuck(rec: &Record, what: &str) -> Error {
+fn stuck(rec: &Record, what: &'static str) -> RuntimeError {
     let mut pids = rec.cgroup.pids();
     if pids.is_empty() && rec.pid > 0 {
         pids.push(rec.pid);
     }
-    let list: Vec<String> = pids.iter().take(10).map(|p| process::describe(*p)).collect();
-    Error::Timeout(format!(
-        "{what} before the deadline; still there: {}",
-        if list.is_empty() { "nothing visible".into() } else { list.join("; ") }
-    ))
+    let left: Vec<String> = pids.iter().take(10).map(|p| process::describe(*p)).collect();
+    TeardownError::Stuck { step: what, left }.into()
 }
 
 /// The init, if alive, for callers that want to signal it.

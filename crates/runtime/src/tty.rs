@@ -8,7 +8,7 @@
 //! process, as without a terminal. The caller's terminal is put back as it
 //! was whatever happens.
 
-use crate::{Error, Result};
+use crate::{Result, RuntimeError};
 use berth_sys as sys;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
@@ -18,8 +18,8 @@ pub const DETACHED_TTY: &str = "cannot allocate tty if runc will detach without 
 /// Receives the pty master that the container's setup sent over `sock`.
 pub fn receive_master(sock: &OwnedFd) -> Result<OwnedFd> {
     let mut buf = [0u8; 4096];
-    let (_, fd) = sys::recv_fd(sock.as_fd(), &mut buf).map_err(|e| Error::io("receive the pty master", e))?;
-    fd.ok_or_else(|| Error::Init("the container's setup sent no pty master".into()))
+    let (_, fd) = sys::recv_fd(sock.as_fd(), &mut buf).map_err(|e| RuntimeError::io("receive the pty master", e))?;
+    fd.ok_or(RuntimeError::Init(crate::init::InitError::NoPtyMaster))
 }
 
 /// The caller's terminal in raw mode while this lives.
@@ -51,10 +51,10 @@ pub fn relay(master: &OwnedFd, pidfd: &OwnedFd) -> Result<i32> {
         copy_winsize(t, master.as_fd());
     }
     let _raw = match tty_in {
-        Some(t) => Some(Raw { fd: t, saved: sys::tty_raw(t).map_err(|e| Error::io("put the terminal in raw mode", e))? }),
+        Some(t) => Some(Raw { fd: t, saved: sys::tty_raw(t).map_err(|e| RuntimeError::io("put the terminal in raw mode", e))? }),
         None => None,
     };
-    let sfd = sys::signalfd(&crate::process::FORWARDED).map_err(|e| Error::io("signalfd", e))?;
+    let sfd = sys::signalfd(&crate::process::FORWARDED).map_err(|e| RuntimeError::io("signalfd", e))?;
     let mut buf = vec![0u8; 16 * 1024];
     let mut reading_stdin = stdin.is_some();
     let mut master_open = true;
@@ -77,7 +77,7 @@ pub fn relay(master: &OwnedFd, pidfd: &OwnedFd) -> Result<i32> {
             }
             _ => None,
         };
-        let r = sys::poll_in(&fds, -1).map_err(|e| Error::io("wait for the terminal", e))?;
+        let r = sys::poll_in(&fds, -1).map_err(|e| RuntimeError::io("wait for the terminal", e))?;
         if let Some(m) = at_master.filter(|m| r[*m] != 0) {
             match sys::read(fds[m], &mut buf) {
                 Ok(0) | Err(_) => master_open = false, // EIO: no process holds the pty any more

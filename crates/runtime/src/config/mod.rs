@@ -7,9 +7,43 @@
 pub mod mount_options;
 pub mod names;
 
-use crate::{log, Error, Result};
+use crate::{log, Result, RuntimeError};
 /// linux.resources (also what `update` takes).
 pub use berth_cgroups::Resources;
+
+/// Why a bundle's configuration cannot be run.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config.json is not valid JSON: {0}")]
+    Json(#[source] serde_json::Error),
+    /// Valid JSON of the wrong shape (at: config.json, linux.seccomp,
+    /// resources, a --process file).
+    #[error("{at}: {source}")]
+    Schema { at: String, source: serde_json::Error },
+    #[error("unsupported ociVersion {0:?}: berth runs runtime-spec 1.x")]
+    OciVersion(String),
+    /// A setting runtime-spec defines that berth cannot honour.
+    #[error("{setting} is not supported by berth")]
+    Unsupported { setting: String },
+    /// A setting whose value is wrong, or that contradicts another.
+    #[error("{setting}: {why}")]
+    Invalid { setting: &'static str, why: String },
+    /// runc's words: callers match them.
+    #[error("{}", crate::tty::DETACHED_TTY)]
+    DetachedTty,
+    /// A cgroupsPath that cannot be the container's own cgroup.
+    #[error("linux.cgroupsPath {path:?}: {why}")]
+    CgroupsPath { path: String, why: berth_cgroups::Refusal },
+    #[error("{} is not a regular file", path.display())]
+    NotRegular { path: PathBuf },
+    #[error("{} is larger than {max_mib} MiB", path.display())]
+    TooLarge { path: PathBuf, max_mib: u64 },
+}
+
+/// A [`ConfigError::Invalid`] for `setting`.
+pub fn invalid(setting: &'static str, why: impl Into<String>) -> RuntimeError {
+    RuntimeError::Config(ConfigError::Invalid { setting, why: why.into() })
+}
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -89,10 +123,10 @@ impl IoPriority {
             "IOPRIO_CLASS_RT" => 1,
             "IOPRIO_CLASS_BE" => 2,
             "IOPRIO_CLASS_IDLE" => 3,
-            c => return Err(Error::Config(format!("process.ioPriority: unknown class {c:?}"))),
+            c => return Err(invalid("process.ioPriority", format!("unknown class {c:?}"))),
         };
         if !(0..=7).contains(&self.priority) {
-            return Err(Error::Config(format!("process.ioPriority: priority {} is not in 0..7", self.priority)));
+            return Err(invalid("process.ioPriority", format!("priority {} is not in 0..7", self.priority)));
         }
         Ok((class, u32::try_from(self.priority).unwrap_or(0)))
     }
@@ -127,8 +161,8 @@ impl Scheduler {
             "SCHED_BATCH" => 3,
             "SCHED_IDLE" => 5,
             "SCHED_DEADLINE" => 6,
-            "SCHED_ISO" => return Err(Error::Config("process.scheduler: SCHED_ISO is not implemented by Linux".into())),
-            p => return Err(Error::Config(format!("process.scheduler: unknown policy {p:?}"))),
+            "SCHED_ISO" => return Err(invalid("process.scheduler", "SCHED_ISO is not implemented by Linux")),
+            p => return Err(invalid("process.scheduler", format!("unknown policy {p:?}"))),
         };
         let mut flags = 0u64;
         for f in &self.flags {
@@ -140,18 +174,18 @@ impl Scheduler {
                 "SCHED_FLAG_KEEP_PARAMS" => 0x10,
                 "SCHED_FLAG_UTIL_CLAMP_MIN" => 0x20,
                 "SCHED_FLAG_UTIL_CLAMP_MAX" => 0x40,
-                f => return Err(Error::Config(format!("process.scheduler: unknown flag {f:?}"))),
+                f => return Err(invalid("process.scheduler", format!("unknown flag {f:?}"))),
             };
         }
         if !(-20..=19).contains(&self.nice) {
-            return Err(Error::Config(format!("process.scheduler: nice {} is not in -20..19", self.nice)));
+            return Err(invalid("process.scheduler", format!("nice {} is not in -20..19", self.nice)));
         }
         let rt = policy == 1 || policy == 2;
         if rt && !(1..=99).contains(&self.priority) || !rt && self.priority != 0 {
-            return Err(Error::Config(format!("process.scheduler: priority {} is not valid for {}", self.priority, self.policy)));
+            return Err(invalid("process.scheduler", format!("priority {} is not valid for {}", self.priority, self.policy)));
         }
         if policy == 6 && (self.runtime == 0 || self.deadline == 0) {
-            return Err(Error::Config("process.scheduler: SCHED_DEADLINE needs runtime and deadline".into()));
+            return Err(invalid("process.scheduler", "SCHED_DEADLINE needs runtime and deadline"));
         }
         Ok(berth_sys::SchedAttr {
             policy,
@@ -375,10 +409,10 @@ impl Spec {
     }
 
     pub fn parse(text: &str) -> Result<Spec> {
-        let raw: Value = serde_json::from_str(text).map_err(|e| Error::Config(format!("config.json is not valid JSON: {e}")))?;
+        let raw: Value = serde_json::from_str(text).map_err(ConfigError::Json)?;
         log_unknown("", &raw);
         check_shapes(&raw)?;
-        serde_json::from_value(raw).map_err(|e| Error::Config(format!("config.json: {e}")))
+        serde_json::from_value(raw).map_err(|source| ConfigError::Schema { at: "config.json".into(), source }.into())
     }
 
     pub fn linux(&self) -> &Linux {
@@ -405,24 +439,24 @@ impl Spec {
     pub fn validate(&self, bundle: &Path) -> Result<()> {
         let v = self.oci_version.as_str();
         if !(v.starts_with("1.") || v == "1") {
-            return Err(Error::Config(format!("unsupported ociVersion {v:?}: berth runs runtime-spec 1.x")));
+            return Err(ConfigError::OciVersion(v.to_string()).into());
         }
-        let unsupported = |what: &str| Err(Error::Config(format!("{what} is not supported by berth")));
+        let unsupported = |what: &str| Err(ConfigError::Unsupported { setting: what.to_string() }.into());
         // A config without a process can be created (start then fails).
         let no_process = Process { args: vec!["-".into()], cwd: "/".into(), ..Default::default() };
         let p = self.process.as_ref().unwrap_or(&no_process);
         if p.args.is_empty() {
-            return Err(Error::Config("process.args must not be empty".into()));
+            return Err(invalid("process.args", "must not be empty"));
         }
         check_exec_strings(&p.args, &p.env)?;
         if !p.cwd.starts_with('/') {
-            return Err(Error::Config(format!("process.cwd {:?} must be an absolute path", p.cwd)));
+            return Err(invalid("process.cwd", format!("{:?} must be an absolute path", p.cwd)));
         }
         if p.apparmor_profile.as_deref().is_some_and(|s| !s.is_empty()) {
-            return Err(Error::Config("process.apparmorProfile is set but AppArmor is not supported by berth on this host".into()));
+            return Err(invalid("process.apparmorProfile", "is set but AppArmor is not supported by berth on this host"));
         }
         if p.selinux_label.as_deref().is_some_and(|s| !s.is_empty()) {
-            return Err(Error::Config("process.selinuxLabel is set but SELinux is not supported by berth on this host".into()));
+            return Err(invalid("process.selinuxLabel", "is set but SELinux is not supported by berth on this host"));
         }
         if let Some(io) = &p.io_priority {
             io.kernel()?;
@@ -436,18 +470,18 @@ impl Spec {
         if let Some(c) = &p.capabilities {
             for name in c.bounding.iter().chain(&c.effective).chain(&c.inheritable).chain(&c.permitted).chain(&c.ambient) {
                 if names::cap_number(name).is_none() {
-                    return Err(Error::Config(format!("unknown capability {name:?}")));
+                    return Err(invalid("process.capabilities", format!("unknown capability {name:?}")));
                 }
             }
         }
         for r in &p.rlimits {
             if names::rlimit_number(&r.kind).is_none() {
-                return Err(Error::Config(format!("unknown rlimit type {:?}", r.kind)));
+                return Err(invalid("process.rlimits", format!("unknown rlimit type {:?}", r.kind)));
             }
         }
         let rootfs = self.rootfs(bundle);
         if !rootfs.is_dir() {
-            return Err(Error::Config(format!("rootfs {} does not exist or is not a directory", rootfs.display())));
+            return Err(invalid("root.path", format!("rootfs {} does not exist or is not a directory", rootfs.display())));
         }
         if self.hooks.as_ref().is_some_and(|h| {
             !(h.prestart.is_empty()
@@ -460,7 +494,7 @@ impl Spec {
             // Hooks are validated and run by the hooks module.
             for h in self.all_hooks() {
                 if !h.path.starts_with('/') {
-                    return Err(Error::Config(format!("hook path {:?} must be absolute", h.path)));
+                    return Err(invalid("hooks", format!("hook path {:?} must be absolute", h.path)));
                 }
             }
         }
@@ -468,33 +502,33 @@ impl Spec {
         let mut seen = Vec::new();
         for ns in &l.namespaces {
             if ns_flag(&ns.kind).is_none() {
-                return Err(Error::Config(format!("unknown namespace type {:?}", ns.kind)));
+                return Err(invalid("linux.namespaces", format!("unknown namespace type {:?}", ns.kind)));
             }
             if seen.contains(&ns.kind.as_str()) {
-                return Err(Error::Config(format!("namespace {:?} is listed twice", ns.kind)));
+                return Err(invalid("linux.namespaces", format!("namespace {:?} is listed twice", ns.kind)));
             }
             seen.push(ns.kind.as_str());
             if let Some(path) = ns.path.as_deref().filter(|p| !p.is_empty()) {
                 if !Path::new(path).exists() {
-                    return Err(Error::Config(format!("{} namespace path {path} does not exist", ns.kind)));
+                    return Err(invalid("linux.namespaces", format!("{} namespace path {path} does not exist", ns.kind)));
                 }
             }
         }
         let new_user = self.namespace("user").is_some_and(|n| n.path.as_deref().unwrap_or("").is_empty());
         if (!l.uid_mappings.is_empty() || !l.gid_mappings.is_empty()) && self.namespace("user").is_none() {
-            return Err(Error::Config("linux.uidMappings/gidMappings are set but no user namespace is requested".into()));
+            return Err(invalid("linux.uidMappings/gidMappings", "are set but no user namespace is requested"));
         }
         if new_user && (l.uid_mappings.is_empty() || l.gid_mappings.is_empty()) {
-            return Err(Error::Config("a new user namespace needs linux.uidMappings and linux.gidMappings".into()));
+            return Err(invalid("linux.uidMappings", "a new user namespace needs linux.uidMappings and linux.gidMappings"));
         }
         if !l.time_offsets.is_empty() && self.namespace("time").is_none() {
-            return Err(Error::Config("linux.timeOffsets is set but no time namespace is requested".into()));
+            return Err(invalid("linux.timeOffsets", "is set but no time namespace is requested"));
         }
         if self.hostname.as_deref().is_some_and(|h| !h.is_empty()) && self.namespace("uts").is_none() {
-            return Err(Error::Config("hostname requires a new uts namespace".into()));
+            return Err(invalid("hostname", "requires a new uts namespace"));
         }
         if self.domainname.as_deref().is_some_and(|h| !h.is_empty()) && self.namespace("uts").is_none() {
-            return Err(Error::Config("domainname requires a new uts namespace".into()));
+            return Err(invalid("domainname", "requires a new uts namespace"));
         }
         for k in l.sysctl.keys() {
             self.check_sysctl(k)?;
@@ -507,7 +541,7 @@ impl Spec {
         }
         if let Some(prop) = l.rootfs_propagation.as_deref().filter(|s| !s.is_empty()) {
             if mount_options::propagation_flag(prop).is_none() {
-                return Err(Error::Config(format!("linux.rootfsPropagation {prop:?} is not valid")));
+                return Err(invalid("linux.rootfsPropagation", format!("{prop:?} is not valid")));
             }
         }
         if let Some(sc) = &l.seccomp {
@@ -523,11 +557,11 @@ impl Spec {
             return unsupported("linux.netDevices");
         }
         if l.mount_label.as_deref().is_some_and(|s| !s.is_empty()) {
-            return Err(Error::Config("linux.mountLabel is set but SELinux is not supported by berth on this host".into()));
+            return Err(invalid("linux.mountLabel", "is set but SELinux is not supported by berth on this host"));
         }
         if let Some(pers) = &l.personality {
             if pers.domain != "LINUX" && pers.domain != "LINUX32" {
-                return Err(Error::Config(format!("linux.personality domain {:?} is not valid", pers.domain)));
+                return Err(invalid("linux.personality", format!("domain {:?} is not valid", pers.domain)));
             }
             if !pers.flags.is_empty() {
                 return unsupported("linux.personality.flags");
@@ -535,15 +569,15 @@ impl Spec {
         }
         for d in &l.devices {
             if !matches!(d.kind.as_str(), "c" | "b" | "u" | "p") {
-                return Err(Error::Config(format!("linux.devices: {:?} has invalid type {:?}", d.path, d.kind)));
+                return Err(invalid("linux.devices", format!("{:?} has invalid type {:?}", d.path, d.kind)));
             }
             if !d.path.starts_with("/dev/") {
-                return Err(Error::Config(format!("linux.devices: path {:?} must be under /dev", d.path)));
+                return Err(invalid("linux.devices", format!("path {:?} must be under /dev", d.path)));
             }
         }
         for m in &self.mounts {
             if !m.destination.starts_with('/') {
-                return Err(Error::Config(format!("mount destination {:?} must be absolute", m.destination)));
+                return Err(invalid("mounts", format!("mount destination {:?} must be absolute", m.destination)));
             }
             for o in &m.options {
                 if !mount_options::known_mount_option(o) {
@@ -558,7 +592,7 @@ impl Spec {
     /// of the container's own: what runc allows, in runc's words.
     fn check_sysctl(&self, key: &str) -> Result<()> {
         if key.is_empty() || key.contains('/') || key.split('.').any(|c| c.is_empty() || c == "..") {
-            return Err(Error::Config(format!("linux.sysctl key {key:?} is not valid")));
+            return Err(invalid("linux.sysctl", format!("key {key:?} is not valid")));
         }
         // The namespace is the container's own: new, or joined by a path
         // that is not this process' (the host's) namespace.
@@ -585,24 +619,24 @@ impl Spec {
             if own("ipc", "ipc") {
                 return Ok(());
             }
-            return Err(Error::Config(format!("sysctl {key:?} is not allowed in the hosts ipc namespace")));
+            return Err(invalid("linux.sysctl", format!("sysctl {key:?} is not allowed in the hosts ipc namespace")));
         }
         if key.starts_with("net.") {
             if own("network", "net") {
                 return Ok(());
             }
-            return Err(Error::Config(format!("sysctl {key:?} not allowed in host network namespace")));
+            return Err(invalid("linux.sysctl", format!("sysctl {key:?} not allowed in host network namespace")));
         }
         if key == "kernel.domainname" {
             if own("uts", "uts") {
                 return Ok(());
             }
-            return Err(Error::Config(format!("sysctl {key:?} is not allowed in the hosts uts namespace")));
+            return Err(invalid("linux.sysctl", format!("sysctl {key:?} is not allowed in the hosts uts namespace")));
         }
         if key == "kernel.hostname" {
-            return Err(Error::Config(format!("sysctl {key:?} is not allowed as it conflicts with the OCI \"hostname\" field")));
+            return Err(invalid("linux.sysctl", format!("sysctl {key:?} is not allowed as it conflicts with the OCI \"hostname\" field")));
         }
-        Err(Error::Config(format!("sysctl {key:?} is not in a separate kernel namespace")))
+        Err(invalid("linux.sysctl", format!("sysctl {key:?} is not in a separate kernel namespace")))
     }
 
     pub fn all_hooks(&self) -> Vec<&Hook> {
@@ -635,16 +669,16 @@ pub fn read_regular_file(path: &Path, max: u64) -> Result<String> {
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(path)
-        .map_err(|e| Error::io(format!("read {}", path.display()), e))?;
-    let md = f.metadata().map_err(|e| Error::io(format!("stat {}", path.display()), e))?;
+        .map_err(|e| RuntimeError::io_at("read", path, e))?;
+    let md = f.metadata().map_err(|e| RuntimeError::io_at("stat", path, e))?;
     if !md.is_file() {
-        return Err(Error::Config(format!("{} is not a regular file", path.display())));
+        return Err(ConfigError::NotRegular { path: path.to_path_buf() }.into());
     }
     if md.len() > max {
-        return Err(Error::Config(format!("{} is larger than {} MiB", path.display(), max >> 20)));
+        return Err(ConfigError::TooLarge { path: path.to_path_buf(), max_mib: max >> 20 }.into());
     }
     let mut text = String::new();
-    f.take(max + 1).read_to_string(&mut text).map_err(|e| Error::io(format!("read {}", path.display()), e))?;
+    f.take(max + 1).read_to_string(&mut text).map_err(|e| RuntimeError::io_at("read", path, e))?;
     Ok(text)
 }
 
@@ -705,22 +739,21 @@ fn check_shapes(raw: &Value) -> Result<()> {
     for p in OBJECTS {
         match raw.pointer(p) {
             Some(Value::Object(_)) | Some(Value::Null) | None => {}
-            Some(v) => return Err(Error::Config(format!("config.json: {} must be an object, not {}", &p[1..].replace('/', "."), kind(v)))),
+            Some(v) => return Err(invalid("config.json", format!("{} must be an object, not {}", &p[1..].replace('/', "."), kind(v)))),
         }
     }
     for p in ARRAYS_OF_OBJECTS {
         match raw.pointer(p) {
             Some(Value::Array(items)) => {
                 if let Some(v) = items.iter().find(|v| !v.is_object()) {
-                    return Err(Error::Config(format!(
-                        "config.json: the items of {} must be objects, not {}",
-                        &p[1..].replace('/', "."),
-                        kind(v)
-                    )));
+                    return Err(invalid(
+                        "config.json",
+                        format!("the items of {} must be objects, not {}", &p[1..].replace('/', "."), kind(v)),
+                    ));
                 }
             }
             Some(Value::Null) | None => {}
-            Some(v) => return Err(Error::Config(format!("config.json: {} must be an array, not {}", &p[1..].replace('/', "."), kind(v)))),
+            Some(v) => return Err(invalid("config.json", format!("{} must be an array, not {}", &p[1..].replace('/', "."), kind(v)))),
         }
     }
     Ok(())
@@ -731,14 +764,14 @@ fn check_shapes(raw: &Value) -> Result<()> {
 pub fn check_exec_strings(args: &[String], env: &[String]) -> Result<()> {
     let shown = |s: &str| format!("{:?}", s.chars().take(64).collect::<String>());
     if let Some(a) = args.iter().find(|a| a.contains('\0')) {
-        return Err(Error::Config(format!("process.args entry {} contains a NUL byte", shown(a))));
+        return Err(invalid("process.args", format!("entry {} contains a NUL byte", shown(a))));
     }
     for e in env {
         if e.contains('\0') {
-            return Err(Error::Config(format!("process.env entry {} contains a NUL byte", shown(e))));
+            return Err(invalid("process.env", format!("entry {} contains a NUL byte", shown(e))));
         }
         if e.split_once('=').is_none_or(|(k, _)| k.is_empty()) {
-            return Err(Error::Config(format!("process.env entry {} is not KEY=VALUE", shown(e))));
+            return Err(invalid("process.env", format!("entry {} is not KEY=VALUE", shown(e))));
         }
     }
     Ok(())
@@ -746,9 +779,9 @@ pub fn check_exec_strings(args: &[String], env: &[String]) -> Result<()> {
 
 /// A uid or gid the kernel can take: -1 (4294967295) means "leave it as it
 /// is" to setresuid(2), so a process meant to run as it would stay root.
-pub fn check_id(what: &str, id: u32) -> Result<()> {
+pub fn check_id(what: &'static str, id: u32) -> Result<()> {
     if id == u32::MAX {
-        return Err(Error::Config(format!("{what} {id} is not a valid ID (it is -1, which setresuid takes as \"no change\")")));
+        return Err(invalid(what, format!("{id} is not a valid ID (it is -1, which setresuid takes as \"no change\")")));
     }
     Ok(())
 }
@@ -846,7 +879,7 @@ mod tests {
 
     #[test]
     fn rejects_bad_json_and_version() {
-        assert!(matches!(Spec::parse("{"), Err(Error::Config(_))));
+        assert!(matches!(Spec::parse("{"), Err(RuntimeError::Config(ConfigError::Json(_)))));
         let s = Spec::parse(r#"{"ociVersion":"2.0.0","process":{"args":["x"],"cwd":"/"}}"#).unwrap();
         let e = s.validate(Path::new("/nonexistent")).unwrap_err().to_string();
         assert!(e.contains("ociVersion"), "{e}");

@@ -2,7 +2,7 @@
 //! propagation, recursive attributes (mount_setattr), idmaps and
 //! berth's own (tmpcopyup), and how a mount's list splits into them.
 
-use crate::{Error, Result};
+use crate::Result;
 use berth_sys as sys;
 
 const MS_NOSYMFOLLOW: libc::c_ulong = 256;
@@ -126,7 +126,7 @@ pub fn parse_options(opts: &[String]) -> Result<Options> {
     let mut o = Options::default();
     for s in opts {
         if unsupported_option(s) {
-            return Err(Error::Config(format!("mount option {s:?} is not supported by berth")));
+            return Err(crate::config::ConfigError::Unsupported { setting: format!("mount option {s:?}") }.into());
         }
         if let Some((set, clear)) = recursive_option(s) {
             o.rec_set = (o.rec_set & !clear) | set;
