@@ -146,9 +146,11 @@ pub fn exec(o: &ExecOptions) -> Result<i32> {
     }
     let cgroup = if o.cgroups.is_empty() { rec.cgroup.clone() } else { rec.cgroup.sub(&o.cgroups)? };
     let v2fd = cgroup.v2_dir().and_then(|d| sys::openat(None, &d.path, libc::O_RDONLY | libc::O_DIRECTORY, 0).ok());
-    let forked = match sys::clone3(0, v2fd.as_ref().map(|f| f.as_fd())) {
-        Ok(f) => f,
-        Err(_) => sys::clone3(0, None).ctx("clone3")?,
+    // Into the v2 cgroup by CLONE_INTO_CGROUP; where the kernel (before
+    // 5.7) or a filter refuses it, the child moves itself there.
+    let (forked, join_v2) = match sys::clone3(0, v2fd.as_ref().map(|f| f.as_fd())) {
+        Ok(f) => (f, false),
+        Err(_) => (sys::clone3(0, None).ctx("clone3")?, v2fd.is_some()),
     };
     let middle = match &forked {
         sys::Forked::Parent { pidfd, .. } => pidfd.try_clone().ctx("dup pidfd")?,
@@ -157,7 +159,7 @@ pub fn exec(o: &ExecOptions) -> Result<i32> {
     if let sys::Forked::Child = forked {
         drop(parent_end);
         let chan = Channel(child_end);
-        let r = child(&chan, &cgroup, &init.pidfd, &init_root, ns_flags, &p, console.as_ref(), seccomp.as_ref(), o.preserve_fds);
+        let r = child(&chan, &cgroup, join_v2, &init.pidfd, &init_root, ns_flags, &p, console.as_ref(), seccomp.as_ref(), o.preserve_fds);
         if let Err(e) = r {
             let _ = chan.send_msg(&Msg::Error(e.to_string()));
         }
@@ -202,6 +204,7 @@ pub fn exec(o: &ExecOptions) -> Result<i32> {
 fn child(
     chan: &Channel,
     cg: &berth_cgroups::Cgroup,
+    join_v2: bool,
     init_pidfd: &OwnedFd,
     init_root: &OwnedFd,
     ns_flags: i32,
@@ -219,6 +222,9 @@ fn child(
         sys::preserved_fds(preserve_fds).ok_or_else(|| RuntimeError::Usage(format!("--preserve-fds {preserve_fds}: too many")))?;
     sys::close_fds_from(preserved.end, &keep);
     cg.join_self_v1()?;
+    if join_v2 {
+        cg.add_pid(sys::getpid(), false, true)?;
+    }
     if ns_flags != 0 {
         sys::setns(init_pidfd.as_fd(), ns_flags).ctx("join the container's namespaces")?;
     }

@@ -17,6 +17,9 @@ pub const CLONE_NEWTIME: i32 = libc::CLONE_NEWTIME;
 
 pub mod mountinfo;
 pub mod seccomp;
+mod walk;
+
+pub use walk::openat2_emulated;
 
 fn cstr(p: &Path) -> io::Result<CString> {
     use std::os::unix::ffi::OsStrExt;
@@ -124,7 +127,13 @@ pub fn clone3(flags: u64, cgroup_fd: Option<BorrowedFd<'_>>) -> io::Result<Forke
     // given the child runs on a copy of our stack, like fork(), and we are
     // single-threaded (checked above).
     let r = unsafe { libc::syscall(libc::SYS_clone3, std::ptr::addr_of_mut!(args), std::mem::size_of::<libc::clone_args>()) };
-    let r = check_l(r)?;
+    let r = match check_l(r) {
+        // Before 5.3, or refused by a seccomp filter: the classic clone(2),
+        // which has CLONE_PIDFD too (5.2) but cannot start in a cgroup (the
+        // caller asks again without one, and moves the child itself).
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) && cgroup_fd.is_none() => clone_classic(args.flags, &mut pidfd)?,
+        r => r?,
+    };
     if r == 0 {
         Ok(Forked::Child)
     } else {
@@ -132,6 +141,17 @@ pub fn clone3(flags: u64, cgroup_fd: Option<BorrowedFd<'_>>) -> io::Result<Forke
         let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
         Ok(Forked::Parent { pid: int(r)?, pidfd })
     }
+}
+
+/// The classic `clone(2)` with `flags` (CLONE_PIDFD among them) and no new
+/// stack; the pidfd is stored in `pidfd`. Every architecture berth builds
+/// for takes the parent_tid pointer, where CLONE_PIDFD writes, third.
+fn clone_classic(flags: u64, pidfd: &mut libc::c_int) -> io::Result<libc::c_long> {
+    let flags = flags | u64::from(libc::SIGCHLD.unsigned_abs());
+    // SAFETY: no stack (the child continues on a copy of ours, as after
+    // fork), a valid pointer for the pidfd, no tid or TLS; the caller has
+    // checked that we are single-threaded.
+    check_l(unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, std::ptr::from_mut(pidfd), 0usize, 0usize) })
 }
 
 /// `fork(2)`; `None` in the child. Single-threaded only, as [`clone3`].
@@ -327,8 +347,29 @@ pub const RESOLVE_NO_SYMLINKS: u64 = 0x04;
 pub const RESOLVE_BENEATH: u64 = 0x08;
 pub const RESOLVE_IN_ROOT: u64 = 0x10;
 
-/// `openat2(2)` with `resolve` flags (e.g. [`RESOLVE_IN_ROOT`]).
+/// Set once openat2 said ENOSYS: the kernel (before 5.6) or a seccomp
+/// filter lacks it, and every later call goes straight to the walk.
+static NO_OPENAT2: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// `openat2(2)` with `resolve` flags (e.g. [`RESOLVE_IN_ROOT`]); where the
+/// call is missing (ENOSYS), the same lookup done in user space
+/// ([`openat2_emulated`]).
 pub fn openat2(dirfd: BorrowedFd<'_>, path: &Path, flags: i32, mode: u32, resolve: u64) -> io::Result<OwnedFd> {
+    use std::sync::atomic::Ordering;
+    if NO_OPENAT2.load(Ordering::Relaxed) {
+        return openat2_emulated(dirfd, path, flags | libc::O_CLOEXEC, mode, resolve);
+    }
+    match openat2_syscall(dirfd, path, flags, mode, resolve) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+            NO_OPENAT2.store(true, Ordering::Relaxed);
+            openat2_emulated(dirfd, path, flags | libc::O_CLOEXEC, mode, resolve)
+        }
+        r => r,
+    }
+}
+
+/// The openat2 system call itself.
+pub fn openat2_syscall(dirfd: BorrowedFd<'_>, path: &Path, flags: i32, mode: u32, resolve: u64) -> io::Result<OwnedFd> {
     let p = cstr(path)?;
     // SAFETY: open_how is plain integers; zeroed is a valid value to fill in.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
@@ -359,6 +400,38 @@ pub fn openat(dirfd: Option<BorrowedFd<'_>>, path: &Path, flags: i32, mode: u32)
     let d = dirfd.map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
     // SAFETY: valid string.
     owned(unsafe { libc::openat(d, p.as_ptr(), flags | libc::O_CLOEXEC, mode) })
+}
+
+/// `readlinkat(fd, "")`: the target of the symlink an `O_PATH | O_NOFOLLOW`
+/// fd refers to.
+pub fn readlink_fd(fd: BorrowedFd<'_>) -> io::Result<std::path::PathBuf> {
+    use std::os::unix::ffi::OsStringExt;
+    let mut buf = vec![0u8; 256];
+    loop {
+        // SAFETY: writes at most buf.len() bytes into buf.
+        let n = count(unsafe { libc::readlinkat(fd.as_raw_fd(), c"".as_ptr(), buf.as_mut_ptr().cast(), buf.len()) })?;
+        if n < buf.len() {
+            buf.truncate(n);
+            return Ok(std::path::PathBuf::from(std::ffi::OsString::from_vec(buf)));
+        }
+        if buf.len() >= 1 << 16 {
+            return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
+        }
+        buf.resize(buf.len() * 2, 0);
+    }
+}
+
+/// The mount ID (STATX_MNT_ID) of the mount `fd` is on.
+pub fn mount_id_fd(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    const STATX_MNT_ID: u32 = 0x1000;
+    // SAFETY: statx writes into a zeroed libc::statx we own.
+    let mut st: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: valid fd, empty C string and output struct.
+    check(unsafe { libc::statx(fd.as_raw_fd(), c"".as_ptr(), libc::AT_EMPTY_PATH, STATX_MNT_ID, &mut st) })?;
+    if st.stx_mask & STATX_MNT_ID == 0 {
+        return Err(io::Error::from_raw_os_error(libc::ENOSYS));
+    }
+    Ok(st.stx_mnt_id)
 }
 
 /// `mkdirat(2)`.
