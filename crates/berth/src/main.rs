@@ -121,6 +121,11 @@ fn real_main(argv: Vec<String>, parsed: &mut Option<String>) -> Result<i32, Runt
     if matches!(cmd.as_str(), "create" | "run" | "exec") {
         berth_runtime::exe::ensure_protected()?;
     }
+    // A process is known by its pidfd: without pidfd_open no container
+    // can be told from a reused PID, so nothing is done at all.
+    if !matches!(cmd.as_str(), "spec" | "features" | "version") {
+        berth_runtime::process::check_pidfd()?;
+    }
     let root = g.root.clone();
     let reap = berth_runtime::teardown::CgroupReap::parse(&g.cgroup_reap)
         .ok_or_else(|| RuntimeError::Usage(format!("--cgroup-reap {:?}: immediate, deferred or auto", g.cgroup_reap)))?;

@@ -291,21 +291,14 @@ fn leaked_mounts_listmount(paths: &[&Path], watermark: u64, in_setup: &dyn Fn(u6
     let own_ino = fs::metadata("/proc/self/ns/mnt")?.ino();
     let host_ino = if watermark == 0 { fs::metadata("/proc/1/ns/mnt").map(|m| m.ino()).unwrap_or(0) } else { 0 };
     let own = nss.iter().find(|n| n.1 == own_ino).ok_or_else(|| std::io::Error::from_raw_os_error(libc::ENOENT))?;
-    let own_mounts = berth_sys::list_mounts(own.0)?;
-    let hit = |mp: &str| paths.iter().any(|p| under(Path::new(mp), p));
-    let ours: HashSet<u64> =
-        own_mounts.iter().filter(|m| hit(&m.mount_point)).flat_map(|m| [m.peer_group, m.master]).filter(|g| *g != 0).collect();
+    let ours = propagation_groups(&berth_sys::list_mounts(own.0)?, paths);
     let mut candidates: Vec<(u64, u64, Vec<u64>)> = Vec::new();
     for (id, ino) in &nss {
         if *ino == own_ino || *ino == host_ino {
             continue;
         }
         let Ok(mounts) = berth_sys::list_mounts(*id) else { continue };
-        let held: Vec<u64> = mounts
-            .iter()
-            .filter(|m| hit(&m.mount_point) && m.id > watermark && !ours.contains(&m.peer_group) && !ours.contains(&m.master))
-            .map(|m| m.id)
-            .collect();
+        let held = copies(&mounts, paths, watermark, &ours);
         if !held.is_empty() {
             candidates.push((*id, *ino, held));
         }
@@ -355,6 +348,30 @@ fn leaked_mounts_listmount(paths: &[&Path], watermark: u64, in_setup: &dyn Fn(u6
         }
     }
     Ok(out)
+}
+
+/// The shared-subtree groups (peer and master) of the caller's own mounts
+/// under `paths`: a mount elsewhere in one of them is the same mount seen
+/// through propagation, which ends with the caller's unmount.
+pub fn propagation_groups(own: &[berth_sys::MountEntry], paths: &[&Path]) -> HashSet<u64> {
+    own.iter()
+        .filter(|m| paths.iter().any(|p| under(Path::new(&m.mount_point), p)))
+        .flat_map(|m| [m.peer_group, m.master])
+        .filter(|g| *g != 0)
+        .collect()
+}
+
+/// The mounts of another namespace that are copies of the container's:
+/// under one of `paths`, made after `watermark` (the last mount ID before
+/// the container's first; 0 when unknown), and not reached by propagation
+/// from the caller's own (`ours`, from [`propagation_groups`]).
+pub fn copies(mounts: &[berth_sys::MountEntry], paths: &[&Path], watermark: u64, ours: &HashSet<u64>) -> Vec<u64> {
+    mounts
+        .iter()
+        .filter(|m| paths.iter().any(|p| under(Path::new(&m.mount_point), p)))
+        .filter(|m| m.id > watermark && !ours.contains(&m.peer_group) && !ours.contains(&m.master))
+        .map(|m| m.id)
+        .collect()
 }
 
 /// A process (the first /proc lists) in each mount namespace, by the
@@ -433,4 +450,47 @@ fn leaked_mounts_procfs(paths: &[&Path], in_setup: &dyn Fn(u64) -> bool) -> Vec<
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_sys::MountEntry;
+
+    fn m(id: u64, mount_point: &str, peer_group: u64, master: u64) -> MountEntry {
+        MountEntry { id, fs_type: "overlay".into(), mount_point: mount_point.into(), peer_group, master }
+    }
+
+    #[test]
+    fn paths_match_whole_components() {
+        assert!(under(Path::new("/run/c/rootfs"), Path::new("/run/c")));
+        assert!(under(Path::new("/run/c"), Path::new("/run/c")));
+        assert!(!under(Path::new("/run/cc/rootfs"), Path::new("/run/c")), "a longer sibling name is not under");
+        assert!(!under(Path::new("/run"), Path::new("/run/c")));
+    }
+
+    #[test]
+    fn the_caller_s_groups_come_from_its_mounts_under_the_paths_only() {
+        let own = [m(10, "/b/rootfs", 7, 0), m(11, "/b/rootfs/proc", 0, 3), m(12, "/elsewhere", 9, 8), m(13, "/b/x", 0, 0)];
+        let g = propagation_groups(&own, &[Path::new("/b")]);
+        assert_eq!(g, HashSet::from([7, 3]), "group 0 means none; /elsewhere is not the container's");
+    }
+
+    #[test]
+    fn a_copy_is_under_the_paths_newer_than_the_watermark_and_no_peer() {
+        let ours = HashSet::from([7]);
+        let theirs = [
+            m(100, "/b/rootfs", 0, 0),      // a private copy: held
+            m(101, "/b/rootfs/dev", 7, 0),  // a peer of ours: goes with our unmount
+            m(102, "/b/rootfs/sys", 0, 7),  // a slave of ours: likewise
+            m(40, "/b/rootfs/old", 0, 0),   // older than the container: not its mount
+            m(103, "/bb/rootfs", 0, 0),     // another bundle with a longer name
+            m(104, "/other", 0, 0),         // not the container's path at all
+            m(105, "/b/rootfs/tmp", 12, 0), // shared, but in a group of someone else's
+        ];
+        assert_eq!(copies(&theirs, &[Path::new("/b")], 50, &ours), vec![100, 105]);
+        assert_eq!(copies(&theirs, &[Path::new("/b")], 0, &ours), vec![100, 40, 105], "watermark 0: every mount counts");
+        assert!(copies(&theirs, &[], 0, &ours).is_empty());
+        assert_eq!(copies(&theirs, &[Path::new("/x"), Path::new("/other")], 50, &ours), vec![104]);
+    }
 }

@@ -64,6 +64,9 @@ pub enum RuntimeError {
     /// Background cleanup jobs that could not be finished.
     #[error(transparent)]
     Reaper(#[from] crate::reaper::ReaperError),
+    /// This kernel lacks what berth cannot do without.
+    #[error("this kernel lacks {needs}, which berth needs: {source}")]
+    Kernel { needs: &'static str, source: io::Error },
     /// Bad command-line usage, in the words of runc's flag parser.
     #[error("{0}")]
     Usage(String),

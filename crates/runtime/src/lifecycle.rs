@@ -769,3 +769,46 @@ pub fn attribute(holders: &mut [crate::busy::Holder], root: &Path) {
         h.container = by_pid.get(&h.pid).cloned();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_by_number_name_and_realtime_offset() {
+        let ok = [
+            ("9", 9),
+            ("KILL", 9),
+            ("SIGKILL", 9),
+            ("sigterm", 15),
+            ("term", 15),
+            ("IOT", 6),
+            ("SIGPOLL", 29),
+            ("64", 64),
+            ("RTMIN", 34),
+            ("SIGRTMIN+1", 35),
+            ("RTMAX", 64),
+            ("SIGRTMAX-1", 63),
+        ];
+        for (s, n) in ok {
+            assert_eq!(parse_signal(s).unwrap(), n, "{s}");
+        }
+        for s in ["0", "65", "-9", "SIGFOO", "", "SIG", "KILL9", "SIGRTMIN+31", "RTMAX-31", " 9"] {
+            let e = parse_signal(s).unwrap_err();
+            assert!(matches!(e, RuntimeError::Usage(_)), "{s}: {e}");
+        }
+    }
+
+    #[test]
+    fn durations_with_or_without_a_unit() {
+        let ok =
+            [("10", 10_000), ("5s", 5_000), ("500ms", 500), ("1.5", 1_500), ("2m", 120_000), ("1h", 3_600_000), ("0", 0), (" 3s ", 3_000)];
+        for (s, ms) in ok {
+            assert_eq!(parse_duration(s, "--timeout").unwrap(), Duration::from_millis(ms), "{s}");
+        }
+        for s in ["", "s", "ms", "-1", "1d", "nan", "inf", "367d", "9000h", "1e9", "5 s", "0x10"] {
+            let e = parse_duration(s, "--timeout").unwrap_err();
+            assert!(e.to_string().starts_with("invalid --timeout"), "{s}: {e}");
+        }
+    }
+}

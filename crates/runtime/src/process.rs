@@ -95,6 +95,15 @@ pub fn wait_forwarding(pidfd: &OwnedFd) -> Result<i32> {
 pub const FORWARDED: [i32; 9] =
     [libc::SIGHUP, libc::SIGINT, libc::SIGQUIT, libc::SIGTERM, libc::SIGUSR1, libc::SIGUSR2, libc::SIGWINCH, libc::SIGCONT, libc::SIGTSTP];
 
+/// Fails unless this kernel (and any seccomp filter berth runs under) has
+/// pidfd_open (Linux 5.3): berth has no way to know a process without it.
+pub fn check_pidfd() -> Result<()> {
+    match berth_sys::pidfd_open(berth_sys::getpid()) {
+        Err(source) if source.raw_os_error() == Some(libc::ENOSYS) => Err(RuntimeError::Kernel { needs: "pidfd_open (Linux 5.3)", source }),
+        _ => Ok(()),
+    }
+}
+
 /// Reaps the exited child `pidfd` refers to: its exit code, 128 + the
 /// signal if a signal ended it.
 pub fn exit_code(pidfd: &OwnedFd) -> Result<i32> {

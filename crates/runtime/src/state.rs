@@ -286,21 +286,9 @@ impl Record {
     /// The status, from the live process: gone or a zombie = stopped;
     /// exec fifo still there = created; frozen = paused; else running.
     pub fn status(&self, c: &Container) -> Status {
-        if self.phase == Phase::Creating {
-            // Init never reported ready: a crashed or in-flight create.
-            return if self.pid > 0 && self.init().is_some() { Status::Creating } else { Status::Stopped };
-        }
         // (Process::open already calls a zombie gone.)
-        if self.init().is_none() {
-            return Status::Stopped;
-        }
-        if self.phase == Phase::Created && c.fifo().exists() {
-            return Status::Created;
-        }
-        if self.cgroup.is_frozen() {
-            return Status::Paused;
-        }
-        Status::Running
+        let alive = self.pid > 0 && self.init().is_some();
+        derive_status(self.phase, alive, || c.fifo().exists(), || self.cgroup.is_frozen())
     }
 
     pub fn oci<'a>(&'a self, status: Status) -> OciState<'a> {
@@ -339,9 +327,51 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     })
 }
 
+/// The status from what is observed: the phase the record reached, whether
+/// the init berth started is alive, and (asked only when they matter)
+/// whether the exec fifo is still there and whether the cgroup is frozen.
+pub fn derive_status(phase: Phase, alive: bool, fifo: impl FnOnce() -> bool, frozen: impl FnOnce() -> bool) -> Status {
+    match (phase, alive) {
+        // Init never reported ready: a create in flight, or one that crashed.
+        (Phase::Creating, true) => Status::Creating,
+        (_, false) => Status::Stopped,
+        (Phase::Created, true) if fifo() => Status::Created,
+        _ if frozen() => Status::Paused,
+        _ => Status::Running,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_follows_the_phase_and_what_is_alive() {
+        use Phase::*;
+        let cases = [
+            // phase, alive, fifo, frozen => status
+            (Creating, true, true, false, Status::Creating),
+            (Creating, false, true, false, Status::Stopped),
+            (Creating, true, false, true, Status::Creating), // a frozen in-flight create is still creating
+            (Created, true, true, false, Status::Created),
+            (Created, true, true, true, Status::Created), // waiting on the fifo, whatever the freezer says
+            (Created, true, false, false, Status::Running), // started by another berth just now
+            (Created, false, true, false, Status::Stopped),
+            (Started, true, true, false, Status::Running), // a fifo left by a crash does not make it created
+            (Started, true, false, true, Status::Paused),
+            (Started, false, false, true, Status::Stopped), // dead and frozen: stopped
+        ];
+        for (phase, alive, fifo, frozen, want) in cases {
+            assert_eq!(derive_status(phase, alive, || fifo, || frozen), want, "{phase:?} alive={alive} fifo={fifo} frozen={frozen}");
+        }
+    }
+
+    #[test]
+    fn status_asks_only_what_it_needs() {
+        let ask = |what: &'static str| move || -> bool { panic!("{what} asked for a stopped container") };
+        assert_eq!(derive_status(Phase::Started, false, ask("fifo"), ask("freezer")), Status::Stopped);
+        assert_eq!(derive_status(Phase::Started, true, ask("fifo"), || false), Status::Running);
+    }
 
     #[test]
     fn ids_like_runc() {

@@ -88,26 +88,34 @@ impl CgroupReap {
 
     /// Whether `cg` is removed by the reaper.
     pub fn defers(self, cg: &berth_cgroups::Cgroup) -> bool {
+        let pure_v2 = !cg.dirs.is_empty() && cg.dirs.iter().all(|d| d.v2);
+        let release = || std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        let controllers = || cg.v2_dir().and_then(|d| std::fs::read_to_string(d.path.join("cgroup.controllers")).ok()).unwrap_or_default();
+        self.decide(pure_v2, release, controllers)
+    }
+
+    /// The decision itself, from the cgroup's layout, the kernel release
+    /// and the v2 cgroup's controllers (the last two read only for `auto`).
+    pub fn decide(self, pure_v2: bool, release: impl FnOnce() -> String, controllers: impl FnOnce() -> String) -> bool {
         match self {
             CgroupReap::Immediate => false,
             CgroupReap::Deferred => true,
             CgroupReap::Auto => {
-                let pure_v2 = !cg.dirs.is_empty() && cg.dirs.iter().all(|d| d.v2);
-                if !pure_v2 || !kernel_before(7, 2) {
+                if !pure_v2 || kernel_version(&release()) >= (7, 2) {
                     return false;
                 }
-                let ctrls = cg.v2_dir().and_then(|d| std::fs::read_to_string(d.path.join("cgroup.controllers")).ok()).unwrap_or_default();
+                let ctrls = controllers();
                 ctrls.split_whitespace().any(|c| c == "memory") && ctrls.split_whitespace().any(|c| c == "io")
             }
         }
     }
 }
 
-fn kernel_before(major: u32, minor: u32) -> bool {
-    let r = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let mut it = r.trim().split(|c: char| !c.is_ascii_digit()).filter_map(|x| x.parse::<u32>().ok());
-    let (a, b) = (it.next().unwrap_or(0), it.next().unwrap_or(0));
-    (a, b) < (major, minor)
+/// (major, minor) of a kernel release string ("6.18.44-fc", "7.2-rc1");
+/// (0, 0) when it has none.
+pub fn kernel_version(release: &str) -> (u32, u32) {
+    let mut it = release.trim().split(|c: char| !c.is_ascii_digit()).filter_map(|x| x.parse::<u32>().ok());
+    (it.next().unwrap_or(0), it.next().unwrap_or(0))
 }
 
 static REAP: std::sync::Mutex<CgroupReap> = std::sync::Mutex::new(CgroupReap::Auto);
@@ -396,4 +404,42 @@ fn stuck(rec: &Record, what: &'static str) -> RuntimeError {
 /// The init, if alive, for callers that want to signal it.
 pub fn live_init(rec: &Record) -> Option<Process> {
     rec.init()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_versions_are_read_from_any_release_string() {
+        assert_eq!(kernel_version("6.18.44-fc-v657"), (6, 18));
+        assert_eq!(kernel_version("7.2-rc1"), (7, 2));
+        assert_eq!(kernel_version("6.1.0-27-amd64\n"), (6, 1));
+        assert_eq!(kernel_version("7"), (7, 0));
+        assert_eq!(kernel_version(""), (0, 0));
+        assert_eq!(kernel_version("weird"), (0, 0));
+    }
+
+    #[test]
+    fn auto_defers_only_on_pure_v2_with_memory_and_io_before_7_2() {
+        let memio = || "cpuset cpu io memory pids".to_string();
+        let on = |v: &'static str| move || v.to_string();
+        assert!(CgroupReap::Auto.decide(true, on("6.18.4"), memio));
+        assert!(CgroupReap::Auto.decide(true, on("6.1.0-27-amd64"), memio));
+        assert!(!CgroupReap::Auto.decide(true, on("7.2.0"), memio), "7.2 fixed the writeback switch");
+        assert!(!CgroupReap::Auto.decide(true, on("8.0"), memio));
+        assert!(!CgroupReap::Auto.decide(false, on("6.18"), memio), "v1 and hybrid: immediate");
+        assert!(!CgroupReap::Auto.decide(true, on("6.18"), || "cpu memory pids".to_string()), "no io controller");
+        assert!(!CgroupReap::Auto.decide(true, on("6.18"), || "io pids".to_string()), "no memory controller");
+        assert!(!CgroupReap::Auto.decide(true, on("6.18"), || "memoryx iox".to_string()), "names match whole");
+    }
+
+    #[test]
+    fn immediate_and_deferred_read_nothing() {
+        let never = || -> String { panic!("read for a fixed choice") };
+        assert!(!CgroupReap::Immediate.decide(true, never, never));
+        assert!(CgroupReap::Deferred.decide(false, never, never));
+        assert_eq!(CgroupReap::parse("auto"), Some(CgroupReap::Auto));
+        assert_eq!(CgroupReap::parse("Auto"), None);
+    }
 }

@@ -1601,8 +1601,13 @@ pub fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use std::os::fd::AsFd;
+
+    /// Held by the one test that counts the process's open fds, and by
+    /// every test while it opens some: tests run on parallel threads.
+    pub(crate) static FDS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
     fn is_open(fd: RawFd) -> bool {
         // SAFETY: F_GETFD only asks whether the number is open.
@@ -1611,6 +1616,7 @@ mod tests {
 
     #[test]
     fn recv_fd_closes_every_fd_past_the_first() {
+        let _fds = FDS.lock();
         use std::os::fd::AsFd;
         let (a, b) = seqpacket_pair().unwrap();
         let (p, q) = stream_pair().unwrap();
@@ -1624,6 +1630,66 @@ mod tests {
         // Exactly one new fd stays open: the one returned.
         assert_eq!(after.len(), before.len() + 1, "received fds leaked: {before:?} -> {after:?}");
         assert!(after.contains(&first.as_raw_fd()));
+    }
+
+    #[test]
+    fn a_child_is_refused_in_a_multithreaded_process() {
+        let _fds = FDS.lock();
+        // The test harness runs tests on threads of one process: exactly
+        // the state in which a child would inherit held locks.
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let other = std::thread::spawn(move || rx.recv());
+        let e = clone3(0, None).map(|_| ()).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
+        assert!(e.to_string().contains("single-threaded"), "{e}");
+        assert_eq!(fork().map(|_| ()).unwrap_err().kind(), io::ErrorKind::InvalidInput);
+        tx.send(()).unwrap();
+        other.join().unwrap().unwrap();
+    }
+
+    #[test]
+    fn openat2_in_root_or_its_emulation_stays_inside() {
+        let _fds = FDS.lock();
+        let d = std::env::temp_dir().join(format!("berth-sys-openat2-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join("etc")).unwrap();
+        std::os::unix::fs::symlink("/etc", d.join("abs")).unwrap();
+        let root = openat(None, &d, libc::O_PATH | libc::O_DIRECTORY, 0).unwrap();
+        match openat2_syscall(root.as_fd(), Path::new("abs"), libc::O_PATH, 0, RESOLVE_IN_ROOT) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => eprintln!("skipped: no openat2 on this kernel"),
+            r => {
+                let fd = r.unwrap();
+                let at = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap();
+                assert_eq!(at, d.join("etc"));
+            }
+        }
+        // The public entry point answers the same wherever openat2 is.
+        let fd = openat2(root.as_fd(), Path::new("abs"), libc::O_PATH, 0, RESOLVE_IN_ROOT).unwrap();
+        let at = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap();
+        assert_eq!(at, d.join("etc"));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn pidfd_send_signal_zero_checks_a_live_process() {
+        let _fds = FDS.lock();
+        let me = match pidfd_open(getpid()) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => return eprintln!("skipped: no pidfd_open on this kernel"),
+            r => r.unwrap(),
+        };
+        pidfd_send_signal(std::os::fd::AsFd::as_fd(&me), 0).unwrap();
+    }
+
+    #[test]
+    fn poll_timeouts_saturate_and_preserved_fds_do_not_wrap() {
+        assert_eq!(poll_ms(std::time::Duration::from_millis(1500)), 1500);
+        assert_eq!(poll_ms(std::time::Duration::from_secs(u64::MAX)), i32::MAX);
+        assert_eq!(preserved_fds(0), Some(3..3));
+        assert_eq!(preserved_fds(2), Some(3..5));
+        assert_eq!(preserved_fds(u32::MAX), None);
+        assert_eq!(preserved_fds(i32::MAX.unsigned_abs()), None);
+        assert_eq!(makedev(1, 3), Some(libc::makedev(1, 3)));
+        assert_eq!(makedev(u64::from(u32::MAX) + 1, 0), None);
     }
 
     #[test]

@@ -10,8 +10,11 @@
 //!   the starting directory (it is the root);
 //! - `RESOLVE_BENEATH`: either is EXDEV;
 //! - `RESOLVE_NO_SYMLINKS`: any symlink is ELOOP;
-//! - `RESOLVE_NO_MAGICLINKS`: a procfs magic link is never followed as
-//!   one: its text is resolved like any other target, inside the root;
+//! - `RESOLVE_NO_MAGICLINKS`: a procfs magic link (`/proc/PID/fd/N`, `exe`,
+//!   `cwd`, `root`, `ns/*`...) is ELOOP. procfs's ordinary symlinks (`self`,
+//!   `thread-self`, `mounts`, `net`) are all at its root; every symlink below
+//!   it is a magic one. (Without the flag, a magic link's text is resolved
+//!   like any other target, inside the root: never followed as magic.)
 //! - `RESOLVE_NO_XDEV`: a component on another mount than the starting
 //!   directory is EXDEV.
 //!
@@ -19,8 +22,8 @@
 //! from the directory already reached: if it was swapped for a symlink
 //! since it was looked at, the open fails instead of following it.
 
-use crate::{fstat, mount_id_fd, openat, readlink_fd};
-use crate::{RESOLVE_BENEATH, RESOLVE_IN_ROOT, RESOLVE_NO_SYMLINKS, RESOLVE_NO_XDEV};
+use crate::{fstat, fstatfs_type, is_mount_root, mount_id_fd, openat, readlink_fd};
+use crate::{RESOLVE_BENEATH, RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS, RESOLVE_NO_XDEV};
 use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
 use std::io;
@@ -33,6 +36,23 @@ const MAX_LINKS: usize = 40;
 
 fn err(code: i32) -> io::Error {
     io::Error::from_raw_os_error(code)
+}
+
+/// `PROC_SUPER_MAGIC`.
+const PROC: i64 = 0x9fa0;
+
+/// Whether the symlink `link`, found in the directory `parent`, is a procfs
+/// magic link: on procfs, and not in procfs's root directory. Where the
+/// kernel cannot say whether `parent` is a mount's root (before 5.8), only
+/// the root's ordinary names are taken for ordinary.
+fn magic(link: BorrowedFd<'_>, parent: BorrowedFd<'_>, name: &OsStr) -> io::Result<bool> {
+    if fstatfs_type(link)? != PROC {
+        return Ok(false);
+    }
+    Ok(match is_mount_root(parent) {
+        Ok(root) => !root,
+        Err(_) => !matches!(name.as_bytes(), b"self" | b"thread-self" | b"mounts" | b"net"),
+    })
 }
 
 /// Which mount `fd` is on: its mount ID, or its device where statx has no
@@ -55,6 +75,11 @@ pub fn openat2_emulated(dirfd: BorrowedFd<'_>, path: &Path, flags: i32, mode: u3
     let beneath = resolve & RESOLVE_BENEATH != 0 && !in_root;
     let root_mount = if resolve & RESOLVE_NO_XDEV != 0 { Some(mount_key(dirfd)?) } else { None };
     let bytes = path.as_os_str().as_bytes();
+    if bytes.is_empty() {
+        return Err(err(libc::ENOENT)); // as openat2 without AT_EMPTY_PATH
+    }
+    // A trailing slash asks for a directory, through a last symlink too.
+    let must_dir = bytes.ends_with(b"/");
     if bytes.starts_with(b"/") && beneath {
         return Err(err(libc::EXDEV));
     }
@@ -84,12 +109,13 @@ pub fn openat2_emulated(dirfd: BorrowedFd<'_>, path: &Path, flags: i32, mode: u3
         };
         let st = fstat(fd.as_fd())?;
         if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
-            if resolve & RESOLVE_NO_SYMLINKS != 0 {
-                return Err(err(libc::ELOOP));
-            }
-            if last && flags & libc::O_NOFOLLOW != 0 {
-                // The link itself (O_PATH), or ELOOP, as the kernel says.
+            if last && flags & libc::O_NOFOLLOW != 0 && !must_dir {
+                // The link itself (O_PATH), or ELOOP, as the kernel says:
+                // not following it is allowed under every resolve flag.
                 return openat(Some(top), Path::new(&name), flags, mode);
+            }
+            if resolve & RESOLVE_NO_SYMLINKS != 0 || resolve & RESOLVE_NO_MAGICLINKS != 0 && magic(fd.as_fd(), top, &name)? {
+                return Err(err(libc::ELOOP));
             }
             links += 1;
             if links > MAX_LINKS {
@@ -114,6 +140,9 @@ pub fn openat2_emulated(dirfd: BorrowedFd<'_>, path: &Path, flags: i32, mode: u3
             }
         }
         if last {
+            if must_dir && st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+                return Err(err(libc::ENOTDIR));
+            }
             return openat(Some(top), Path::new(&name), flags | libc::O_NOFOLLOW, mode);
         }
         if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
@@ -124,4 +153,163 @@ pub fn openat2_emulated(dirfd: BorrowedFd<'_>, path: &Path, flags: i32, mode: u3
     // The path named a directory already reached ("", ".", "a/..").
     let top = stack.last().map(AsFd::as_fd).ok_or_else(|| err(libc::EINVAL))?;
     openat(Some(top), Path::new("."), flags, mode)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{openat2_syscall, RESOLVE_NO_MAGICLINKS};
+    use std::os::fd::AsRawFd;
+    use std::path::PathBuf;
+
+    /// A tree in a fresh temp dir, removed when dropped.
+    struct Tree(PathBuf);
+    impl Tree {
+        fn new(name: &str) -> Tree {
+            static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let d = std::env::temp_dir().join(format!("berth-walk-{name}-{}-{n}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&d);
+            for sub in ["etc", "a/b/c", "dir"] {
+                std::fs::create_dir_all(d.join(sub)).unwrap();
+            }
+            std::fs::write(d.join("etc/passwd"), "inside").unwrap();
+            std::fs::write(d.join("a/b/c/file"), "deep").unwrap();
+            Tree(d)
+        }
+        fn link(&self, at: &str, to: &str) {
+            std::os::unix::fs::symlink(to, self.0.join(at)).unwrap();
+        }
+        fn root(&self) -> OwnedFd {
+            openat(None, &self.0, libc::O_PATH | libc::O_DIRECTORY, 0).unwrap()
+        }
+    }
+    impl Drop for Tree {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// What an fd refers to, as (device, inode).
+    fn id(fd: &OwnedFd) -> (u64, u64) {
+        let st = fstat(fd.as_fd()).unwrap();
+        (st.st_dev, st.st_ino)
+    }
+
+    /// Where an fd is, as the kernel names it (its /proc/self/fd link).
+    fn place(fd: &OwnedFd) -> PathBuf {
+        std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap()
+    }
+
+    fn hostile() -> Tree {
+        let t = Tree::new("hostile");
+        t.link("abs", "/etc");
+        t.link("up", "../../../../../../etc");
+        t.link("a/b/c/out", "../../../../..");
+        t.link("chain1", "chain2");
+        t.link("chain2", "/abs/passwd");
+        t.link("dangling", "/nowhere");
+        t.link("loop", "loop");
+        t.link("ping", "pong");
+        t.link("pong", "ping");
+        t.link("magic", "/proc/self/root");
+        t.link("dir/self", ".");
+        t.link("hostfile", "/etc/hostname");
+        t
+    }
+
+    const PATHS: &[&str] = &[
+        "etc/passwd",
+        "abs/passwd",
+        "up/passwd",
+        "../../etc/passwd",
+        "/etc/passwd",
+        "a/b/c/out/etc/passwd",
+        "a/b/c/../../../../../etc",
+        "chain1",
+        "dangling",
+        "dangling/x",
+        "loop",
+        "ping/x",
+        "magic/etc",
+        "dir/self/self/self",
+        "hostfile",
+        "",
+        ".",
+        "a/b/c/file/x",
+        "etc/passwd/",
+    ];
+
+    #[test]
+    fn in_root_emulation_opens_what_the_kernel_opens() {
+        let _fds = crate::tests::FDS.lock();
+        let t = hostile();
+        let root = t.root();
+        let how = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+        let mut compared = 0;
+        for p in PATHS {
+            let emulated = openat2_emulated(root.as_fd(), Path::new(p), libc::O_PATH, 0, how);
+            match openat2_syscall(root.as_fd(), Path::new(p), libc::O_PATH, 0, how) {
+                Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+                    eprintln!("skipped: no openat2 here, the emulation is checked alone");
+                }
+                Ok(k) => {
+                    let e = emulated.unwrap_or_else(|e| panic!("{p:?}: the kernel opened {:?}, the walk failed: {e}", place(&k)));
+                    assert_eq!(id(&e), id(&k), "{p:?}: walk {:?}, kernel {:?}", place(&e), place(&k));
+                    compared += 1;
+                }
+                Err(k) => {
+                    let e = emulated.map(|fd| place(&fd)).expect_err(&format!("{p:?}: the kernel refused ({k}), the walk opened it"));
+                    // The same refusal, or both refusing for the same reason class.
+                    let same = e.raw_os_error() == k.raw_os_error();
+                    let both_loop_or_missing = matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOENT | libc::EXDEV))
+                        && matches!(k.raw_os_error(), Some(libc::ELOOP | libc::ENOENT | libc::EXDEV));
+                    assert!(same || both_loop_or_missing, "{p:?}: walk {e}, kernel {k}");
+                }
+            }
+        }
+        eprintln!("{compared} paths opened alike");
+    }
+
+    #[test]
+    fn the_walk_never_leaves_the_root() {
+        let _fds = crate::tests::FDS.lock();
+        let t = hostile();
+        let root = t.root();
+        for p in PATHS {
+            for how in [RESOLVE_IN_ROOT, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS, RESOLVE_BENEATH] {
+                if let Ok(fd) = openat2_emulated(root.as_fd(), Path::new(p), libc::O_PATH, 0, how) {
+                    let at = place(&fd);
+                    assert!(at.starts_with(&t.0), "{p:?} ({how:#x}) reached {at:?}, outside {:?}", t.0);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn beneath_refuses_to_climb_and_no_symlinks_refuses_links() {
+        let _fds = crate::tests::FDS.lock();
+        let t = hostile();
+        let root = t.root();
+        let code = |p: &str, how| openat2_emulated(root.as_fd(), Path::new(p), libc::O_PATH, 0, how).unwrap_err().raw_os_error();
+        assert_eq!(code("../etc", RESOLVE_BENEATH), Some(libc::EXDEV));
+        assert_eq!(code("/etc", RESOLVE_BENEATH), Some(libc::EXDEV));
+        assert_eq!(code("abs/passwd", RESOLVE_BENEATH), Some(libc::EXDEV));
+        assert_eq!(code("abs/passwd", RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH), Some(libc::ELOOP));
+        assert_eq!(code("loop", RESOLVE_IN_ROOT), Some(libc::ELOOP));
+        // Without links or climbing, BENEATH opens as usual.
+        let fd = openat2_emulated(root.as_fd(), Path::new("a/b/c/file"), libc::O_RDONLY, 0, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS).unwrap();
+        assert_eq!(std::fs::read_to_string(place(&fd)).unwrap(), "deep");
+    }
+
+    #[test]
+    fn the_last_component_is_not_followed_with_o_nofollow() {
+        let _fds = crate::tests::FDS.lock();
+        let t = hostile();
+        let root = t.root();
+        let fd = openat2_emulated(root.as_fd(), Path::new("abs"), libc::O_PATH | libc::O_NOFOLLOW, 0, RESOLVE_IN_ROOT).unwrap();
+        assert_eq!(fstat(fd.as_fd()).unwrap().st_mode & libc::S_IFMT, libc::S_IFLNK);
+        let e = openat2_emulated(root.as_fd(), Path::new("abs"), libc::O_RDONLY | libc::O_NOFOLLOW, 0, RESOLVE_IN_ROOT).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ELOOP));
+    }
 }

@@ -243,3 +243,22 @@ fn hostile_values_give_one_line_errors_and_leave_nothing() {
     says(&e, "invalid signal");
     w.finish();
 }
+
+#[test]
+#[ignore = "needs root"]
+fn a_kernel_without_pidfd_open_is_refused_in_one_line_and_leaves_nothing() {
+    // pidfd_open (Linux 5.3) is what a process's identity rests on: berth
+    // has no fallback for it, by design; it says so and stops.
+    if berth_only() {
+        return;
+    }
+    let mut w = World::new("nopidfd");
+    w.enosys = Some("pidfd_open".into());
+    w.config(&["true"], |_| {});
+    let (code, _, err) = w.run();
+    assert_ne!(code, 0, "ran without pidfd_open");
+    assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err:.300}");
+    assert!(err.contains("pidfd") && err.contains("Function not implemented"), "{err}");
+    w.enosys = None;
+    w.finish();
+}

@@ -16,6 +16,21 @@ pub fn runtime() -> String {
     std::env::var("BERTH_TEST_RUNTIME").unwrap_or_else(|_| env!("CARGO_BIN_EXE_berth").to_string())
 }
 
+/// BERTH_TEST_ENOSYS=call,call...: every runtime command runs under the
+/// `enosys` example (crates/sys/examples), which makes those system calls
+/// fail with ENOSYS, so the fallbacks for older kernels are exercised here.
+pub fn enosys() -> Option<(PathBuf, String)> {
+    let calls = std::env::var("BERTH_TEST_ENOSYS").ok().filter(|c| !c.is_empty())?;
+    Some((enosys_wrapper(), calls))
+}
+
+/// The `enosys` example, built beside the berth binary by `cargo test`.
+pub fn enosys_wrapper() -> PathBuf {
+    let wrapper = Path::new(env!("CARGO_BIN_EXE_berth")).with_file_name("examples").join("enosys");
+    assert!(wrapper.exists(), "{} is missing (cargo test builds it)", wrapper.display());
+    wrapper
+}
+
 /// True when testing another runtime than berth.
 pub fn other_runtime() -> bool {
     std::env::var_os("BERTH_TEST_RUNTIME").is_some()
@@ -65,6 +80,9 @@ pub struct World {
     auto_cgroup: std::cell::Cell<bool>,
     /// Another copy of the runtime's binary to run (see [`World::use_copy`]).
     binary: Option<PathBuf>,
+    /// System calls made to fail with ENOSYS for this world's commands
+    /// (besides BERTH_TEST_ENOSYS's).
+    pub enosys: Option<String>,
 }
 
 impl World {
@@ -90,7 +108,16 @@ impl World {
         fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n").unwrap();
         fs::write(rootfs.join("etc/group"), "root:x:0:\n").unwrap();
         let root = dir.join("state");
-        let w = World { name: name.to_string(), dir, root, bundle, ids: vec![], auto_cgroup: std::cell::Cell::new(true), binary: None };
+        let w = World {
+            name: name.to_string(),
+            dir,
+            root,
+            bundle,
+            ids: vec![],
+            auto_cgroup: std::cell::Cell::new(true),
+            binary: None,
+            enosys: None,
+        };
         w.write_config(&w.default_config(&["true"]));
         w
     }
@@ -158,7 +185,18 @@ impl World {
     }
 
     pub fn cmd(&self) -> Command {
-        let mut c = Command::new(self.binary.clone().unwrap_or_else(|| PathBuf::from(runtime())));
+        let bin = self.binary.clone().unwrap_or_else(|| PathBuf::from(runtime()));
+        let calls = enosys().map(|(_, c)| c).into_iter().chain(self.enosys.clone()).collect::<Vec<_>>().join(",");
+        let mut c = match (!calls.is_empty()).then(|| (enosys_wrapper(), calls)) {
+            // The ENOSYS tier: the runtime under a filter that makes those
+            // calls fail as on a kernel without them.
+            Some((wrapper, calls)) => {
+                let mut c = Command::new(wrapper);
+                c.arg(calls).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
         c.arg("--root").arg(&self.root);
         // Deferred cgroups (the VM's auto mode) in short batches.
         c.env("BERTH_REAP_WINDOW_MS", "20");
