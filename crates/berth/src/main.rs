@@ -135,46 +135,7 @@ fn real_main(argv: Vec<String>, parsed: &mut Option<String>) -> Result<i32, Runt
         berth_runtime::reaper::kick(&root);
     }
     match cmd.as_str() {
-        "create" | "run" => {
-            let bundle = a.value(&["bundle", "b"])?.map(PathBuf::from);
-            let console_socket = a.value(&["console-socket"])?.map(PathBuf::from);
-            let pid_file = a.value(&["pid-file"])?.map(PathBuf::from);
-            let pidfd_socket = a.value(&["pidfd-socket"])?.map(PathBuf::from);
-            let preserve_fds = a
-                .value(&["preserve-fds"])?
-                .map(|v| v.parse::<u32>())
-                .transpose()
-                .map_err(|_| RuntimeError::Usage("--preserve-fds takes a number".into()))?
-                .unwrap_or(0);
-            let no_pivot = a.flag(&["no-pivot"]);
-            let no_new_keyring = a.flag(&["no-new-keyring"]);
-            let ephemeral_layer = a.flag(&["ephemeral-layer"]);
-            let (detach, keep) = if cmd == "run" { (a.flag(&["detach", "d"]), a.flag(&["keep"])) } else { (false, false) };
-            let id = a.id()?;
-            let bundle = bundle.unwrap_or_else(|| PathBuf::from("."));
-            let pid_file = pid_file.map(|p| absolute(&p));
-            let storage = g.storage.clone();
-            let o = CreateOptions {
-                root,
-                id,
-                bundle,
-                pid_file,
-                console_socket,
-                pidfd_socket,
-                preserve_fds,
-                no_pivot,
-                no_new_keyring,
-                ephemeral_layer,
-                storage,
-                foreground: false,
-            };
-            if cmd == "create" {
-                lifecycle::create(&o)?;
-                Ok(0)
-            } else {
-                lifecycle::run(&o, detach, keep)
-            }
-        }
+        "create" | "run" => cmd_create_or_run(&cmd, &mut a, &g, root),
         "start" => {
             let id = a.id()?;
             lifecycle::start(&root, &id)?;
@@ -217,18 +178,7 @@ fn real_main(argv: Vec<String>, parsed: &mut Option<String>) -> Result<i32, Runt
             list(&root, &format, quiet)?;
             Ok(0)
         }
-        "spec" => {
-            let bundle = a.value(&["bundle", "b"])?.map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
-            let rootless = a.flag(&["rootless"]);
-            a.done()?;
-            let path = bundle.join("config.json");
-            if path.exists() {
-                return Err(RuntimeError::Usage("File config.json exists. Remove it first".into()));
-            }
-            let text = serde_json::to_string_pretty(&config::default_spec_json(rootless)).unwrap_or_default();
-            std::fs::write(&path, text + "\n").map_err(|e| RuntimeError::io_at("write", &path, e))?;
-            Ok(0)
-        }
+        "spec" => cmd_spec(&mut a),
         "features" => {
             a.done()?;
             println!("{}", serde_json::to_string_pretty(&features::features()).unwrap_or_default());
@@ -242,131 +192,198 @@ fn real_main(argv: Vec<String>, parsed: &mut Option<String>) -> Result<i32, Runt
             berth_runtime::events::events(&root, &id, once, every, &mut std::io::stdout())?;
             Ok(0)
         }
-        "update" => {
-            let mut r: serde_json::Value = match a.value(&["resources", "r"])? {
-                Some(f) => {
-                    let text = if f == "-" {
-                        std::io::read_to_string(std::io::stdin()).map_err(|e| RuntimeError::io("read resources from stdin", e))?
-                    } else {
-                        std::fs::read_to_string(&f).map_err(|e| RuntimeError::io_at("read", &f, e))?
-                    };
-                    serde_json::from_str(&text)
-                        .map_err(|source| berth_runtime::config::ConfigError::Schema { at: "resources".into(), source })?
-                }
-                None => serde_json::json!({}),
-            };
-            // runc's individual flags, each onto its place in the resources.
-            let num = |v: String, flag: &str| v.parse::<i64>().map_err(|_| RuntimeError::Usage(format!("--{flag} takes a number")));
-            let flags: &[(&str, &str, &str)] = &[
-                ("memory", "memory", "limit"),
-                ("memory-reservation", "memory", "reservation"),
-                ("memory-swap", "memory", "swap"),
-                ("kernel-memory", "memory", "kernel"),
-                ("kernel-memory-tcp", "memory", "kernelTCP"),
-                ("cpu-shares", "cpu", "shares"),
-                ("cpu-quota", "cpu", "quota"),
-                ("cpu-period", "cpu", "period"),
-                ("cpu-rt-runtime", "cpu", "realtimeRuntime"),
-                ("cpu-rt-period", "cpu", "realtimePeriod"),
-                ("pids-limit", "pids", "limit"),
-                ("blkio-weight", "blockIO", "weight"),
-            ];
-            for (flag, group, key) in flags {
-                if let Some(v) = a.value(&[flag])? {
-                    r[*group][*key] = serde_json::json!(num(v, flag)?);
-                }
-            }
-            for (flag, key) in [("cpuset-cpus", "cpus"), ("cpuset-mems", "mems")] {
-                if let Some(v) = a.value(&[flag])? {
-                    r["cpu"][key] = serde_json::json!(v);
-                }
-            }
-            for flag in ["l3-cache-schema", "mem-bw-schema"] {
-                if a.value(&[flag])?.is_some() {
-                    return Err(RuntimeError::Usage(format!("--{flag}: linux.intelRdt is not supported by berth")));
-                }
-            }
-            let id = a.id()?;
-            let res: berth_runtime::config::Resources = serde_json::from_value(r)
-                .map_err(|source| berth_runtime::config::ConfigError::Schema { at: "resources".into(), source })?;
-            lifecycle::update(&root, &id, &res)?;
-            Ok(0)
-        }
-        "ps" => {
-            let format = a.value(&["format", "f"])?.unwrap_or_else(|| "table".into());
-            let id = a.id()?;
-            let ps_args = a.rest();
-            let pids = lifecycle::pids(&root, &id)?;
-            match format.as_str() {
-                "json" => println!("{}", serde_json::to_string(&pids).unwrap_or_default()),
-                "table" => {
-                    // runc's way: the host's ps, its lines kept for our PIDs.
-                    let args = if ps_args.is_empty() { vec!["-ef".to_string()] } else { ps_args };
-                    let out = std::process::Command::new("ps").args(&args).output().map_err(|e| RuntimeError::io("run ps", e))?;
-                    let text = String::from_utf8_lossy(&out.stdout);
-                    let mut lines = text.lines();
-                    let header = lines.next().unwrap_or("");
-                    let col = header
-                        .split_whitespace()
-                        .position(|c| c == "PID")
-                        .ok_or_else(|| RuntimeError::Usage("ps output has no PID column".into()))?;
-                    println!("{header}");
-                    for l in lines {
-                        if l.split_whitespace().nth(col).and_then(|p| p.parse::<i32>().ok()).is_some_and(|p| pids.contains(&p)) {
-                            println!("{l}");
-                        }
-                    }
-                }
-                f => return Err(RuntimeError::Usage(format!("invalid format option {f:?}"))),
-            }
-            Ok(0)
-        }
+        "update" => cmd_update(&mut a, &root),
+        "ps" => cmd_ps(&mut a, &root),
         "exec" => {
             let (o, _) = exec_options(root, a.rest())?;
             berth_runtime::exec::exec(&o)
         }
-        "why-busy" => {
-            let format = a.value(&["format", "f"])?.unwrap_or_else(|| "table".into());
-            let path = a.next_positional().ok_or_else(|| RuntimeError::Usage("why-busy requires a PATH".into()))?;
-            a.done()?;
-            let path = std::fs::canonicalize(&path).map_err(|e| RuntimeError::io_at("why-busy", &path, e))?;
-            let mut holders = berth_runtime::busy::holders(&path);
-            lifecycle::attribute(&mut holders, &root);
-            if format == "json" {
-                println!("{}", serde_json::to_string_pretty(&holders).unwrap_or_default());
-            } else {
-                for h in &holders {
-                    println!("{}\t{}\t{}\t{}\t{}", h.pid, h.command, h.mount_namespace, h.how, h.container.as_deref().unwrap_or("-"));
-                }
-            }
-            Ok(if holders.is_empty() { 0 } else { 1 })
-        }
-        "gc" => {
-            let wait = a.flag(&["wait"]);
-            let list = a.flag(&["list"]);
-            a.done()?;
-            if list {
-                let jobs: Vec<serde_json::Value> = berth_runtime::reaper::pending(&root)
-                    .into_iter()
-                    .map(|(f, j)| serde_json::json!({"file": f, "id": j.id, "paths": j.paths, "cgroup": j.cgroup.map(|c| c.dirs.into_iter().map(|d| d.path).collect::<Vec<_>>()), "queued": j.queued}))
-                    .collect();
-                println!("{}", serde_json::to_string_pretty(&jobs).unwrap_or_default());
-                return Ok(0);
-            }
-            let n = berth_runtime::reaper::drain(&root, wait)?;
-            let left = berth_runtime::reaper::pending(&root).len();
-            log::debug(&format!("gc: {n} jobs done, {left} left"));
-            if left > 0 && wait {
-                return Err(berth_runtime::reaper::ReaperError::Unfinished { left }.into());
-            }
-            Ok(0)
-        }
+        "why-busy" => cmd_why_busy(&mut a, &root),
+        "gc" => cmd_gc(&mut a, &root),
         "help" => {
             print!("{USAGE}");
             Ok(0)
         }
         other => Err(RuntimeError::Usage(format!("unknown command {other:?}; see berth --help"))),
     }
+}
+
+/// `create` and `run`.
+fn cmd_create_or_run(cmd: &str, a: &mut Args, g: &Global, root: PathBuf) -> Result<i32, RuntimeError> {
+    let bundle = a.value(&["bundle", "b"])?.map(PathBuf::from);
+    let console_socket = a.value(&["console-socket"])?.map(PathBuf::from);
+    let pid_file = a.value(&["pid-file"])?.map(PathBuf::from);
+    let pidfd_socket = a.value(&["pidfd-socket"])?.map(PathBuf::from);
+    let preserve_fds = a
+        .value(&["preserve-fds"])?
+        .map(|v| v.parse::<u32>())
+        .transpose()
+        .map_err(|_| RuntimeError::Usage("--preserve-fds takes a number".into()))?
+        .unwrap_or(0);
+    let no_pivot = a.flag(&["no-pivot"]);
+    let no_new_keyring = a.flag(&["no-new-keyring"]);
+    let ephemeral_layer = a.flag(&["ephemeral-layer"]);
+    let (detach, keep) = if cmd == "run" { (a.flag(&["detach", "d"]), a.flag(&["keep"])) } else { (false, false) };
+    let id = a.id()?;
+    let bundle = bundle.unwrap_or_else(|| PathBuf::from("."));
+    let pid_file = pid_file.map(|p| absolute(&p));
+    let storage = g.storage.clone();
+    let o = CreateOptions {
+        root,
+        id,
+        bundle,
+        pid_file,
+        console_socket,
+        pidfd_socket,
+        preserve_fds,
+        no_pivot,
+        no_new_keyring,
+        ephemeral_layer,
+        storage,
+        foreground: false,
+    };
+    if cmd == "create" {
+        lifecycle::create(&o)?;
+        Ok(0)
+    } else {
+        lifecycle::run(&o, detach, keep)
+    }
+}
+
+/// `spec`.
+fn cmd_spec(a: &mut Args) -> Result<i32, RuntimeError> {
+    let bundle = a.value(&["bundle", "b"])?.map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let rootless = a.flag(&["rootless"]);
+    a.done()?;
+    let path = bundle.join("config.json");
+    if path.exists() {
+        return Err(RuntimeError::Usage("File config.json exists. Remove it first".into()));
+    }
+    let text = serde_json::to_string_pretty(&config::default_spec_json(rootless)).unwrap_or_default();
+    std::fs::write(&path, text + "\n").map_err(|e| RuntimeError::io_at("write", &path, e))?;
+    Ok(0)
+}
+
+/// `update`.
+fn cmd_update(a: &mut Args, root: &Path) -> Result<i32, RuntimeError> {
+    let mut r: serde_json::Value = match a.value(&["resources", "r"])? {
+        Some(f) => {
+            let text = if f == "-" {
+                std::io::read_to_string(std::io::stdin()).map_err(|e| RuntimeError::io("read resources from stdin", e))?
+            } else {
+                std::fs::read_to_string(&f).map_err(|e| RuntimeError::io_at("read", &f, e))?
+            };
+            serde_json::from_str(&text).map_err(|source| berth_runtime::config::ConfigError::Schema { at: "resources".into(), source })?
+        }
+        None => serde_json::json!({}),
+    };
+    // runc's individual flags, each onto its place in the resources.
+    let num = |v: String, flag: &str| v.parse::<i64>().map_err(|_| RuntimeError::Usage(format!("--{flag} takes a number")));
+    let flags: &[(&str, &str, &str)] = &[
+        ("memory", "memory", "limit"),
+        ("memory-reservation", "memory", "reservation"),
+        ("memory-swap", "memory", "swap"),
+        ("kernel-memory", "memory", "kernel"),
+        ("kernel-memory-tcp", "memory", "kernelTCP"),
+        ("cpu-shares", "cpu", "shares"),
+        ("cpu-quota", "cpu", "quota"),
+        ("cpu-period", "cpu", "period"),
+        ("cpu-rt-runtime", "cpu", "realtimeRuntime"),
+        ("cpu-rt-period", "cpu", "realtimePeriod"),
+        ("pids-limit", "pids", "limit"),
+        ("blkio-weight", "blockIO", "weight"),
+    ];
+    for (flag, group, key) in flags {
+        if let Some(v) = a.value(&[flag])? {
+            r[*group][*key] = serde_json::json!(num(v, flag)?);
+        }
+    }
+    for (flag, key) in [("cpuset-cpus", "cpus"), ("cpuset-mems", "mems")] {
+        if let Some(v) = a.value(&[flag])? {
+            r["cpu"][key] = serde_json::json!(v);
+        }
+    }
+    for flag in ["l3-cache-schema", "mem-bw-schema"] {
+        if a.value(&[flag])?.is_some() {
+            return Err(RuntimeError::Usage(format!("--{flag}: linux.intelRdt is not supported by berth")));
+        }
+    }
+    let id = a.id()?;
+    let res: berth_runtime::config::Resources =
+        serde_json::from_value(r).map_err(|source| berth_runtime::config::ConfigError::Schema { at: "resources".into(), source })?;
+    lifecycle::update(root, &id, &res)?;
+    Ok(0)
+}
+
+/// `ps`.
+fn cmd_ps(a: &mut Args, root: &Path) -> Result<i32, RuntimeError> {
+    let format = a.value(&["format", "f"])?.unwrap_or_else(|| "table".into());
+    let id = a.id()?;
+    let ps_args = a.rest();
+    let pids = lifecycle::pids(root, &id)?;
+    match format.as_str() {
+        "json" => println!("{}", serde_json::to_string(&pids).unwrap_or_default()),
+        "table" => {
+            // runc's way: the host's ps, its lines kept for our PIDs.
+            let args = if ps_args.is_empty() { vec!["-ef".to_string()] } else { ps_args };
+            let out = std::process::Command::new("ps").args(&args).output().map_err(|e| RuntimeError::io("run ps", e))?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            let mut lines = text.lines();
+            let header = lines.next().unwrap_or("");
+            let col = header
+                .split_whitespace()
+                .position(|c| c == "PID")
+                .ok_or_else(|| RuntimeError::Usage("ps output has no PID column".into()))?;
+            println!("{header}");
+            for l in lines {
+                if l.split_whitespace().nth(col).and_then(|p| p.parse::<i32>().ok()).is_some_and(|p| pids.contains(&p)) {
+                    println!("{l}");
+                }
+            }
+        }
+        f => return Err(RuntimeError::Usage(format!("invalid format option {f:?}"))),
+    }
+    Ok(0)
+}
+
+/// `why-busy`.
+fn cmd_why_busy(a: &mut Args, root: &Path) -> Result<i32, RuntimeError> {
+    let format = a.value(&["format", "f"])?.unwrap_or_else(|| "table".into());
+    let path = a.next_positional().ok_or_else(|| RuntimeError::Usage("why-busy requires a PATH".into()))?;
+    a.done()?;
+    let path = std::fs::canonicalize(&path).map_err(|e| RuntimeError::io_at("why-busy", &path, e))?;
+    let mut holders = berth_runtime::busy::holders(&path);
+    lifecycle::attribute(&mut holders, root);
+    if format == "json" {
+        println!("{}", serde_json::to_string_pretty(&holders).unwrap_or_default());
+    } else {
+        for h in &holders {
+            println!("{}\t{}\t{}\t{}\t{}", h.pid, h.command, h.mount_namespace, h.how, h.container.as_deref().unwrap_or("-"));
+        }
+    }
+    Ok(if holders.is_empty() { 0 } else { 1 })
+}
+
+/// `gc`.
+fn cmd_gc(a: &mut Args, root: &Path) -> Result<i32, RuntimeError> {
+    let wait = a.flag(&["wait"]);
+    let list = a.flag(&["list"]);
+    a.done()?;
+    if list {
+        let jobs: Vec<serde_json::Value> = berth_runtime::reaper::pending(root)
+            .into_iter()
+            .map(|(f, j)| serde_json::json!({"file": f, "id": j.id, "paths": j.paths, "cgroup": j.cgroup.map(|c| c.dirs.into_iter().map(|d| d.path).collect::<Vec<_>>()), "queued": j.queued}))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&jobs).unwrap_or_default());
+        return Ok(0);
+    }
+    let n = berth_runtime::reaper::drain(root, wait)?;
+    let left = berth_runtime::reaper::pending(root).len();
+    log::debug(&format!("gc: {n} jobs done, {left} left"));
+    if left > 0 && wait {
+        return Err(berth_runtime::reaper::ReaperError::Unfinished { left }.into());
+    }
+    Ok(0)
 }
 
 /// runc's `exec` options: all before the container ID; the command after it.

@@ -108,7 +108,7 @@ pub fn exec(o: &ExecOptions) -> Result<i32> {
     }
 
     // Which namespaces differ from ours: those are joined.
-    let mut ns_flags = 0;
+    let mut ns_flags = sys::Namespaces::empty();
     for (_, flag, name) in crate::config::NAMESPACES {
         let ours = std::fs::metadata(format!("/proc/self/ns/{name}")).map(|m| std::os::unix::fs::MetadataExt::ino(&m));
         let theirs = std::fs::metadata(format!("/proc/{}/ns/{name}", init.pid)).map(|m| std::os::unix::fs::MetadataExt::ino(&m));
@@ -135,7 +135,7 @@ pub fn exec(o: &ExecOptions) -> Result<i32> {
     let (parent_end, child_end) = sys::seqpacket_pair().ctx("socketpair")?;
     // The exec'd process may be a grandchild (a PID namespace is entered by
     // the children of who joins it): as subreaper this process still reaps it.
-    let _ = sys::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    let _ = sys::set_child_subreaper();
     // The container's root as its init sees it, opened while the init's
     // pidfd still proves the PID is the init's: a container without a mount
     // namespace of its own is entered by chroot, not by setns.
@@ -148,9 +148,9 @@ pub fn exec(o: &ExecOptions) -> Result<i32> {
     let v2fd = cgroup.v2_dir().and_then(|d| sys::openat(None, &d.path, libc::O_RDONLY | libc::O_DIRECTORY, 0).ok());
     // Into the v2 cgroup by CLONE_INTO_CGROUP; where the kernel (before
     // 5.7) or a filter refuses it, the child moves itself there.
-    let (forked, join_v2) = match sys::clone3(0, v2fd.as_ref().map(|f| f.as_fd())) {
+    let (forked, join_v2) = match sys::clone3(sys::Namespaces::empty(), v2fd.as_ref().map(|f| f.as_fd())) {
         Ok(f) => (f, false),
-        Err(_) => (sys::clone3(0, None).ctx("clone3")?, v2fd.is_some()),
+        Err(_) => (sys::clone3(sys::Namespaces::empty(), None).ctx("clone3")?, v2fd.is_some()),
     };
     let middle = match &forked {
         sys::Forked::Parent { pidfd, .. } => pidfd.try_clone().ctx("dup pidfd")?,
@@ -207,7 +207,7 @@ fn child(
     join_v2: bool,
     init_pidfd: &OwnedFd,
     init_root: &OwnedFd,
-    ns_flags: i32,
+    ns_flags: sys::Namespaces,
     p: &Process,
     console: Option<&OwnedFd>,
     seccomp: Option<&crate::seccomp::Profile>,
@@ -225,10 +225,10 @@ fn child(
     if join_v2 {
         cg.add_pid(sys::getpid(), false, true)?;
     }
-    if ns_flags != 0 {
+    if !ns_flags.is_empty() {
         sys::setns(init_pidfd.as_fd(), ns_flags).ctx("join the container's namespaces")?;
     }
-    if ns_flags & libc::CLONE_NEWNS == 0 {
+    if !ns_flags.contains(sys::Namespaces::MOUNT) {
         // Same mount namespace as ours: the container is its init's chroot.
         sys::fchdir(init_root.as_fd()).ctx("chdir to the container's root")?;
         sys::chroot(Path::new(".")).ctx("chroot into the container's root")?;

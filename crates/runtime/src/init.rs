@@ -190,7 +190,7 @@ pub struct Init<'a> {
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     /// Namespace flags the clone already created.
-    pub cloned: i32,
+    pub cloned: sys::Namespaces,
     /// The parent joined the PID namespace given by path before the clone.
     pub pidns_joined: bool,
     /// The child moves itself into the v1 cgroups (cheaper than being moved).
@@ -224,23 +224,10 @@ static READY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new
 
 fn run(init: &Init<'_>) -> Result<Never> {
     let spec = init.spec;
-    let l = spec.linux();
     // Without a process the container can be created, but not started.
     let no_process = crate::config::Process { cwd: "/".into(), ..Default::default() };
     let p = spec.process.as_ref().unwrap_or(&no_process);
-    // Nothing of the parent's but what is listed may reach the container
-    // (the state lock above all: held here, it would block `start`).
-    // Until it execs, this process runs berth's code with host fds open:
-    // not dumpable, so no process of the container (which may share its PID
-    // namespace) can open its /proc/PID/{exe,fd,cwd,root}. execve resets it.
-    sys::set_dumpable(false).ctx("prctl(PR_SET_DUMPABLE, 0)")?;
-    let mut keep = vec![init.chan.0.as_raw_fd()];
-    keep.extend(init.console_socket.as_ref().map(|f| f.as_raw_fd()));
-    keep.extend(init.seccomp_listener.as_ref().map(|f| f.as_raw_fd()));
-    keep.extend(init.idmapped.iter().map(|(_, f)| f.as_raw_fd()));
-    let preserved = sys::preserved_fds(init.preserve_fds)
-        .ok_or_else(|| RuntimeError::Usage(format!("--preserve-fds {}: too many", init.preserve_fds)))?;
-    sys::close_fds_from(preserved.end, &keep);
+    let preserved = shed_the_parents_fds(init)?;
     if init.join_v1_cgroups {
         init.cgroup.join_self_v1()?;
         init.chan.send_msg(&Msg::Joined)?;
@@ -258,14 +245,78 @@ fn run(init: &Init<'_>) -> Result<Never> {
     if let Some(adj) = p.oom_score_adj {
         std::fs::write("/proc/self/oom_score_adj", adj.to_string()).ctx_of("set oom_score_adj", adj)?;
     }
+    let entered = enter_namespaces(init)?;
+    security::set_rlimits(p)?;
+    security::set_scheduling(p)?;
 
+    // Runtime hooks run in the parent now that the namespaces exist.
+    init.chan.send_msg(&Msg::Hooks)?;
+    init.chan.expect(Msg::HooksOk)?;
+    build_root(init, p, &entered, state_for_hooks)?;
+
+    let exe = match p.args.first() {
+        Some(a0) => Some(find_executable(a0, &p.env, &p.cwd)?),
+        None => None,
+    };
+    let seccomp = lock_down(init, p, preserved, state_for_hooks)?;
+    init.chan.send_msg(&Msg::Ready)?;
+    READY.store(true, std::sync::atomic::Ordering::Relaxed);
+    let released = wait_for_start(init, fifo, host_proc, state_for_hooks)?;
+
+    if let Some((prof, c)) = seccomp.as_ref().filter(|_| p.no_new_privileges) {
+        load_seccomp(init, prof, c, state_for_hooks)?;
+    }
+    crate::config::check_exec_strings(&p.args, &p.env)?;
+    let cstrings = |v: &[String]| v.iter().filter_map(|a| CString::new(a.as_str()).ok()).collect::<Vec<CString>>();
+    let (argv, envp) = (cstrings(&p.args), cstrings(&p.env));
+    let Some(exe) = exe else {
+        return Err(crate::config::invalid("process", "the container has no process to run"));
+    };
+    let e = sys::execve(&exe, &argv, &envp);
+    drop(released);
+    Err(InitError::Exec { arg0: p.args[0].clone(), source: e }.into())
+}
+
+/// Not dumpable, and nothing of the parent's but what is listed may reach
+/// the container (the state lock above all: held here, it would block
+/// `start`). Until it execs, this process runs berth's code with host fds
+/// open: not dumpable, so no process of the container (which may share its
+/// PID namespace) can open its /proc/PID/{exe,fd,cwd,root}; execve resets
+/// it. Returns the preserved fds.
+fn shed_the_parents_fds(init: &Init<'_>) -> Result<std::ops::Range<i32>> {
+    sys::set_dumpable(false).ctx("prctl(PR_SET_DUMPABLE, 0)")?;
+    let mut keep = vec![init.chan.0.as_raw_fd()];
+    keep.extend(init.console_socket.as_ref().map(|f| f.as_raw_fd()));
+    keep.extend(init.seccomp_listener.as_ref().map(|f| f.as_raw_fd()));
+    keep.extend(init.idmapped.iter().map(|(_, f)| f.as_raw_fd()));
+    let preserved = sys::preserved_fds(init.preserve_fds)
+        .ok_or_else(|| RuntimeError::Usage(format!("--preserve-fds {}: too many", init.preserve_fds)))?;
+    sys::close_fds_from(preserved.end, &keep);
+    Ok(preserved)
+}
+
+/// What [`enter_namespaces`] found out.
+struct Entered {
+    /// In a user namespace (new or joined): root of it by now.
+    userns: bool,
+    /// A mount namespace of the container's own (new or joined).
+    own_mntns: bool,
+}
+
+/// Joins the namespaces given by path and makes the new ones the clone did
+/// not, in the order that works: user first, mount last; a new PID
+/// namespace by forking the real init; the cgroup namespace after the
+/// cgroup. Then what lives in them: lo, hostname, domainname, keyring.
+fn enter_namespaces(init: &Init<'_>) -> Result<Entered> {
+    let spec = init.spec;
+    let l = spec.linux();
     // Join namespaces given by path: user first, so the rest are joined with
     // the right credentials; mount last, so /proc paths still resolve.
-    let mut joins: Vec<(i32, OwnedFd, String)> = Vec::new();
+    let mut joins: Vec<(sys::Namespaces, OwnedFd, String)> = Vec::new();
     for n in &l.namespaces {
         if let Some(path) = n.path.as_deref().filter(|p| !p.is_empty()) {
-            let flag = ns_flag(&n.kind).unwrap_or(0);
-            if flag == libc::CLONE_NEWPID || flag == sys::CLONE_NEWTIME {
+            let flag = ns_flag(&n.kind).unwrap_or_default();
+            if flag == sys::Namespaces::PID || flag == sys::Namespaces::TIME {
                 continue; // joined by the parent: they apply to children
             }
             let fd = sys::openat(None, Path::new(path), libc::O_RDONLY, 0).ctx_at("open the namespace", path)?;
@@ -273,17 +324,17 @@ fn run(init: &Init<'_>) -> Result<Never> {
         }
     }
     joins.sort_by_key(|(f, _, _)| match *f {
-        libc::CLONE_NEWUSER => 0,
-        libc::CLONE_NEWNS => 2,
+        sys::Namespaces::USER => 0,
+        sys::Namespaces::MOUNT => 2,
         _ => 1,
     });
     for (flag, fd, path) in &joins {
         sys::setns(fd.as_fd(), *flag).ctx_of("join namespace", path)?;
     }
     let want_new = |kind: &str| spec.namespace(kind).is_some_and(|n| n.path.as_deref().unwrap_or("").is_empty());
-    let mut userns = want_new("user") || joins.iter().any(|(f, _, _)| *f == libc::CLONE_NEWUSER);
-    if want_new("user") && init.cloned & libc::CLONE_NEWUSER == 0 {
-        sys::unshare(libc::CLONE_NEWUSER).ctx("unshare the user namespace")?;
+    let mut userns = want_new("user") || joins.iter().any(|(f, _, _)| *f == sys::Namespaces::USER);
+    if want_new("user") && !init.cloned.contains(sys::Namespaces::USER) {
+        sys::unshare(sys::Namespaces::USER).ctx("unshare the user namespace")?;
         init.chan.send_msg(&Msg::Maps)?;
         init.chan.expect(Msg::Mapped)?;
         userns = true;
@@ -293,14 +344,14 @@ fn run(init: &Init<'_>) -> Result<Never> {
         sys::setresgid(0).ctx("setgid 0 in the user namespace")?;
         sys::setresuid(0).ctx("setuid 0 in the user namespace")?;
     }
-    let mut flags = 0;
+    let mut flags = sys::Namespaces::empty();
     for kind in ["mount", "network", "ipc", "uts"] {
-        let f = ns_flag(kind).unwrap_or(0);
-        if want_new(kind) && init.cloned & f == 0 {
+        let f = ns_flag(kind).unwrap_or_default();
+        if want_new(kind) && !init.cloned.contains(f) {
             flags |= f;
         }
     }
-    if flags != 0 {
+    if !flags.is_empty() {
         sys::unshare(flags).ctx("unshare namespaces")?;
     }
     // A new PID namespace that the clone did not make: the real init is a
@@ -309,12 +360,12 @@ fn run(init: &Init<'_>) -> Result<Never> {
     let fork_pid = match pid_path {
         Some(path) if !init.pidns_joined => {
             let fd = sys::openat(None, Path::new(path), libc::O_RDONLY, 0).ctx_of("open pid namespace", path)?;
-            sys::setns(fd.as_fd(), libc::CLONE_NEWPID).ctx_of("join pid namespace", path)?;
+            sys::setns(fd.as_fd(), sys::Namespaces::PID).ctx_of("join pid namespace", path)?;
             true
         }
         Some(_) => false,
-        None if want_new("pid") && init.cloned & libc::CLONE_NEWPID == 0 => {
-            sys::unshare(libc::CLONE_NEWPID).ctx("unshare the pid namespace")?;
+        None if want_new("pid") && !init.cloned.contains(sys::Namespaces::PID) => {
+            sys::unshare(sys::Namespaces::PID).ctx("unshare the pid namespace")?;
             true
         }
         None => false,
@@ -328,7 +379,7 @@ fn run(init: &Init<'_>) -> Result<Never> {
     // The cgroup namespace comes after joining the cgroup, so its root is
     // the container's cgroup.
     if want_new("cgroup") {
-        sys::unshare(libc::CLONE_NEWCGROUP).ctx("unshare the cgroup namespace")?;
+        sys::unshare(sys::Namespaces::CGROUP).ctx("unshare the cgroup namespace")?;
     }
     if want_new("network") {
         sys::loopback_up().ctx("bring up lo")?;
@@ -346,25 +397,28 @@ fn run(init: &Init<'_>) -> Result<Never> {
             }
         }
     }
-    security::set_rlimits(p)?;
-    security::set_scheduling(p)?;
+    let own_mntns = want_new("mount") || joins.iter().any(|(f, _, _)| *f == sys::Namespaces::MOUNT);
+    Ok(Entered { userns, own_mntns })
+}
 
-    // Runtime hooks run in the parent now that the namespaces exist.
-    init.chan.send_msg(&Msg::Hooks)?;
-    init.chan.expect(Msg::HooksOk)?;
-
-    let own_mntns = want_new("mount") || joins.iter().any(|(f, _, _)| *f == libc::CLONE_NEWNS);
+/// The root filesystem (mounts, /dev, pivot_root), the personality and the
+/// process's stdio (a terminal through the console socket, or what
+/// `create` was given).
+fn build_root(init: &Init<'_>, p: &crate::config::Process, entered: &Entered, state_for_hooks: &str) -> Result<()> {
+    let spec = init.spec;
+    let l = spec.linux();
+    let want_new = |kind: &str| spec.namespace(kind).is_some_and(|n| n.path.as_deref().unwrap_or("").is_empty());
     let plan = rootfs::Plan {
         spec,
         rootfs: init.rootfs,
         cgroup: init.cgroup,
         cgroup_layout: init.layout,
-        userns,
+        userns: entered.userns,
         new_cgroupns: want_new("cgroup"),
         no_pivot: init.no_pivot,
         idmapped: &init.idmapped,
         layer: init.layer.as_deref(),
-        host_ns: !own_mntns,
+        host_ns: !entered.own_mntns,
     };
     if let Some(h) = spec.hooks.as_ref() {
         hooks::run_all("createContainer", &h.create_container, state_for_hooks)?;
@@ -390,10 +444,23 @@ fn run(init: &Init<'_>) -> Result<Never> {
     }
     drop(pty);
 
-    let exe = match p.args.first() {
-        Some(a0) => Some(find_executable(a0, &p.env, &p.cwd)?),
-        None => None,
-    };
+    Ok(())
+}
+
+/// The seccomp profile parsed and compiled, with the filter it loads.
+type Seccomp = (crate::seccomp::Profile, sys::seccomp::Filter);
+
+/// The process's cwd, bounding set, no_new_privs, umask, seccomp (loaded
+/// here unless no_new_privs defers it to the very end), user and
+/// capabilities, preserved fds, signals: everything but the exec. Returns
+/// the filter still to load, if any.
+fn lock_down(
+    init: &Init<'_>,
+    p: &crate::config::Process,
+    preserved: std::ops::Range<i32>,
+    state_for_hooks: &str,
+) -> Result<Option<Seccomp>> {
+    let l = init.spec.linux();
     if let Err(e) = chdir_in_root(&p.cwd) {
         if p.user.uid == 0 {
             return Err(e);
@@ -430,11 +497,15 @@ fn run(init: &Init<'_>) -> Result<Never> {
     // the start and every fd berth opened since is O_CLOEXEC.
     let _ = sys::cloexec_from(preserved.end.cast_unsigned());
     sys::reset_signals();
-    init.chan.send_msg(&Msg::Ready)?;
-    READY.store(true, std::sync::atomic::Ordering::Relaxed);
-    // Blocks until `start` opens the fifo for reading. The write end stays
-    // open (close-on-exec) until the exec: `start` sees it close, and so
-    // returns only once the process runs.
+    Ok(filter.zip(compiled))
+}
+
+/// Blocks until `start` opens the exec fifo for reading, then runs the
+/// startContainer hooks. The fifo's write end, returned, stays open
+/// (close-on-exec) until the exec: `start` sees it close, and so returns
+/// only once the process runs.
+fn wait_for_start(init: &Init<'_>, fifo: Option<OwnedFd>, host_proc: OwnedFd, state_for_hooks: &str) -> Result<Option<std::fs::File>> {
+    let spec = init.spec;
     let mut released = None;
     if let Some(f) = &fifo {
         let w = sys::openat(Some(host_proc.as_fd()), &PathBuf::from(format!("thread-self/fd/{}", f.as_raw_fd())), libc::O_WRONLY, 0)
@@ -453,20 +524,7 @@ fn run(init: &Init<'_>) -> Result<Never> {
         hooks::run_all("startContainer", &h.start_container, &st.to_string())?;
     }
 
-    if p.no_new_privileges {
-        if let (Some(prof), Some(c)) = (&filter, &compiled) {
-            load_seccomp(init, prof, c, state_for_hooks)?;
-        }
-    }
-    crate::config::check_exec_strings(&p.args, &p.env)?;
-    let cstrings = |v: &[String]| v.iter().filter_map(|a| CString::new(a.as_str()).ok()).collect::<Vec<CString>>();
-    let (argv, envp) = (cstrings(&p.args), cstrings(&p.env));
-    let Some(exe) = exe else {
-        return Err(crate::config::invalid("process", "the container has no process to run"));
-    };
-    let e = sys::execve(&exe, &argv, &envp);
-    drop(released);
-    Err(InitError::Exec { arg0: p.args[0].clone(), source: e }.into())
+    Ok(released)
 }
 
 fn load_seccomp(init: &Init<'_>, prof: &crate::seccomp::Profile, f: &sys::seccomp::Filter, state: &str) -> Result<()> {
@@ -506,9 +564,9 @@ pub(crate) fn fix_stdio_owner(uid: u32, gid: u32) {
     if uid == 0 && gid == 0 {
         return;
     }
-    for fd in 0..3 {
-        let Ok(b) = sys::borrow_raw(fd) else { continue };
-        let Ok(st) = sys::fstat(b) else { continue };
+    let (si, so, se) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
+    for b in [si.as_fd(), so.as_fd(), se.as_fd()] {
+        let Ok(st) = sys::fstat(b) else { continue }; // not open
         let t = st.st_mode & libc::S_IFMT;
         if t == libc::S_IFIFO || t == libc::S_IFSOCK {
             let _ = sys::fchown(b, uid, gid);

@@ -218,26 +218,27 @@ fn endpoints(
 /// the time namespace (its offsets must be written before any process is
 /// in it). Returns what this process' later children (hooks) must get
 /// back: the namespaces changed here are for the container's init only.
-fn enter_for_children(spec: &Spec, pid_path: Option<&str>, slow: bool) -> Result<Vec<(OwnedFd, i32)>> {
+fn enter_for_children(spec: &Spec, pid_path: Option<&str>, slow: bool) -> Result<Vec<(OwnedFd, sys::Namespaces)>> {
     let l = spec.linux();
-    let restore: Vec<(OwnedFd, i32)> = [("pid_for_children", libc::CLONE_NEWPID), ("time_for_children", sys::CLONE_NEWTIME)]
-        .iter()
-        .filter_map(|(n, f)| sys::openat(None, Path::new(&format!("/proc/self/ns/{n}")), libc::O_RDONLY, 0).ok().map(|fd| (fd, *f)))
-        .collect();
+    let restore: Vec<(OwnedFd, sys::Namespaces)> =
+        [("pid_for_children", sys::Namespaces::PID), ("time_for_children", sys::Namespaces::TIME)]
+            .iter()
+            .filter_map(|(n, f)| sys::openat(None, Path::new(&format!("/proc/self/ns/{n}")), libc::O_RDONLY, 0).ok().map(|fd| (fd, *f)))
+            .collect();
     if let Some(p) = pid_path {
         if !slow {
             let fd = sys::openat(None, Path::new(p), libc::O_RDONLY, 0).ctx_of("open pid namespace", p)?;
-            sys::setns(fd.as_fd(), libc::CLONE_NEWPID).ctx_of("join pid namespace", p)?;
+            sys::setns(fd.as_fd(), sys::Namespaces::PID).ctx_of("join pid namespace", p)?;
         }
     }
     if let Some(t) = spec.namespace("time") {
         match t.path.as_deref().filter(|p| !p.is_empty()) {
             Some(p) => {
                 let fd = sys::openat(None, Path::new(p), libc::O_RDONLY, 0).ctx_of("open time namespace", p)?;
-                sys::setns(fd.as_fd(), sys::CLONE_NEWTIME).ctx_of("join time namespace", p)?;
+                sys::setns(fd.as_fd(), sys::Namespaces::TIME).ctx_of("join time namespace", p)?;
             }
             None => {
-                sys::unshare(sys::CLONE_NEWTIME).ctx("unshare the time namespace")?;
+                sys::unshare(sys::Namespaces::TIME).ctx("unshare the time namespace")?;
                 let mut offs = String::new();
                 for (k, v) in &l.time_offsets {
                     offs += &format!("{k} {} {}\n", v.secs, v.nanosecs);
@@ -267,12 +268,12 @@ fn create_in(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record, ow
     // The fast path creates every new namespace in the clone itself: one
     // process, no intermediate. With namespaces to join by path, the child
     // joins them first and creates the rest itself.
-    let mut clone_flags: i32 = 0;
+    let mut clone_flags = sys::Namespaces::empty();
     if !slow {
         for n in &l.namespaces {
-            let f = ns_flag(&n.kind).unwrap_or(0);
+            let f = ns_flag(&n.kind).unwrap_or_default();
             let new = n.path.as_deref().unwrap_or("").is_empty();
-            if new && f != libc::CLONE_NEWCGROUP && f != sys::CLONE_NEWTIME {
+            if new && f != sys::Namespaces::CGROUP && f != sys::Namespaces::TIME {
                 clone_flags |= f;
             }
         }
@@ -281,12 +282,12 @@ fn create_in(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record, ow
     // the child moving itself, unless it starts in a new user namespace
     // (then it may not write the host's cgroup files and is moved).
     let v2fd = rec.cgroup.v2_dir().and_then(|d| sys::openat(None, &d.path, libc::O_RDONLY | libc::O_DIRECTORY, 0).ok());
-    let child_joins_v1 = clone_flags & libc::CLONE_NEWUSER == 0;
-    let (forked, into_v2) = match sys::clone3(u64::from(clone_flags.cast_unsigned()), v2fd.as_ref().map(|f| f.as_fd())) {
+    let child_joins_v1 = !clone_flags.contains(sys::Namespaces::USER);
+    let (forked, into_v2) = match sys::clone3(clone_flags, v2fd.as_ref().map(|f| f.as_fd())) {
         Ok(f) => (f, v2fd.is_some()),
         // Kernels before 5.7 have no CLONE_INTO_CGROUP.
         Err(e) if v2fd.is_some() && matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::E2BIG) | Some(libc::ENOSYS)) => {
-            (sys::clone3(u64::from(clone_flags.cast_unsigned()), None).ctx("clone3")?, false)
+            (sys::clone3(clone_flags, None).ctx("clone3")?, false)
         }
         Err(e) => return Err(RuntimeError::io("clone3", e)),
     };
@@ -336,7 +337,7 @@ fn create_in(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record, ow
     } else {
         rec.cgroup.add_pid(pid, true, !into_v2)?;
     }
-    if clone_flags & libc::CLONE_NEWUSER != 0 {
+    if clone_flags.contains(sys::Namespaces::USER) {
         write_maps(pid, spec)?;
     }
     chan.send_msg(&Msg::Go(hook_state(rec, pid, Status::Creating)))?;
@@ -716,7 +717,7 @@ pub fn set_paused(root: &Path, id: &str, paused: bool) -> Result<()> {
 pub fn run(o: &CreateOptions, detach: bool, keep: bool) -> Result<i32> {
     // The init may be a grandchild (namespaces joined by path): as subreaper
     // this process still reaps it and learns its exit status.
-    let _ = sys::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    let _ = sys::set_child_subreaper();
     let mut created = create(&CreateOptions { foreground: !detach, ..o.clone() })?;
     let c = &created.container;
     let result = (|| {

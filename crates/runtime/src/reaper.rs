@@ -271,7 +271,7 @@ pub fn kick(root: &Path) {
         Ok(Some(l)) => drop(l),
         _ => return, // one is at work
     }
-    if let Ok(berth_sys::Forked::Child) = berth_sys::clone3(0, None) {
+    if let Ok(berth_sys::Forked::Child) = berth_sys::clone3(berth_sys::Namespaces::empty(), None) {
         // Not `run`'s blocked signals (kept for forwarding): a reaper ends
         // on SIGTERM like any process.
         berth_sys::reset_signals();

@@ -47,8 +47,7 @@ pub fn drop_bounding(caps: Option<&Capabilities>) -> Result<()> {
     let keep = caps.map(|c| mask(&c.bounding)).unwrap_or(0);
     for c in 0..=last_cap() {
         if keep & (1 << c) == 0 {
-            berth_sys::prctl(libc::PR_CAPBSET_DROP, u64::from(c), 0, 0, 0)
-                .ctx_of("drop from the bounding set", CAPS.get(c as usize).unwrap_or(&"?"))?;
+            berth_sys::capbset_drop(c).ctx_of("drop from the bounding set", CAPS.get(c as usize).unwrap_or(&"?"))?;
         }
     }
     Ok(())
@@ -62,7 +61,7 @@ pub fn switch_user_and_caps(p: &Process) -> Result<()> {
     for (what, id) in [("uid", u.uid), ("gid", u.gid)].into_iter().chain(u.additional_gids.iter().map(|g| ("additional gid", *g))) {
         crate::config::check_id(what, id)?;
     }
-    berth_sys::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0).ctx("prctl(PR_SET_KEEPCAPS)")?;
+    berth_sys::set_keepcaps(true).ctx("prctl(PR_SET_KEEPCAPS)")?;
     let mut groups = u.additional_gids.clone();
     if groups.is_empty() && u.gid == 0 {
         groups.clear();
@@ -75,7 +74,7 @@ pub fn switch_user_and_caps(p: &Process) -> Result<()> {
     }
     berth_sys::setresgid(u.gid).ctx_of("setgid", u.gid)?;
     berth_sys::setresuid(u.uid).ctx_of("setuid", u.uid)?;
-    berth_sys::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0).ctx("prctl(PR_SET_KEEPCAPS)")?;
+    berth_sys::set_keepcaps(false).ctx("prctl(PR_SET_KEEPCAPS)")?;
     let (eff, perm, inh, amb) = match &p.capabilities {
         Some(c) => (mask(&c.effective), mask(&c.permitted), mask(&c.inheritable), mask(&c.ambient)),
         None => (0, 0, 0, 0),
@@ -85,7 +84,7 @@ pub fn switch_user_and_caps(p: &Process) -> Result<()> {
         if amb & (1 << c) != 0 {
             // An ambient capability must be permitted and inheritable; the
             // kernel refuses it otherwise, and runc then only warns.
-            if let Err(e) = berth_sys::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_RAISE as u64, u64::from(c), 0, 0) {
+            if let Err(e) = berth_sys::cap_ambient_raise(c) {
                 crate::log::debug(&format!("cannot raise ambient capability {}: {e}", CAPS.get(c as usize).unwrap_or(&"?")));
             }
         }
@@ -94,5 +93,5 @@ pub fn switch_user_and_caps(p: &Process) -> Result<()> {
 }
 
 pub fn no_new_privs() -> Result<()> {
-    berth_sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0).map(drop).ctx("prctl(PR_SET_NO_NEW_PRIVS)")
+    berth_sys::set_no_new_privs().ctx("prctl(PR_SET_NO_NEW_PRIVS)")
 }

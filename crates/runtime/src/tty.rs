@@ -44,8 +44,10 @@ fn copy_winsize(from: BorrowedFd<'_>, to: BorrowedFd<'_>) {
 /// `pidfd` refers to exits, then returns its exit code (128 + the signal
 /// that ended it).
 pub fn relay(master: &OwnedFd, pidfd: &OwnedFd) -> Result<i32> {
-    let stdin = sys::borrow_raw(0).ok();
-    let stdout = sys::borrow_raw(1).ok();
+    // This process's stdio, if open (a caller may have closed them).
+    let (si, so) = (std::io::stdin(), std::io::stdout());
+    let stdin = Some(si.as_fd()).filter(|f| sys::fstat(*f).is_ok());
+    let stdout = Some(so.as_fd()).filter(|f| sys::fstat(*f).is_ok());
     let tty_in = stdin.filter(|f| sys::is_tty(*f));
     if let Some(t) = tty_in {
         copy_winsize(t, master.as_fd());

@@ -12,8 +12,28 @@ use std::path::Path;
 
 pub use libc;
 
-/// `CLONE_NEWTIME` (Linux 5.6).
-pub const CLONE_NEWTIME: i32 = libc::CLONE_NEWTIME;
+bitflags::bitflags! {
+    /// Kinds of namespace, as clone3, unshare and setns take them (CLONE_NEW*).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+    pub struct Namespaces: i32 {
+        const MOUNT = libc::CLONE_NEWNS;
+        const UTS = libc::CLONE_NEWUTS;
+        const IPC = libc::CLONE_NEWIPC;
+        const USER = libc::CLONE_NEWUSER;
+        const PID = libc::CLONE_NEWPID;
+        const NET = libc::CLONE_NEWNET;
+        const CGROUP = libc::CLONE_NEWCGROUP;
+        /// Linux 5.6.
+        const TIME = libc::CLONE_NEWTIME;
+    }
+}
+
+impl Namespaces {
+    /// As clone3's 64-bit flags.
+    fn clone_flags(self) -> u64 {
+        u64::from(self.bits().unsigned_abs())
+    }
+}
 
 pub mod mountinfo;
 pub mod seccomp;
@@ -109,14 +129,14 @@ fn single_threaded() -> io::Result<()> {
 /// The child continues with a copy of the calling thread, as after
 /// `fork(2)`; that is sound only in a single-threaded process, which is
 /// checked first (EINVAL otherwise).
-pub fn clone3(flags: u64, cgroup_fd: Option<BorrowedFd<'_>>) -> io::Result<Forked> {
+pub fn clone3(namespaces: Namespaces, cgroup_fd: Option<BorrowedFd<'_>>) -> io::Result<Forked> {
     single_threaded()?;
     let mut pidfd: libc::c_int = -1;
     // SAFETY: clone_args is plain integers; all-zero is its "not set".
     let mut args: libc::clone_args = unsafe { std::mem::zeroed() };
     // libc types CLONE_INTO_CGROUP as an i32, which it does not fit.
     const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
-    args.flags = flags | u64::from(libc::CLONE_PIDFD.unsigned_abs());
+    args.flags = namespaces.clone_flags() | u64::from(libc::CLONE_PIDFD.unsigned_abs());
     args.pidfd = std::ptr::addr_of_mut!(pidfd) as u64;
     args.exit_signal = u64::from(libc::SIGCHLD.unsigned_abs());
     if let Some(fd) = cgroup_fd {
@@ -282,16 +302,17 @@ pub fn preserved_fds(n: u32) -> Option<std::ops::Range<RawFd>> {
     Some(3..RawFd::try_from(n).ok()?.checked_add(3)?)
 }
 
-/// `setns(2)`.
-pub fn setns(fd: BorrowedFd<'_>, nstype: i32) -> io::Result<()> {
+/// `setns(2)`: joins the namespaces of `fd` (an nsfs fd: one kind; a pidfd:
+/// every kind in `kinds`).
+pub fn setns(fd: BorrowedFd<'_>, kinds: Namespaces) -> io::Result<()> {
     // SAFETY: plain syscall.
-    check(unsafe { libc::setns(fd.as_raw_fd(), nstype) }).map(drop)
+    check(unsafe { libc::setns(fd.as_raw_fd(), kinds.bits()) }).map(drop)
 }
 
-/// `unshare(2)`.
-pub fn unshare(flags: i32) -> io::Result<()> {
+/// `unshare(2)` of new namespaces.
+pub fn unshare(kinds: Namespaces) -> io::Result<()> {
     // SAFETY: plain syscall.
-    check(unsafe { libc::unshare(flags) }).map(drop)
+    check(unsafe { libc::unshare(kinds.bits()) }).map(drop)
 }
 
 /// `mount(2)`. `source`/`fstype`/`data` may be absent.
@@ -511,8 +532,9 @@ pub fn umask(mask: u32) {
     unsafe { libc::umask(mask) };
 }
 
-/// `prctl(2)` with integer arguments.
-pub fn prctl(option: i32, a2: u64, a3: u64, a4: u64, a5: u64) -> io::Result<i32> {
+/// `prctl(2)` with integer arguments (the typed wrappers below are what the
+/// runtime calls).
+fn prctl(option: i32, a2: u64, a3: u64, a4: u64, a5: u64) -> io::Result<i32> {
     // SAFETY: every option berth uses takes integer arguments.
     check(unsafe { libc::prctl(option, a2, a3, a4, a5) })
 }
@@ -595,16 +617,6 @@ pub fn clear_cloexec(fd: RawFd) -> io::Result<()> {
     let fl = check(unsafe { libc::fcntl(fd, libc::F_GETFD) })?;
     // SAFETY: as above.
     check(unsafe { libc::fcntl(fd, libc::F_SETFD, fl & !libc::FD_CLOEXEC) }).map(drop)
-}
-
-/// Borrows an fd number the process inherited (stdio, `--preserve-fds`).
-/// Fails if it is not open.
-pub fn borrow_raw(fd: RawFd) -> io::Result<BorrowedFd<'static>> {
-    // SAFETY: F_GETFD only checks that the number is open.
-    check(unsafe { libc::fcntl(fd, libc::F_GETFD) })?;
-    // SAFETY: the fd is open; callers use it only while the process lives and
-    // never close it through this borrow.
-    Ok(unsafe { BorrowedFd::borrow_raw(fd) })
 }
 
 /// `socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC)`.
@@ -912,6 +924,12 @@ pub fn send(sock: BorrowedFd<'_>, data: &[u8]) -> io::Result<()> {
 
 /// Closes every fd from `first` up, except those in `keep` (read from
 /// /proc/self/fd, so it works on kernels without close_range too).
+///
+/// For a child of [`clone3`] or [`fork`] on its way to exec or `_exit`:
+/// an `OwnedFd` made before the fork may be closed here, which is sound
+/// only because the child never drops it: berth is built with
+/// `panic = "abort"`, and the child's code ends in execve or [`exit_now`],
+/// so the frames that hold such values are never unwound.
 pub fn close_fds_from(first: RawFd, keep: &[RawFd]) {
     let Ok(rd) = std::fs::read_dir("/proc/self/fd") else { return };
     let fds: Vec<RawFd> = rd.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect();
@@ -1333,7 +1351,7 @@ pub fn new_userns(uid_map: &str, gid_map: &str) -> io::Result<OwnedFd> {
     // SAFETY: fds is a valid array of two ints.
     check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
     let (r, w) = pair(fds);
-    let pidfd = match clone3(u64::from(libc::CLONE_NEWUSER.unsigned_abs()), None)? {
+    let pidfd = match clone3(Namespaces::USER, None)? {
         Forked::Child => {
             drop(w);
             let mut b = [0u8; 1];
@@ -1473,6 +1491,32 @@ pub fn sealed_memfd_copy(src: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd
     // SAFETY: plain fcntl on our memfd.
     check(unsafe { libc::fcntl(m.as_raw_fd(), libc::F_ADD_SEALS, seals) })?;
     Ok(m)
+}
+
+/// `prctl(PR_SET_CHILD_SUBREAPER)`: orphaned descendants are reparented to
+/// this process instead of PID 1.
+pub fn set_child_subreaper() -> io::Result<()> {
+    prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0).map(drop)
+}
+
+/// `prctl(PR_CAPBSET_DROP, cap)`: drops a capability from the bounding set.
+pub fn capbset_drop(cap: u32) -> io::Result<()> {
+    prctl(libc::PR_CAPBSET_DROP, u64::from(cap), 0, 0, 0).map(drop)
+}
+
+/// `prctl(PR_SET_KEEPCAPS)`: keep the permitted set across a uid change.
+pub fn set_keepcaps(on: bool) -> io::Result<()> {
+    prctl(libc::PR_SET_KEEPCAPS, u64::from(on), 0, 0, 0).map(drop)
+}
+
+/// `prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap)`.
+pub fn cap_ambient_raise(cap: u32) -> io::Result<()> {
+    prctl(libc::PR_CAP_AMBIENT, u64::from(libc::PR_CAP_AMBIENT_RAISE.unsigned_abs()), u64::from(cap), 0, 0).map(drop)
+}
+
+/// `prctl(PR_SET_NO_NEW_PRIVS, 1)`: for good, for this process and its children.
+pub fn set_no_new_privs() -> io::Result<()> {
+    prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0).map(drop)
 }
 
 /// `prctl(PR_SET_DUMPABLE)`: a process that is not dumpable has its
@@ -1639,7 +1683,7 @@ pub(crate) mod tests {
         // the state in which a child would inherit held locks.
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         let other = std::thread::spawn(move || rx.recv());
-        let e = clone3(0, None).map(|_| ()).unwrap_err();
+        let e = clone3(Namespaces::empty(), None).map(|_| ()).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
         assert!(e.to_string().contains("single-threaded"), "{e}");
         assert_eq!(fork().map(|_| ()).unwrap_err().kind(), io::ErrorKind::InvalidInput);

@@ -44,6 +44,7 @@ pub enum ConfigError {
 pub fn invalid(setting: &'static str, why: impl Into<String>) -> RuntimeError {
     RuntimeError::Config(ConfigError::Invalid { setting, why: why.into() })
 }
+use berth_sys::Namespaces;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -385,18 +386,18 @@ pub struct Personality {
 }
 
 /// The namespaces berth knows, with their clone flag and /proc/PID/ns name.
-pub const NAMESPACES: &[(&str, i32, &str)] = &[
-    ("pid", libc::CLONE_NEWPID, "pid"),
-    ("network", libc::CLONE_NEWNET, "net"),
-    ("mount", libc::CLONE_NEWNS, "mnt"),
-    ("ipc", libc::CLONE_NEWIPC, "ipc"),
-    ("uts", libc::CLONE_NEWUTS, "uts"),
-    ("user", libc::CLONE_NEWUSER, "user"),
-    ("cgroup", libc::CLONE_NEWCGROUP, "cgroup"),
-    ("time", berth_sys::CLONE_NEWTIME, "time"),
+pub const NAMESPACES: &[(&str, Namespaces, &str)] = &[
+    ("pid", Namespaces::PID, "pid"),
+    ("network", Namespaces::NET, "net"),
+    ("mount", Namespaces::MOUNT, "mnt"),
+    ("ipc", Namespaces::IPC, "ipc"),
+    ("uts", Namespaces::UTS, "uts"),
+    ("user", Namespaces::USER, "user"),
+    ("cgroup", Namespaces::CGROUP, "cgroup"),
+    ("time", Namespaces::TIME, "time"),
 ];
 
-pub fn ns_flag(kind: &str) -> Option<i32> {
+pub fn ns_flag(kind: &str) -> Option<Namespaces> {
     NAMESPACES.iter().find(|(k, _, _)| *k == kind).map(|(_, f, _)| *f)
 }
 
