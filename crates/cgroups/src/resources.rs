@@ -224,141 +224,10 @@ fn max_or(v: i64) -> String {
 pub fn apply(cg: &Cgroup, r: &Resources, device_rules: &[DeviceRule]) -> Result<()> {
     let t = Target { cg };
     if let Some(m) = &r.memory {
-        let d = t.need("memory", "linux.resources.memory")?;
-        if d.v2 {
-            if let Some(v) = m.limit.filter(|v| *v != 0) {
-                set(&d.path, "memory.max", max_or(v))?;
-            }
-            if let Some(v) = m.reservation.filter(|v| *v != 0) {
-                set(&d.path, "memory.low", max_or(v))?;
-            }
-            if let Some(v) = m.swap.filter(|v| *v != 0) {
-                // OCI's swap is memory+swap; v2's memory.swap.max is swap alone.
-                let s = match (v, m.limit) {
-                    (v, _) if v < 0 => "max".to_string(),
-                    (v, Some(l)) if l > 0 => (v - l).max(0).to_string(),
-                    (v, _) => v.to_string(),
-                };
-                set(&d.path, "memory.swap.max", s)?;
-            }
-            if m.swappiness.is_some() {
-                return Err(unsupported("linux.resources.memory.swappiness (cgroup v2)"));
-            }
-            if m.kernel.is_some_and(|v| v != 0) || m.kernel_tcp.is_some_and(|v| v != 0) {
-                return Err(unsupported("linux.resources.memory.kernel/kernelTCP (cgroup v2)"));
-            }
-            if m.disable_oom_killer == Some(true) {
-                return Err(unsupported("linux.resources.memory.disableOOMKiller (cgroup v2)"));
-            }
-        } else {
-            let p = &d.path;
-            let lim = m.limit.filter(|v| *v != 0).map(max_or_v1);
-            let swap = m.swap.filter(|v| *v != 0).map(max_or_v1);
-            if let Some(l) = &lim {
-                // memory.limit must stay <= memsw.limit: try both orders.
-                if set(p, "memory.limit_in_bytes", l).is_err() {
-                    if let Some(s) = &swap {
-                        set(p, "memory.memsw.limit_in_bytes", s)?;
-                    }
-                    set(p, "memory.limit_in_bytes", l)?;
-                }
-            }
-            if let Some(s) = &swap {
-                if !p.join("memory.memsw.limit_in_bytes").exists() {
-                    return Err(unsupported("linux.resources.memory.swap (no swap accounting)"));
-                }
-                set(p, "memory.memsw.limit_in_bytes", s)?;
-            }
-            if let Some(v) = m.reservation.filter(|v| *v != 0) {
-                set(p, "memory.soft_limit_in_bytes", max_or_v1(v))?;
-            }
-            if let Some(v) = m.kernel.filter(|v| *v != 0) {
-                // Deprecated, and recent kernels accept and ignore it; where
-                // the file is gone it cannot be honoured at all.
-                if !p.join("memory.kmem.limit_in_bytes").exists() {
-                    return Err(unsupported("linux.resources.memory.kernel (no kernel memory limit on this kernel)"));
-                }
-                set(p, "memory.kmem.limit_in_bytes", max_or_v1(v))?;
-            }
-            if let Some(v) = m.kernel_tcp.filter(|v| *v != 0) {
-                set(p, "memory.kmem.tcp.limit_in_bytes", max_or_v1(v))?;
-            }
-            if let Some(v) = m.swappiness {
-                set(p, "memory.swappiness", v)?;
-            }
-            if m.disable_oom_killer == Some(true) {
-                set(p, "memory.oom_control", 1)?;
-            }
-        }
+        apply_memory(&t, m)?;
     }
     if let Some(c) = &r.cpu {
-        // Zeros are "not set" (runc): they need no cpu controller either.
-        let nz = |v: Option<i64>| v.is_some_and(|v| v != 0);
-        let any_cpu = c.shares.is_some_and(|v| v != 0)
-            || nz(c.quota)
-            || c.period.is_some_and(|v| v != 0)
-            || c.burst.is_some()
-            || nz(c.realtime_runtime)
-            || c.realtime_period.is_some_and(|v| v != 0)
-            || c.idle.is_some();
-        if any_cpu {
-            let d = t.need("cpu", "linux.resources.cpu")?;
-            if d.v2 {
-                if let Some(s) = c.shares.filter(|s| *s > 0) {
-                    // The conversion runc and crun use: [2, 262144] -> [1, 10000].
-                    let w = 1 + ((s.clamp(2, 262144) - 2) * 9999) / 262142;
-                    set(&d.path, "cpu.weight", w)?;
-                }
-                // 0 is "not set" for both, as runc reads them.
-                let (quota, period) = (c.quota.filter(|q| *q != 0), c.period.filter(|p| *p > 0));
-                if quota.is_some() || period.is_some() {
-                    let q = quota.filter(|q| *q > 0).map_or_else(|| "max".to_string(), |q| q.to_string());
-                    let per = period.unwrap_or(100000);
-                    set(&d.path, "cpu.max", format!("{q} {per}"))?;
-                }
-                if let Some(b) = c.burst {
-                    set(&d.path, "cpu.max.burst", b)?;
-                }
-                if let Some(i) = c.idle {
-                    set(&d.path, "cpu.idle", i)?;
-                }
-                if c.realtime_runtime.is_some_and(|v| v != 0) || c.realtime_period.is_some_and(|v| v != 0) {
-                    return Err(unsupported("linux.resources.cpu.realtimeRuntime (cgroup v2)"));
-                }
-            } else {
-                let p = &d.path;
-                if let Some(s) = c.shares.filter(|s| *s > 0) {
-                    set(p, "cpu.shares", s)?;
-                }
-                if let Some(per) = c.period.filter(|v| *v > 0) {
-                    set(p, "cpu.cfs_period_us", per)?;
-                }
-                if let Some(q) = c.quota.filter(|v| *v != 0) {
-                    set(p, "cpu.cfs_quota_us", q)?;
-                }
-                if let Some(b) = c.burst {
-                    set(p, "cpu.cfs_burst_us", b)?;
-                }
-                if let Some(v) = c.realtime_period.filter(|v| *v > 0) {
-                    set(p, "cpu.rt_period_us", v)?;
-                }
-                if let Some(v) = c.realtime_runtime.filter(|v| *v != 0) {
-                    set(p, "cpu.rt_runtime_us", v)?;
-                }
-                if let Some(i) = c.idle {
-                    set(p, "cpu.idle", i)?;
-                }
-            }
-        }
-        if c.cpus.as_deref().is_some_and(|s| !s.is_empty()) || c.mems.as_deref().is_some_and(|s| !s.is_empty()) {
-            let d = t.need("cpuset", "linux.resources.cpu.cpus")?;
-            if let Some(v) = c.cpus.as_deref().filter(|s| !s.is_empty()) {
-                set(&d.path, "cpuset.cpus", v)?;
-            }
-            if let Some(v) = c.mems.as_deref().filter(|s| !s.is_empty()) {
-                set(&d.path, "cpuset.mems", v)?;
-            }
-        }
+        apply_cpu(&t, c)?;
     }
     // A pids limit of 0 is "not set" (runc); -1 is unlimited.
     if let Some(p) = r.pids.as_ref().filter(|p| p.limit != 0) {
@@ -374,14 +243,7 @@ pub fn apply(cg: &Cgroup, r: &Resources, device_rules: &[DeviceRule]) -> Result<
         set(&d.path, &f, h.limit)?;
     }
     if let Some(n) = &r.network {
-        if let Some(id) = n.class_id {
-            let d = t.need("net_cls", "linux.resources.network.classID")?;
-            set(&d.path, "net_cls.classid", id)?;
-        }
-        for p in &n.priorities {
-            let d = t.need("net_prio", "linux.resources.network.priorities")?;
-            set(&d.path, "net_prio.ifpriomap", format!("{} {}", p.name, p.priority))?;
-        }
+        apply_network(&t, n)?;
     }
     if let Some(rd) = &r.rdma {
         if !rd.is_empty() {
@@ -398,24 +260,186 @@ pub fn apply(cg: &Cgroup, r: &Resources, device_rules: &[DeviceRule]) -> Result<
             }
         }
     }
-    if let Some(u) = &r.unified {
-        if !u.is_empty() {
-            let d = cg.v2_dir().ok_or_else(|| unsupported("linux.resources.unified (no cgroup v2 hierarchy)"))?;
-            for (k, v) in u {
-                if k.contains('/') || k.starts_with('.') {
-                    return Err(unsupported(&format!("linux.resources.unified key {k:?}")));
-                }
-                let f = d.path.join(k);
-                if !f.exists() {
-                    return Err(CgroupError::NoUnifiedFile { key: k.clone() });
-                }
-                set(&d.path, k, v)?;
-            }
-        }
+    if let Some(u) = r.unified.as_ref().filter(|u| !u.is_empty()) {
+        apply_unified(cg, u)?;
     }
     if !device_rules.is_empty() {
         apply_devices(&t, device_rules)?;
     }
+    Ok(())
+}
+
+/// linux.resources.memory: v2's memory.max/low/swap.max, or v1's limits.
+fn apply_memory(t: &Target<'_>, m: &Memory) -> Result<()> {
+    let d = t.need("memory", "linux.resources.memory")?;
+    if d.v2 {
+        if let Some(v) = m.limit.filter(|v| *v != 0) {
+            set(&d.path, "memory.max", max_or(v))?;
+        }
+        if let Some(v) = m.reservation.filter(|v| *v != 0) {
+            set(&d.path, "memory.low", max_or(v))?;
+        }
+        if let Some(v) = m.swap.filter(|v| *v != 0) {
+            // OCI's swap is memory+swap; v2's memory.swap.max is swap alone.
+            let s = match (v, m.limit) {
+                (v, _) if v < 0 => "max".to_string(),
+                (v, Some(l)) if l > 0 => (v - l).max(0).to_string(),
+                (v, _) => v.to_string(),
+            };
+            set(&d.path, "memory.swap.max", s)?;
+        }
+        if m.swappiness.is_some() {
+            return Err(unsupported("linux.resources.memory.swappiness (cgroup v2)"));
+        }
+        if m.kernel.is_some_and(|v| v != 0) || m.kernel_tcp.is_some_and(|v| v != 0) {
+            return Err(unsupported("linux.resources.memory.kernel/kernelTCP (cgroup v2)"));
+        }
+        if m.disable_oom_killer == Some(true) {
+            return Err(unsupported("linux.resources.memory.disableOOMKiller (cgroup v2)"));
+        }
+    } else {
+        let p = &d.path;
+        let lim = m.limit.filter(|v| *v != 0).map(max_or_v1);
+        let swap = m.swap.filter(|v| *v != 0).map(max_or_v1);
+        if let Some(l) = &lim {
+            // memory.limit must stay <= memsw.limit: try both orders.
+            if set(p, "memory.limit_in_bytes", l).is_err() {
+                if let Some(s) = &swap {
+                    set(p, "memory.memsw.limit_in_bytes", s)?;
+                }
+                set(p, "memory.limit_in_bytes", l)?;
+            }
+        }
+        if let Some(s) = &swap {
+            if !p.join("memory.memsw.limit_in_bytes").exists() {
+                return Err(unsupported("linux.resources.memory.swap (no swap accounting)"));
+            }
+            set(p, "memory.memsw.limit_in_bytes", s)?;
+        }
+        if let Some(v) = m.reservation.filter(|v| *v != 0) {
+            set(p, "memory.soft_limit_in_bytes", max_or_v1(v))?;
+        }
+        if let Some(v) = m.kernel.filter(|v| *v != 0) {
+            // Deprecated, and recent kernels accept and ignore it; where
+            // the file is gone it cannot be honoured at all.
+            if !p.join("memory.kmem.limit_in_bytes").exists() {
+                return Err(unsupported("linux.resources.memory.kernel (no kernel memory limit on this kernel)"));
+            }
+            set(p, "memory.kmem.limit_in_bytes", max_or_v1(v))?;
+        }
+        if let Some(v) = m.kernel_tcp.filter(|v| *v != 0) {
+            set(p, "memory.kmem.tcp.limit_in_bytes", max_or_v1(v))?;
+        }
+        if let Some(v) = m.swappiness {
+            set(p, "memory.swappiness", v)?;
+        }
+        if m.disable_oom_killer == Some(true) {
+            set(p, "memory.oom_control", 1)?;
+        }
+    }
+    Ok(())
+}
+
+/// linux.resources.cpu: weight and bandwidth (v2), shares, CFS and RT (v1),
+/// and the cpuset.
+fn apply_cpu(t: &Target<'_>, c: &Cpu) -> Result<()> {
+    // Zeros are "not set" (runc): they need no cpu controller either.
+    let nz = |v: Option<i64>| v.is_some_and(|v| v != 0);
+    let any_cpu = c.shares.is_some_and(|v| v != 0)
+        || nz(c.quota)
+        || c.period.is_some_and(|v| v != 0)
+        || c.burst.is_some()
+        || nz(c.realtime_runtime)
+        || c.realtime_period.is_some_and(|v| v != 0)
+        || c.idle.is_some();
+    if any_cpu {
+        let d = t.need("cpu", "linux.resources.cpu")?;
+        if d.v2 {
+            if let Some(s) = c.shares.filter(|s| *s > 0) {
+                // The conversion runc and crun use: [2, 262144] -> [1, 10000].
+                let w = 1 + ((s.clamp(2, 262144) - 2) * 9999) / 262142;
+                set(&d.path, "cpu.weight", w)?;
+            }
+            // 0 is "not set" for both, as runc reads them.
+            let (quota, period) = (c.quota.filter(|q| *q != 0), c.period.filter(|p| *p > 0));
+            if quota.is_some() || period.is_some() {
+                let q = quota.filter(|q| *q > 0).map_or_else(|| "max".to_string(), |q| q.to_string());
+                let per = period.unwrap_or(100000);
+                set(&d.path, "cpu.max", format!("{q} {per}"))?;
+            }
+            if let Some(b) = c.burst {
+                set(&d.path, "cpu.max.burst", b)?;
+            }
+            if let Some(i) = c.idle {
+                set(&d.path, "cpu.idle", i)?;
+            }
+            if c.realtime_runtime.is_some_and(|v| v != 0) || c.realtime_period.is_some_and(|v| v != 0) {
+                return Err(unsupported("linux.resources.cpu.realtimeRuntime (cgroup v2)"));
+            }
+        } else {
+            let p = &d.path;
+            if let Some(s) = c.shares.filter(|s| *s > 0) {
+                set(p, "cpu.shares", s)?;
+            }
+            if let Some(per) = c.period.filter(|v| *v > 0) {
+                set(p, "cpu.cfs_period_us", per)?;
+            }
+            if let Some(q) = c.quota.filter(|v| *v != 0) {
+                set(p, "cpu.cfs_quota_us", q)?;
+            }
+            if let Some(b) = c.burst {
+                set(p, "cpu.cfs_burst_us", b)?;
+            }
+            if let Some(v) = c.realtime_period.filter(|v| *v > 0) {
+                set(p, "cpu.rt_period_us", v)?;
+            }
+            if let Some(v) = c.realtime_runtime.filter(|v| *v != 0) {
+                set(p, "cpu.rt_runtime_us", v)?;
+            }
+            if let Some(i) = c.idle {
+                set(p, "cpu.idle", i)?;
+            }
+        }
+    }
+    if c.cpus.as_deref().is_some_and(|s| !s.is_empty()) || c.mems.as_deref().is_some_and(|s| !s.is_empty()) {
+        let d = t.need("cpuset", "linux.resources.cpu.cpus")?;
+        if let Some(v) = c.cpus.as_deref().filter(|s| !s.is_empty()) {
+            set(&d.path, "cpuset.cpus", v)?;
+        }
+        if let Some(v) = c.mems.as_deref().filter(|s| !s.is_empty()) {
+            set(&d.path, "cpuset.mems", v)?;
+        }
+    }
+    Ok(())
+}
+
+/// linux.resources.network: net_cls and net_prio (v1 only).
+fn apply_network(t: &Target<'_>, n: &Network) -> Result<()> {
+    if let Some(id) = n.class_id {
+        let d = t.need("net_cls", "linux.resources.network.classID")?;
+        set(&d.path, "net_cls.classid", id)?;
+    }
+    for p in &n.priorities {
+        let d = t.need("net_prio", "linux.resources.network.priorities")?;
+        set(&d.path, "net_prio.ifpriomap", format!("{} {}", p.name, p.priority))?;
+    }
+    Ok(())
+}
+
+/// linux.resources.unified: v2 files by name, each of which must exist.
+fn apply_unified(cg: &Cgroup, u: &BTreeMap<String, String>) -> Result<()> {
+    let d = cg.v2_dir().ok_or_else(|| unsupported("linux.resources.unified (no cgroup v2 hierarchy)"))?;
+    for (k, v) in u {
+        if k.contains('/') || k.starts_with('.') {
+            return Err(unsupported(&format!("linux.resources.unified key {k:?}")));
+        }
+        let f = d.path.join(k);
+        if !f.exists() {
+            return Err(CgroupError::NoUnifiedFile { key: k.clone() });
+        }
+        set(&d.path, k, v)?;
+    }
+
     Ok(())
 }
 

@@ -6,7 +6,7 @@
 //!
 //! The module enums ([`ConfigError`](crate::config::ConfigError),
 //! [`IdError`](crate::state::IdError), [`StateError`](crate::state::StateError),
-//! [`InitError`](crate::init::InitError), [`HookError`](crate::hooks::HookError),
+//! [`InitError`](crate::spawn::InitError), [`HookError`](crate::hooks::HookError),
 //! [`TeardownError`](crate::teardown::TeardownError)) say which step failed.
 
 use std::fmt;
@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::ConfigError;
 use crate::hooks::HookError;
-use crate::init::InitError;
+use crate::spawn::InitError;
 use crate::state::{IdError, StateError};
 use crate::teardown::TeardownError;
 use berth_cgroups::CgroupError;

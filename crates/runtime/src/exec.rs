@@ -5,7 +5,7 @@
 
 use crate::config::Process;
 use crate::error::Context;
-use crate::init::{Channel, Msg};
+use crate::spawn::{Channel, Msg};
 use crate::state::{Container, Status};
 use crate::{rootfs, security, Result, RuntimeError};
 use berth_sys as sys;
@@ -51,6 +51,78 @@ pub fn exec(o: &ExecOptions) -> Result<i32> {
     }
     let init = rec.init().ok_or(RuntimeError::NotRunning)?;
     let spec = rec.config.clone().unwrap_or_default();
+    let p = process_to_exec(o, &spec)?;
+    let ns_flags = namespaces_to_join(init.pid);
+    let (own_console, console) = console_for(o, &p)?;
+    let seccomp = spec.linux.as_ref().and_then(|l| l.seccomp.as_ref()).map(crate::seccomp::Profile::parse).transpose()?;
+    let (parent_end, child_end) = sys::seqpacket_pair().ctx("socketpair")?;
+    // The exec'd process may be a grandchild (a PID namespace is entered by
+    // the children of who joins it): as subreaper this process still reaps it.
+    let _ = sys::set_child_subreaper();
+    // The container's root as its init sees it, opened while the init's
+    // pidfd still proves the PID is the init's: a container without a mount
+    // namespace of its own is entered by chroot, not by setns.
+    let init_root = sys::openat(None, Path::new(&format!("/proc/{}/root", init.pid)), libc::O_PATH | libc::O_DIRECTORY, 0)
+        .ctx_pid("open the root of the container's init", init.pid)?;
+    if init.exited() {
+        return Err(RuntimeError::NotRunning);
+    }
+    let cgroup = if o.cgroups.is_empty() { rec.cgroup.clone() } else { rec.cgroup.sub(&o.cgroups)? };
+    // Into the v2 cgroup by CLONE_INTO_CGROUP; where the kernel (before
+    // 5.7) or a filter refuses it, the child moves itself there.
+    let (forked, into_v2) = crate::spawn::clone_into(sys::Namespaces::empty(), &cgroup)?;
+    let join_v2 = !into_v2 && cgroup.v2_dir().is_some();
+    let middle = match &forked {
+        sys::Forked::Parent { pidfd, .. } => pidfd.try_clone().ctx("dup pidfd")?,
+        sys::Forked::Child => sys::pidfd_open(sys::getpid()).ctx("pidfd")?,
+    };
+    if let sys::Forked::Child = forked {
+        drop(parent_end);
+        let chan = Channel(child_end);
+        let r = child(&chan, &cgroup, join_v2, &init.pidfd, &init_root, ns_flags, &p, console.as_ref(), seccomp.as_ref(), o.preserve_fds);
+        if let Err(e) = r {
+            let _ = chan.send_msg(&Msg::Error(e.to_string()));
+        }
+        sys::exit_now(1);
+    }
+    drop(child_end);
+    drop(console);
+    let chan = Channel(parent_end);
+    // "pid N", then the channel closes at the exec (close-on-exec), or an error.
+    let pid = match chan.recv_msg()? {
+        Msg::Pid(n) => n,
+        m => return Err(m.unexpected("pid")),
+    };
+    let pidfd = sys::pidfd_open(pid).ctx_pid("pidfd of", pid)?;
+    // Once the middle process is gone, the process is this one's child (we
+    // are its subreaper) and can be waited for.
+    let _ = sys::waitid_pidfd(middle.as_fd(), false);
+    match chan.recv_msg() {
+        Err(_) => {} // closed: exec'd
+        Ok(m) => {
+            let _ = sys::waitid_pidfd(pidfd.as_fd(), false);
+            return Err(m.unexpected("the exec"));
+        }
+    }
+    if let Some(f) = &o.pid_file {
+        std::fs::write(f, pid.to_string()).ctx_at("write", f)?;
+    }
+    if let Some(s) = &o.pidfd_socket {
+        let sock = sys::unix_connect(s).ctx_at("connect to pidfd socket", s)?;
+        sys::send_fd(sock.as_fd(), b"pidfd", pidfd.as_fd()).ctx("send the pidfd")?;
+    }
+    if o.detach {
+        return Ok(0);
+    }
+    match &own_console {
+        Some(sock) => crate::tty::relay(&crate::tty::receive_master(sock)?, &pidfd),
+        None => crate::process::wait_forwarding(&pidfd),
+    }
+}
+
+/// The process to exec: `--process`'s, or the container's with the
+/// command line's changes; checked as the config's process is.
+fn process_to_exec(o: &ExecOptions, spec: &crate::config::Spec) -> Result<Process> {
     let mut p = match &o.process {
         Some(p) => p.clone(),
         None => {
@@ -107,19 +179,30 @@ pub fn exec(o: &ExecOptions) -> Result<i32> {
         crate::config::check_id(what, id)?;
     }
 
-    // Which namespaces differ from ours: those are joined.
+    Ok(p)
+}
+
+/// The namespaces of the container's init that differ from berth's: those
+/// are joined (a container may share some of the host's).
+fn namespaces_to_join(init_pid: i32) -> sys::Namespaces {
     let mut ns_flags = sys::Namespaces::empty();
     for (_, flag, name) in crate::config::NAMESPACES {
         let ours = std::fs::metadata(format!("/proc/self/ns/{name}")).map(|m| std::os::unix::fs::MetadataExt::ino(&m));
-        let theirs = std::fs::metadata(format!("/proc/{}/ns/{name}", init.pid)).map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+        let theirs = std::fs::metadata(format!("/proc/{}/ns/{name}", init_pid)).map(|m| std::os::unix::fs::MetadataExt::ino(&m));
         if let (Ok(a), Ok(b)) = (ours, theirs) {
             if a != b {
                 ns_flags |= *flag;
             }
         }
     }
-    // A terminal and no console socket: in the foreground, berth is the
-    // terminal's other end (as runc); detached, nobody would be.
+    ns_flags
+}
+
+/// The terminal's socket: the console socket given, or, with a terminal in
+/// the foreground, one end of a pair whose other end (returned first) berth
+/// keeps to be the terminal's other side, as runc does. Detached, nobody
+/// would be: refused.
+fn console_for(o: &ExecOptions, p: &Process) -> Result<(Option<OwnedFd>, Option<OwnedFd>)> {
     let mut own_console = None;
     let console = match (&o.console_socket, p.terminal) {
         (Some(s), true) => Some(sys::unix_connect(s).ctx_at("connect to console socket", s)?),
@@ -131,73 +214,7 @@ pub fn exec(o: &ExecOptions) -> Result<i32> {
         }
         _ => None,
     };
-    let seccomp = spec.linux.as_ref().and_then(|l| l.seccomp.as_ref()).map(crate::seccomp::Profile::parse).transpose()?;
-    let (parent_end, child_end) = sys::seqpacket_pair().ctx("socketpair")?;
-    // The exec'd process may be a grandchild (a PID namespace is entered by
-    // the children of who joins it): as subreaper this process still reaps it.
-    let _ = sys::set_child_subreaper();
-    // The container's root as its init sees it, opened while the init's
-    // pidfd still proves the PID is the init's: a container without a mount
-    // namespace of its own is entered by chroot, not by setns.
-    let init_root = sys::openat(None, Path::new(&format!("/proc/{}/root", init.pid)), libc::O_PATH | libc::O_DIRECTORY, 0)
-        .ctx_pid("open the root of the container's init", init.pid)?;
-    if init.exited() {
-        return Err(RuntimeError::NotRunning);
-    }
-    let cgroup = if o.cgroups.is_empty() { rec.cgroup.clone() } else { rec.cgroup.sub(&o.cgroups)? };
-    let v2fd = cgroup.v2_dir().and_then(|d| sys::openat(None, &d.path, libc::O_RDONLY | libc::O_DIRECTORY, 0).ok());
-    // Into the v2 cgroup by CLONE_INTO_CGROUP; where the kernel (before
-    // 5.7) or a filter refuses it, the child moves itself there.
-    let (forked, join_v2) = match sys::clone3(sys::Namespaces::empty(), v2fd.as_ref().map(|f| f.as_fd())) {
-        Ok(f) => (f, false),
-        Err(_) => (sys::clone3(sys::Namespaces::empty(), None).ctx("clone3")?, v2fd.is_some()),
-    };
-    let middle = match &forked {
-        sys::Forked::Parent { pidfd, .. } => pidfd.try_clone().ctx("dup pidfd")?,
-        sys::Forked::Child => sys::pidfd_open(sys::getpid()).ctx("pidfd")?,
-    };
-    if let sys::Forked::Child = forked {
-        drop(parent_end);
-        let chan = Channel(child_end);
-        let r = child(&chan, &cgroup, join_v2, &init.pidfd, &init_root, ns_flags, &p, console.as_ref(), seccomp.as_ref(), o.preserve_fds);
-        if let Err(e) = r {
-            let _ = chan.send_msg(&Msg::Error(e.to_string()));
-        }
-        sys::exit_now(1);
-    }
-    drop(child_end);
-    drop(console);
-    let chan = Channel(parent_end);
-    // "pid N", then the channel closes at the exec (close-on-exec), or an error.
-    let pid = match chan.recv_msg()? {
-        Msg::Pid(n) => n,
-        m => return Err(m.unexpected("pid")),
-    };
-    let pidfd = sys::pidfd_open(pid).ctx_pid("pidfd of", pid)?;
-    // Once the middle process is gone, the process is this one's child (we
-    // are its subreaper) and can be waited for.
-    let _ = sys::waitid_pidfd(middle.as_fd(), false);
-    match chan.recv_msg() {
-        Err(_) => {} // closed: exec'd
-        Ok(m) => {
-            let _ = sys::waitid_pidfd(pidfd.as_fd(), false);
-            return Err(m.unexpected("the exec"));
-        }
-    }
-    if let Some(f) = &o.pid_file {
-        std::fs::write(f, pid.to_string()).ctx_at("write", f)?;
-    }
-    if let Some(s) = &o.pidfd_socket {
-        let sock = sys::unix_connect(s).ctx_at("connect to pidfd socket", s)?;
-        sys::send_fd(sock.as_fd(), b"pidfd", pidfd.as_fd()).ctx("send the pidfd")?;
-    }
-    if o.detach {
-        return Ok(0);
-    }
-    match &own_console {
-        Some(sock) => crate::tty::relay(&crate::tty::receive_master(sock)?, &pidfd),
-        None => crate::process::wait_forwarding(&pidfd),
-    }
+    Ok((own_console, console))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -284,5 +301,5 @@ fn child(
     let cstrings = |v: &[String]| v.iter().filter_map(|a| CString::new(a.as_str()).ok()).collect::<Vec<CString>>();
     let (argv, envp) = (cstrings(&p.args), cstrings(&p.env));
     let e = sys::execve(&exe, &argv, &envp);
-    Err(crate::init::InitError::Exec { arg0: p.args[0].clone(), source: e }.into())
+    Err(crate::spawn::InitError::Exec { arg0: p.args[0].clone(), source: e }.into())
 }

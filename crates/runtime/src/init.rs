@@ -4,174 +4,16 @@
 //! sound), set up in Rust, and the only exec is the container's own binary.
 //!
 //! Talks to the parent over a SOCK_SEQPACKET pair in [`Msg`]s (the order
-//! of the handshake is documented there).
+//! of the handshake is documented there, in [`crate::spawn`]).
 
 use crate::config::{ns_flag, Spec};
 use crate::error::Context;
+use crate::spawn::{Channel, InitError, Msg};
 use crate::{hooks, rootfs, security, Result, RuntimeError};
 use berth_sys as sys;
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-
-/// The messages of the create (and exec) handshake, in the order they go:
-///
-/// | from | message | meaning |
-/// |---|---|---|
-/// | child | `Joined` | moved itself into the v1 cgroups (when it does) |
-/// | parent | `Go(state)` | cgroup joined, id maps written; the OCI state for the container's hooks |
-/// | child | `Maps` | (slow path) made its user namespace: write the maps |
-/// | parent | `Mapped` | |
-/// | child | `Hooks` | namespaces exist: run prestart/createRuntime now |
-/// | parent | `HooksOk` | |
-/// | child | `Pid(n)` | (slow path, and exec) the host PID of the real process |
-/// | child | `Ready` | waiting on the exec fifo |
-/// | either | `Error(text)` | setup failed; the child exits |
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Msg {
-    Joined,
-    Go(String),
-    Maps,
-    Mapped,
-    Hooks,
-    HooksOk,
-    Pid(i32),
-    Ready,
-    Error(String),
-}
-
-impl Msg {
-    fn encode(&self) -> String {
-        match self {
-            Msg::Joined => "joined".into(),
-            Msg::Go(state) => format!("go {state}"),
-            Msg::Maps => "maps".into(),
-            Msg::Mapped => "mapped".into(),
-            Msg::Hooks => "hooks".into(),
-            Msg::HooksOk => "hooks-ok".into(),
-            Msg::Pid(n) => format!("pid {n}"),
-            Msg::Ready => "ready".into(),
-            Msg::Error(e) => format!("error {e}"),
-        }
-    }
-
-    fn decode(m: &str) -> Result<Msg> {
-        Ok(match m {
-            "joined" => Msg::Joined,
-            "maps" => Msg::Maps,
-            "mapped" => Msg::Mapped,
-            "hooks" => Msg::Hooks,
-            "hooks-ok" => Msg::HooksOk,
-            "ready" => Msg::Ready,
-            _ => {
-                if let Some(state) = m.strip_prefix("go ") {
-                    Msg::Go(state.to_string())
-                } else if let Some(e) = m.strip_prefix("error ") {
-                    Msg::Error(e.to_string())
-                } else if let Some(n) = m.strip_prefix("pid ").and_then(|n| n.trim().parse().ok()) {
-                    Msg::Pid(n)
-                } else {
-                    let shown: String = m.chars().take(80).collect();
-                    return Err(InitError::BadMessage(shown).into());
-                }
-            }
-        })
-    }
-
-    /// The error a message means where `want` was expected.
-    pub fn unexpected(self, want: &str) -> RuntimeError {
-        match self {
-            Msg::Error(e) => InitError::Failed(e).into(),
-            m => InitError::Unexpected { got: m.encode(), want: want.to_string() }.into(),
-        }
-    }
-}
-
-/// What went wrong in a container's setup, or between its two sides.
-#[derive(Debug, thiserror::Error)]
-pub enum InitError {
-    #[error("bad message on the sync socket: {0:?}")]
-    BadMessage(String),
-    #[error("the other side of the sync socket sent {got:?} where {want} was expected")]
-    Unexpected { got: String, want: String },
-    #[error("the other side of the sync socket closed")]
-    Closed,
-    /// The other side's setup failed and said why. Its error arrives as
-    /// text: it crossed the socket (and, for a container's init, a PID
-    /// namespace).
-    #[error("{0}")]
-    Failed(String),
-    #[error("the container process died at once")]
-    DiedAtOnce,
-    #[error("the container process exited during setup ({0:?})")]
-    ExitedDuringSetup(Option<berth_sys::ExitStatus>),
-    #[error("the container's setup sent no pty master")]
-    NoPtyMaster,
-    /// The working directory could not be entered (runc's words).
-    #[error("chdir to cwd ({cwd:?}) set in config.json: {source}")]
-    Cwd { cwd: String, source: std::io::Error },
-    /// execve of the container's process failed.
-    #[error("exec {arg0}: {source}")]
-    Exec { arg0: String, source: std::io::Error },
-}
-
-/// One end of the create handshake.
-#[derive(Debug)]
-pub struct Channel(pub OwnedFd);
-
-/// A message is sent in packets of at most this many bytes, each led by
-/// one byte: `+` (more follow) or `.` (the last). A message can be as
-/// large as the config makes it (the state passed to hooks carries every
-/// annotation), while a socket packet is limited by its buffer.
-const PACKET: usize = 32 * 1024;
-
-impl Channel {
-    pub fn send(&self, msg: &str) -> Result<()> {
-        let bytes = msg.as_bytes();
-        let mut chunks = bytes.chunks(PACKET).peekable();
-        if chunks.peek().is_none() {
-            return sys::send(self.0.as_fd(), b".").ctx("write to the sync socket");
-        }
-        while let Some(c) = chunks.next() {
-            let mut pkt = Vec::with_capacity(c.len() + 1);
-            pkt.push(if chunks.peek().is_some() { b'+' } else { b'.' });
-            pkt.extend_from_slice(c);
-            sys::send(self.0.as_fd(), &pkt).ctx("write to the sync socket")?;
-        }
-        Ok(())
-    }
-
-    pub fn recv(&self) -> Result<String> {
-        let mut buf = vec![0u8; PACKET + 1];
-        let mut msg = Vec::new();
-        loop {
-            let (n, _) = sys::recv_fd(self.0.as_fd(), &mut buf).ctx("read the sync socket")?;
-            if n == 0 {
-                return Err(InitError::Closed.into());
-            }
-            msg.extend_from_slice(&buf[1..n]);
-            if buf[0] != b'+' {
-                return Ok(String::from_utf8_lossy(&msg).into_owned());
-            }
-        }
-    }
-
-    pub fn send_msg(&self, m: &Msg) -> Result<()> {
-        self.send(&m.encode())
-    }
-
-    pub fn recv_msg(&self) -> Result<Msg> {
-        Msg::decode(&self.recv()?)
-    }
-
-    /// Waits for `want`; an `Error` message (or any other) becomes an error.
-    pub fn expect(&self, want: Msg) -> Result<()> {
-        match self.recv_msg()? {
-            m if m == want => Ok(()),
-            m => Err(m.unexpected(&want.encode())),
-        }
-    }
-}
 
 /// Everything the child needs, prepared by the parent before the clone.
 #[derive(Debug)]
@@ -649,30 +491,4 @@ pub(crate) fn find_executable(arg0: &str, env: &[String], cwd: &str) -> Result<C
         ));
     }
     Err(crate::config::invalid("exec", format!("{arg0:?}: executable file not found in $PATH")))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn handshake_messages_round_trip_and_junk_is_an_error() {
-        for m in [
-            Msg::Joined,
-            Msg::Go("{\"id\":\"x y\"}".into()),
-            Msg::Maps,
-            Msg::Mapped,
-            Msg::Hooks,
-            Msg::HooksOk,
-            Msg::Pid(4242),
-            Msg::Ready,
-            Msg::Error("exec: \"x\": no such file".into()),
-        ] {
-            assert_eq!(Msg::decode(&m.encode()).unwrap(), m);
-        }
-        Msg::decode("pid x").unwrap_err();
-        Msg::decode("hello").unwrap_err();
-        // An error message keeps its words (callers match runc's).
-        assert_eq!(Msg::Error("permission denied".into()).unexpected("ready").to_string(), "permission denied");
-    }
 }

@@ -4,6 +4,8 @@
 //! - [`config`]: load and validate the bundle's config.json
 //! - [`state`]: container state on disk, IDs, locks, status
 //! - [`process`]: a process as pidfd + start time
+//! - [`spawn`]: how a container's processes come to be, the parent's side:
+//!   namespaces for children, clone3 into the cgroup, the handshake
 //! - [`init`]: the container's side of `create` (namespaces, rootfs, exec)
 //! - [`rootfs`]: mounts, /dev, console, pivot_root, masked/read-only paths
 //! - [`security`]: capabilities, rlimits, user switch
@@ -30,6 +32,7 @@ pub mod reaper;
 pub mod rootfs;
 pub mod seccomp;
 pub mod security;
+pub mod spawn;
 pub mod state;
 pub mod teardown;
 pub mod tty;

@@ -1,10 +1,11 @@
 //! The verbs: check the status, act, persist. Every change happens under
 //! the container's lock; every ending goes through [`teardown::destroy`].
 
-use crate::config::{ns_flag, Spec};
+use crate::config::Spec;
 use crate::error::Context;
-use crate::init::{self, Channel, Init, Msg};
+use crate::init::{self, Init};
 use crate::process::{self, Process};
+use crate::spawn::{self, Channel, Msg};
 use crate::state::{Container, Phase, Record, Status};
 use crate::teardown::{self, Timings};
 use crate::{hooks, log, Result, RuntimeError};
@@ -110,14 +111,6 @@ fn user_name(uid: u32) -> String {
     uid.to_string()
 }
 
-fn write_maps(pid: i32, spec: &Spec) -> Result<()> {
-    let l = spec.linux();
-    let fmt = crate::rootfs::map_text;
-    std::fs::write(format!("/proc/{pid}/uid_map"), fmt(&l.uid_mappings)).ctx("write uid_map")?;
-    std::fs::write(format!("/proc/{pid}/gid_map"), fmt(&l.gid_mappings)).ctx("write gid_map")?;
-    Ok(())
-}
-
 /// Resolves, records and makes what the container owns besides its
 /// processes: its cgroup (refused unless it is the container's own), its
 /// writable layer, the mount it is stacked on without a mount namespace.
@@ -213,45 +206,6 @@ fn endpoints(
     Ok((fifo, console, listener))
 }
 
-/// Namespaces that apply to children are set on this process first: a
-/// PID namespace by path (unless the clone's child joins it, `slow`), and
-/// the time namespace (its offsets must be written before any process is
-/// in it). Returns what this process' later children (hooks) must get
-/// back: the namespaces changed here are for the container's init only.
-fn enter_for_children(spec: &Spec, pid_path: Option<&str>, slow: bool) -> Result<Vec<(OwnedFd, sys::Namespaces)>> {
-    let l = spec.linux();
-    let restore: Vec<(OwnedFd, sys::Namespaces)> =
-        [("pid_for_children", sys::Namespaces::PID), ("time_for_children", sys::Namespaces::TIME)]
-            .iter()
-            .filter_map(|(n, f)| sys::openat(None, Path::new(&format!("/proc/self/ns/{n}")), libc::O_RDONLY, 0).ok().map(|fd| (fd, *f)))
-            .collect();
-    if let Some(p) = pid_path {
-        if !slow {
-            let fd = sys::openat(None, Path::new(p), libc::O_RDONLY, 0).ctx_of("open pid namespace", p)?;
-            sys::setns(fd.as_fd(), sys::Namespaces::PID).ctx_of("join pid namespace", p)?;
-        }
-    }
-    if let Some(t) = spec.namespace("time") {
-        match t.path.as_deref().filter(|p| !p.is_empty()) {
-            Some(p) => {
-                let fd = sys::openat(None, Path::new(p), libc::O_RDONLY, 0).ctx_of("open time namespace", p)?;
-                sys::setns(fd.as_fd(), sys::Namespaces::TIME).ctx_of("join time namespace", p)?;
-            }
-            None => {
-                sys::unshare(sys::Namespaces::TIME).ctx("unshare the time namespace")?;
-                let mut offs = String::new();
-                for (k, v) in &l.time_offsets {
-                    offs += &format!("{k} {} {}\n", v.secs, v.nanosecs);
-                }
-                if !offs.is_empty() {
-                    std::fs::write("/proc/self/timens_offsets", offs).ctx("write timens_offsets")?;
-                }
-            }
-        }
-    }
-    Ok(restore)
-}
-
 fn create_in(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record, own_console: Option<OwnedFd>) -> Result<(Process, bool)> {
     let l = spec.linux();
     let layout = record_and_make(o, spec, c, rec)?;
@@ -264,33 +218,13 @@ fn create_in(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record, ow
     // Before any namespace of this process changes: the helper that holds
     // an idmap's user namespace must be this process' plain child.
     let idmapped = crate::rootfs::prepare_idmapped(spec)?;
-    let restore = enter_for_children(spec, pid_path.as_deref(), slow)?;
-    // The fast path creates every new namespace in the clone itself: one
-    // process, no intermediate. With namespaces to join by path, the child
-    // joins them first and creates the rest itself.
-    let mut clone_flags = sys::Namespaces::empty();
-    if !slow {
-        for n in &l.namespaces {
-            let f = ns_flag(&n.kind).unwrap_or_default();
-            let new = n.path.as_deref().unwrap_or("").is_empty();
-            if new && f != sys::Namespaces::CGROUP && f != sys::Namespaces::TIME {
-                clone_flags |= f;
-            }
-        }
-    }
-    // cgroups: v2 through CLONE_INTO_CGROUP (no migration at all); v1 by
-    // the child moving itself, unless it starts in a new user namespace
-    // (then it may not write the host's cgroup files and is moved).
-    let v2fd = rec.cgroup.v2_dir().and_then(|d| sys::openat(None, &d.path, libc::O_RDONLY | libc::O_DIRECTORY, 0).ok());
+    let restore = spawn::enter_for_children(spec, pid_path.as_deref(), slow)?;
+    let clone_flags = spawn::clone_namespaces(spec, slow);
+    // cgroups: v2 through CLONE_INTO_CGROUP where it can; v1 by the child
+    // moving itself, unless it starts in a new user namespace (then it may
+    // not write the host's cgroup files and is moved).
     let child_joins_v1 = !clone_flags.contains(sys::Namespaces::USER);
-    let (forked, into_v2) = match sys::clone3(clone_flags, v2fd.as_ref().map(|f| f.as_fd())) {
-        Ok(f) => (f, v2fd.is_some()),
-        // Kernels before 5.7 have no CLONE_INTO_CGROUP.
-        Err(e) if v2fd.is_some() && matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::E2BIG) | Some(libc::ENOSYS)) => {
-            (sys::clone3(clone_flags, None).ctx("clone3")?, false)
-        }
-        Err(e) => return Err(RuntimeError::io("clone3", e)),
-    };
+    let (forked, into_v2) = spawn::clone_into(clone_flags, &rec.cgroup)?;
     let (pid, pidfd) = match forked {
         sys::Forked::Child => {
             drop(parent_end);
@@ -326,7 +260,7 @@ fn create_in(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record, ow
     let chan = Channel(parent_end);
     crate::fault("create:cloned");
     let first =
-        Process::open(pid, process::stat(pid).map(|s| s.0).unwrap_or(0)).ok_or(RuntimeError::Init(crate::init::InitError::DiedAtOnce))?;
+        Process::open(pid, process::stat(pid).map(|s| s.0).unwrap_or(0)).ok_or(RuntimeError::Init(crate::spawn::InitError::DiedAtOnce))?;
     rec.pid = pid;
     rec.start_time = first.start_time;
     c.save(rec)?;
@@ -338,51 +272,12 @@ fn create_in(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record, ow
         rec.cgroup.add_pid(pid, true, !into_v2)?;
     }
     if clone_flags.contains(sys::Namespaces::USER) {
-        write_maps(pid, spec)?;
+        spawn::write_maps(pid, spec)?;
     }
-    chan.send_msg(&Msg::Go(hook_state(rec, pid, Status::Creating)))?;
+    chan.send_msg(&Msg::Go(spawn::hook_state(rec, pid, Status::Creating)))?;
 
     // Serve the child until it is ready.
-    let mut init_proc: Option<(Process, bool)> = None;
-    loop {
-        let msg = match chan.recv_msg() {
-            Ok(m) => m,
-            Err(_) => {
-                let st = sys::waitid_pidfd(pidfd.as_fd(), true).ok().flatten();
-                return Err(crate::init::InitError::ExitedDuringSetup(st).into());
-            }
-        };
-        match msg {
-            Msg::Maps => {
-                write_maps(pid, spec)?;
-                chan.send_msg(&Msg::Mapped)?;
-            }
-            Msg::Hooks => {
-                let cur = init_proc.as_ref().map_or(pid, |(p, _)| p.pid);
-                let state = hook_state(rec, cur, Status::Created);
-                if let Some(h) = &spec.hooks {
-                    hooks::run_all("prestart", &h.prestart, &state)?;
-                    hooks::run_all("createRuntime", &h.create_runtime, &hook_state(rec, cur, Status::Creating))?;
-                }
-                chan.send_msg(&Msg::HooksOk)?;
-            }
-            Msg::Ready => break,
-            Msg::Pid(gpid) => {
-                // The intermediate exits now; reap it.
-                let _ = sys::waitid_pidfd(pidfd.as_fd(), false);
-                let st = process::stat(gpid).map(|s| s.0).unwrap_or(0);
-                let p = Process::open(gpid, st).ok_or(RuntimeError::Init(crate::init::InitError::DiedAtOnce))?;
-                rec.pid = gpid;
-                rec.start_time = st;
-                c.save(rec)?;
-                init_proc = Some((p, false));
-            }
-            m => {
-                let _ = sys::waitid_pidfd(pidfd.as_fd(), false);
-                return Err(m.unexpected("maps, hooks, pid or ready"));
-            }
-        }
-    }
+    let init_proc = spawn::serve_until_ready(&chan, &pidfd, pid, spec, c, rec)?;
     let (init, is_parent) = match init_proc {
         Some(x) => x,
         None => (Process { pid, start_time: first.start_time, pidfd }, true),
@@ -399,12 +294,6 @@ fn create_in(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record, ow
         sys::send_fd(sock.as_fd(), b"pidfd", init.pidfd.as_fd()).ctx("send the pidfd")?;
     }
     Ok((init, is_parent))
-}
-
-fn hook_state(rec: &Record, pid: i32, status: Status) -> String {
-    let mut st = rec.oci(status);
-    st.pid = pid;
-    serde_json::to_string(&st).unwrap_or_default()
 }
 
 /// `start`: releases a created container through its exec fifo.

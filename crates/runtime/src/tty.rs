@@ -19,7 +19,7 @@ pub const DETACHED_TTY: &str = "cannot allocate tty if runc will detach without 
 pub fn receive_master(sock: &OwnedFd) -> Result<OwnedFd> {
     let mut buf = [0u8; 4096];
     let (_, fd) = sys::recv_fd(sock.as_fd(), &mut buf).map_err(|e| RuntimeError::io("receive the pty master", e))?;
-    fd.ok_or(RuntimeError::Init(crate::init::InitError::NoPtyMaster))
+    fd.ok_or(RuntimeError::Init(crate::spawn::InitError::NoPtyMaster))
 }
 
 /// The caller's terminal in raw mode while this lives.

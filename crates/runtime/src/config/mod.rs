@@ -442,44 +442,10 @@ impl Spec {
         if !(v.starts_with("1.") || v == "1") {
             return Err(ConfigError::OciVersion(v.to_string()).into());
         }
-        let unsupported = |what: &str| Err(ConfigError::Unsupported { setting: what.to_string() }.into());
         // A config without a process can be created (start then fails).
         let no_process = Process { args: vec!["-".into()], cwd: "/".into(), ..Default::default() };
         let p = self.process.as_ref().unwrap_or(&no_process);
-        if p.args.is_empty() {
-            return Err(invalid("process.args", "must not be empty"));
-        }
-        check_exec_strings(&p.args, &p.env)?;
-        if !p.cwd.starts_with('/') {
-            return Err(invalid("process.cwd", format!("{:?} must be an absolute path", p.cwd)));
-        }
-        if p.apparmor_profile.as_deref().is_some_and(|s| !s.is_empty()) {
-            return Err(invalid("process.apparmorProfile", "is set but AppArmor is not supported by berth on this host"));
-        }
-        if p.selinux_label.as_deref().is_some_and(|s| !s.is_empty()) {
-            return Err(invalid("process.selinuxLabel", "is set but SELinux is not supported by berth on this host"));
-        }
-        if let Some(io) = &p.io_priority {
-            io.kernel()?;
-        }
-        if let Some(s) = &p.scheduler {
-            s.kernel()?;
-        }
-        if p.exec_cpu_affinity.is_some() {
-            return unsupported("process.execCPUAffinity");
-        }
-        if let Some(c) = &p.capabilities {
-            for name in c.bounding.iter().chain(&c.effective).chain(&c.inheritable).chain(&c.permitted).chain(&c.ambient) {
-                if names::cap_number(name).is_none() {
-                    return Err(invalid("process.capabilities", format!("unknown capability {name:?}")));
-                }
-            }
-        }
-        for r in &p.rlimits {
-            if names::rlimit_number(&r.kind).is_none() {
-                return Err(invalid("process.rlimits", format!("unknown rlimit type {:?}", r.kind)));
-            }
-        }
+        validate_process(p)?;
         let rootfs = self.rootfs(bundle);
         if !rootfs.is_dir() {
             return Err(invalid("root.path", format!("rootfs {} does not exist or is not a directory", rootfs.display())));
@@ -499,6 +465,25 @@ impl Spec {
                 }
             }
         }
+        self.validate_namespaces()?;
+        self.validate_linux(p)?;
+        for m in &self.mounts {
+            if !m.destination.starts_with('/') {
+                return Err(invalid("mounts", format!("mount destination {:?} must be absolute", m.destination)));
+            }
+            for o in &m.options {
+                if !mount_options::known_mount_option(o) {
+                    log::debug(&format!("mount {}: option {o:?} passed to the filesystem as data", m.destination));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// linux.namespaces and what needs one: kinds known and listed once,
+    /// paths that exist, id maps with a user namespace, time offsets with a
+    /// time namespace, hostname and domainname with a uts namespace.
+    fn validate_namespaces(&self) -> Result<()> {
         let l = self.linux();
         let mut seen = Vec::new();
         for ns in &l.namespaces {
@@ -531,6 +516,14 @@ impl Spec {
         if self.domainname.as_deref().is_some_and(|h| !h.is_empty()) && self.namespace("uts").is_none() {
             return Err(invalid("domainname", "requires a new uts namespace"));
         }
+        Ok(())
+    }
+
+    /// The rest of linux: sysctls, ids, propagation, seccomp, what berth
+    /// cannot honour, personality, devices.
+    fn validate_linux(&self, p: &Process) -> Result<()> {
+        let l = self.linux();
+        let unsupported = |what: &str| Err(ConfigError::Unsupported { setting: what.to_string() }.into());
         for k in l.sysctl.keys() {
             self.check_sysctl(k)?;
         }
@@ -574,16 +567,6 @@ impl Spec {
             }
             if !d.path.starts_with("/dev/") {
                 return Err(invalid("linux.devices", format!("path {:?} must be under /dev", d.path)));
-            }
-        }
-        for m in &self.mounts {
-            if !m.destination.starts_with('/') {
-                return Err(invalid("mounts", format!("mount destination {:?} must be absolute", m.destination)));
-            }
-            for o in &m.options {
-                if !mount_options::known_mount_option(o) {
-                    log::debug(&format!("mount {}: option {o:?} passed to the filesystem as data", m.destination));
-                }
             }
         }
         Ok(())
@@ -755,6 +738,47 @@ fn check_shapes(raw: &Value) -> Result<()> {
             }
             Some(Value::Null) | None => {}
             Some(v) => return Err(invalid("config.json", format!("{} must be an array, not {}", &p[1..].replace('/', "."), kind(v)))),
+        }
+    }
+    Ok(())
+}
+
+/// process: args, strings, cwd, what berth cannot honour, io priority,
+/// scheduler, capabilities, rlimits.
+fn validate_process(p: &Process) -> Result<()> {
+    let unsupported = |what: &str| Err(ConfigError::Unsupported { setting: what.to_string() }.into());
+    if p.args.is_empty() {
+        return Err(invalid("process.args", "must not be empty"));
+    }
+    check_exec_strings(&p.args, &p.env)?;
+    if !p.cwd.starts_with('/') {
+        return Err(invalid("process.cwd", format!("{:?} must be an absolute path", p.cwd)));
+    }
+    if p.apparmor_profile.as_deref().is_some_and(|s| !s.is_empty()) {
+        return Err(invalid("process.apparmorProfile", "is set but AppArmor is not supported by berth on this host"));
+    }
+    if p.selinux_label.as_deref().is_some_and(|s| !s.is_empty()) {
+        return Err(invalid("process.selinuxLabel", "is set but SELinux is not supported by berth on this host"));
+    }
+    if let Some(io) = &p.io_priority {
+        io.kernel()?;
+    }
+    if let Some(s) = &p.scheduler {
+        s.kernel()?;
+    }
+    if p.exec_cpu_affinity.is_some() {
+        return unsupported("process.execCPUAffinity");
+    }
+    if let Some(c) = &p.capabilities {
+        for name in c.bounding.iter().chain(&c.effective).chain(&c.inheritable).chain(&c.permitted).chain(&c.ambient) {
+            if names::cap_number(name).is_none() {
+                return Err(invalid("process.capabilities", format!("unknown capability {name:?}")));
+            }
+        }
+    }
+    for r in &p.rlimits {
+        if names::rlimit_number(&r.kind).is_none() {
+            return Err(invalid("process.rlimits", format!("unknown rlimit type {:?}", r.kind)));
         }
     }
     Ok(())
