@@ -48,6 +48,15 @@ pub enum RuntimeError {
     /// A system call or file operation failed: which step, on what.
     #[error("{step}{on}: {source}")]
     Io { step: &'static str, on: Subject, source: io::Error },
+    /// A linux.seccomp profile that cannot be loaded.
+    #[error(transparent)]
+    Seccomp(#[from] crate::seccomp::SeccompError),
+    /// A filesystem step of the container's root.
+    #[error(transparent)]
+    Rootfs(#[from] crate::rootfs::RootfsError),
+    /// A child was reaped, but its exit status could not be read.
+    #[error("the process' exit status was lost")]
+    ExitStatusLost,
     /// A cgroup operation failed.
     #[error("cgroup: {0}")]
     Cgroup(#[from] CgroupError),

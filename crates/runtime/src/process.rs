@@ -109,6 +109,6 @@ pub fn check_pidfd() -> Result<()> {
 pub fn exit_code(pidfd: &OwnedFd) -> Result<i32> {
     match berth_sys::waitid_pidfd(pidfd.as_fd(), false).map_err(|e| RuntimeError::io("wait for the process", e))? {
         Some(st) => Ok(st.code()),
-        None => Err(crate::state::StateError::ExitStatusLost.into()),
+        None => Err(RuntimeError::ExitStatusLost),
     }
 }

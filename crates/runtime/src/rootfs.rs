@@ -16,6 +16,15 @@ use berth_sys as sys;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
+/// A step on the container's root that is neither a config error nor a
+/// plain I/O failure.
+#[derive(Debug, thiserror::Error)]
+pub enum RootfsError {
+    /// Something keeps mounting on the rootfs while it is detached.
+    #[error("{}: mounts keep appearing on the rootfs", rootfs.display())]
+    MountsKeepAppearing { rootfs: PathBuf },
+}
+
 /// What the container setup needs besides the config.
 #[derive(Debug)]
 pub struct Plan<'a> {
@@ -503,7 +512,7 @@ pub fn detach_host_mounts(rootfs: &Path, base: u64) -> Result<()> {
             Err(e) => return Err(RuntimeError::io_at("mount id of", rootfs, e)),
         }
     }
-    Err(crate::teardown::TeardownError::MountsKeepAppearing { rootfs: rootfs.to_path_buf() }.into())
+    Err(RootfsError::MountsKeepAppearing { rootfs: rootfs.to_path_buf() }.into())
 }
 
 /// The `/proc/PID/uid_map` text of a list of mappings.

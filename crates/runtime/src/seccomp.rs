@@ -5,6 +5,28 @@ use crate::Result;
 use berth_sys::seccomp::{self as sc, ArgCmp, Filter};
 use serde::Deserialize;
 
+/// Why a linux.seccomp profile cannot be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum SeccompError {
+    #[error("linux.seccomp: {0}")]
+    Schema(#[source] serde_json::Error),
+    #[error("linux.seccomp: unknown action {0:?}")]
+    UnknownAction(String),
+    #[error("linux.seccomp: unknown operator {0:?}")]
+    UnknownOperator(String),
+    #[error("linux.seccomp: unknown architecture {0:?}")]
+    UnknownArch(String),
+    #[error("linux.seccomp: flag {0:?} is not supported by berth")]
+    UnsupportedFlag(String),
+    #[error("linux.seccomp: argument index {0} is out of range")]
+    ArgIndex(u32),
+    #[error("linux.seccomp: SCMP_ACT_NOTIFY needs listenerPath")]
+    NotifyWithoutListener,
+    /// libseccomp refused a step (`init`, `architecture x86`, `rule write`...).
+    #[error("linux.seccomp: {step}: {source}")]
+    Filter { step: String, source: std::io::Error },
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Profile {
@@ -55,7 +77,7 @@ fn action(name: &str, errno: Option<u32>) -> Result<u32> {
         "SCMP_ACT_LOG" => 0x7ffc_0000,
         "SCMP_ACT_ALLOW" => 0x7fff_0000,
         "SCMP_ACT_NOTIFY" => 0x7fc0_0000,
-        _ => return Err(crate::config::invalid("linux.seccomp", format!("unknown action {name:?}"))),
+        _ => return Err(SeccompError::UnknownAction(name.to_string()).into()),
     })
 }
 
@@ -68,13 +90,13 @@ fn op(name: &str) -> Result<u32> {
         "SCMP_CMP_GE" => 5,
         "SCMP_CMP_GT" => 6,
         "SCMP_CMP_MASKED_EQ" => 7,
-        _ => return Err(crate::config::invalid("linux.seccomp", format!("unknown operator {name:?}"))),
+        _ => return Err(SeccompError::UnknownOperator(name.to_string()).into()),
     })
 }
 
 impl Profile {
     pub fn parse(v: &serde_json::Value) -> Result<Profile> {
-        serde_json::from_value(v.clone()).map_err(|source| crate::config::ConfigError::Schema { at: "linux.seccomp".into(), source }.into())
+        serde_json::from_value(v.clone()).map_err(|e| SeccompError::Schema(e).into())
     }
 
     pub fn uses_notify(&self) -> bool {
@@ -90,15 +112,15 @@ impl Profile {
     pub fn compile(&self) -> Result<Filter> {
         let def = action(&self.default_action, self.default_errno_ret)?;
         if self.uses_notify() && self.listener_path.as_deref().unwrap_or("").is_empty() {
-            return Err(crate::config::invalid("linux.seccomp", "SCMP_ACT_NOTIFY needs listenerPath"));
+            return Err(SeccompError::NotifyWithoutListener.into());
         }
-        let e = |what: &str, err: std::io::Error| crate::config::invalid("linux.seccomp", format!("{what}: {err}"));
+        let e = |what: &str, source: std::io::Error| crate::RuntimeError::Seccomp(SeccompError::Filter { step: what.to_string(), source });
         let mut f = Filter::new(def).map_err(|x| e("init", x))?;
         // The runtime sets no_new_privs itself when the config asks for it.
         f.set_attr(sc::ATTR_CTL_NNP, 0).map_err(|x| e("attribute", x))?;
         for a in &self.architectures {
             let name = a.strip_prefix("SCMP_ARCH_").unwrap_or(a).to_ascii_lowercase();
-            let t = sc::arch_token(&name).ok_or_else(|| crate::config::invalid("linux.seccomp", format!("unknown architecture {a:?}")))?;
+            let t = sc::arch_token(&name).ok_or_else(|| SeccompError::UnknownArch(a.clone()))?;
             f.add_arch(t).map_err(|x| e(&format!("architecture {a}"), x))?;
         }
         for fl in &self.flags {
@@ -106,7 +128,7 @@ impl Profile {
                 "SECCOMP_FILTER_FLAG_TSYNC" => f.set_attr(sc::ATTR_CTL_TSYNC, 1),
                 "SECCOMP_FILTER_FLAG_LOG" => f.set_attr(sc::ATTR_CTL_LOG, 1),
                 "SECCOMP_FILTER_FLAG_SPEC_ALLOW" => f.set_attr(sc::ATTR_CTL_SSB, 1),
-                other => return Err(crate::config::invalid("linux.seccomp", format!("flag {other:?} is not supported by berth"))),
+                other => return Err(SeccompError::UnsupportedFlag(other.to_string()).into()),
             }
             .map_err(|x| e(&format!("flag {fl}"), x))?;
         }
@@ -118,7 +140,7 @@ impl Profile {
             let mut args = Vec::new();
             for a in &r.args {
                 if a.index > 5 {
-                    return Err(crate::config::invalid("linux.seccomp", format!("argument index {} is out of range", a.index)));
+                    return Err(SeccompError::ArgIndex(a.index).into());
                 }
                 args.push(ArgCmp { arg: a.index, op: op(&a.op)?, datum_a: a.value, datum_b: a.value_two });
             }

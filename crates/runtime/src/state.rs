@@ -56,8 +56,6 @@ pub enum StateError {
     Encode(#[source] serde_json::Error),
     #[error("merge resources: {0}")]
     MergeResources(#[source] serde_json::Error),
-    #[error("the process' exit status was lost")]
-    ExitStatusLost,
 }
 
 /// Checks a container ID the way runc does: letters, digits and `_ + - .`,

@@ -25,9 +25,6 @@ pub enum TeardownError {
         holders.iter().map(|h| format!("pid {} ({}) in {} holds {}", h.pid, h.command, h.mount_namespace, h.how)).collect::<Vec<_>>().join("; ")
     )]
     MountsSurvive { id: String, holders: Vec<crate::busy::Holder> },
-    /// Something keeps mounting on the rootfs while it is detached.
-    #[error("{}: mounts keep appearing on the rootfs", rootfs.display())]
-    MountsKeepAppearing { rootfs: std::path::PathBuf },
 }
 
 /// Phase durations of one teardown.

@@ -12,9 +12,6 @@ use crate::{Result, RuntimeError};
 use berth_sys as sys;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-/// runc's words, which callers may match.
-pub const DETACHED_TTY: &str = "cannot allocate tty if runc will detach without setting console socket";
-
 /// Receives the pty master that the container's setup sent over `sock`.
 pub fn receive_master(sock: &OwnedFd) -> Result<OwnedFd> {
     let mut buf = [0u8; 4096];

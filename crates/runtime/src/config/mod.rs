@@ -28,8 +28,9 @@ pub enum ConfigError {
     /// A setting whose value is wrong, or that contradicts another.
     #[error("{setting}: {why}")]
     Invalid { setting: &'static str, why: String },
-    /// runc's words: callers match them.
-    #[error("{}", crate::tty::DETACHED_TTY)]
+    /// A terminal, detached, with no console socket: no one would hold
+    /// the terminal's other end. runc's words: callers match them.
+    #[error("cannot allocate tty if runc will detach without setting console socket")]
     DetachedTty,
     /// A cgroupsPath that cannot be the container's own cgroup.
     #[error("linux.cgroupsPath {path:?}: {why}")]
