@@ -252,6 +252,8 @@ fn a_kernel_without_pidfd_open_is_refused_in_one_line_and_leaves_nothing() {
     if berth_only() {
         return;
     }
+    let wrapper = enosys_wrapper();
+    assert!(wrapper.exists(), "{} is missing (cargo test builds it)", wrapper.display());
     let mut w = World::new("nopidfd");
     w.enosys = Some("pidfd_open".into());
     w.config(&["true"], |_| {});
