@@ -79,7 +79,18 @@ pub fn exec(o: &ExecOptions) -> Result<i32> {
     if let sys::Forked::Child = forked {
         drop(parent_end);
         let chan = Channel(child_end);
-        let r = child(&chan, &cgroup, join_v2, &init.pidfd, &init_root, ns_flags, &p, console.as_ref(), seccomp.as_ref(), o.preserve_fds);
+        let r = child(&Entry {
+            chan: &chan,
+            cg: &cgroup,
+            join_v2,
+            init_pidfd: &init.pidfd,
+            init_root: &init_root,
+            ns_flags,
+            p: &p,
+            console: console.as_ref(),
+            seccomp: seccomp.as_ref(),
+            preserve_fds: o.preserve_fds,
+        });
         if let Err(e) = r {
             let _ = chan.send_msg(&Msg::Error(e.to_string()));
         }
@@ -105,7 +116,7 @@ pub fn exec(o: &ExecOptions) -> Result<i32> {
         }
     }
     if let Some(f) = &o.pid_file {
-        std::fs::write(f, pid.to_string()).ctx_at("write", f)?;
+        crate::state::write_atomic(f, pid.to_string().as_bytes())?;
     }
     if let Some(s) = &o.pidfd_socket {
         let sock = sys::unix_connect(s).ctx_at("connect to pidfd socket", s)?;
@@ -217,19 +228,26 @@ fn console_for(o: &ExecOptions, p: &Process) -> Result<(Option<OwnedFd>, Option<
     Ok((own_console, console))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn child(
-    chan: &Channel,
-    cg: &berth_cgroups::Cgroup,
+/// What the exec'd process's side needs to enter the container.
+struct Entry<'a> {
+    chan: &'a Channel,
+    cg: &'a berth_cgroups::Cgroup,
+    /// Not started in the v2 cgroup by the clone: moves itself there.
     join_v2: bool,
-    init_pidfd: &OwnedFd,
-    init_root: &OwnedFd,
+    init_pidfd: &'a OwnedFd,
+    init_root: &'a OwnedFd,
+    /// The init's namespaces that differ from berth's.
     ns_flags: sys::Namespaces,
-    p: &Process,
-    console: Option<&OwnedFd>,
-    seccomp: Option<&crate::seccomp::Profile>,
+    p: &'a Process,
+    console: Option<&'a OwnedFd>,
+    seccomp: Option<&'a crate::seccomp::Profile>,
     preserve_fds: u32,
-) -> Result<()> {
+}
+
+/// The exec'd process's side, in the clone: into the cgroup and the
+/// init's namespaces, then set up as the container's process is, and exec.
+fn child(e: &Entry<'_>) -> Result<()> {
+    let Entry { chan, cg, join_v2, init_pidfd, init_root, ns_flags, p, console, seccomp, preserve_fds } = *e;
     // Not dumpable until the exec: nothing in the container may open this
     // process' /proc/PID/{exe,fd,cwd,root} while it runs berth's code.
     sys::set_dumpable(false).ctx("prctl(PR_SET_DUMPABLE, 0)")?;

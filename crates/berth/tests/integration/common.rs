@@ -1,6 +1,5 @@
 //! Test harness: real containers from a busybox rootfs, each test with its
 //! own bundle, state root and container IDs, and a leak check at the end.
-#![allow(dead_code)]
 
 use serde_json::{json, Value};
 use std::fs;
