@@ -128,6 +128,30 @@ impl Args {
         }
     }
 
+    /// Cuts the arguments after the first positional one (the ID) and
+    /// returns what follows, untouched (`ps ID -e -x`: ps's own options,
+    /// as Go's flag parsing stops at the first positional). `with_value`
+    /// names the options whose value is the next argument.
+    pub fn split_after_positional(&mut self, with_value: &[&str]) -> Vec<String> {
+        let mut i = 0;
+        while i < self.rest.len() {
+            let t = &self.rest[i];
+            if t == "--" {
+                i += 1;
+                break;
+            }
+            match strip(t) {
+                Some(b) if with_value.contains(&b) => i += 2,
+                Some(_) => i += 1,
+                None => {
+                    i += 1;
+                    break;
+                }
+            }
+        }
+        self.rest.split_off(i.min(self.rest.len()))
+    }
+
     /// The next positional argument (the command, an ID, a signal).
     pub fn next_positional(&mut self) -> Option<String> {
         let i = self.rest.iter().position(|t| strip(t).is_none() || t == "-")?;

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod args;
+mod help;
 
 use args::{Args, Global};
 use berth_runtime::lifecycle::{self, CreateOptions};
@@ -10,41 +11,6 @@ use berth_runtime::{config, features, log, RuntimeError};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-const USAGE: &str = "berth - an OCI container runtime with the runc command line
-
-USAGE: berth [global options] command [command options] [arguments...]
-
-COMMANDS:
-   create    create a container
-   start     start a created container
-   exec      run a new process in a running container
-   run       create and run a container
-   state     output the state of a container
-   kill      send a signal to the container's init (or all its processes with --all)
-   delete    delete a container and everything it holds
-   list      list containers
-   ps        list the processes of a container
-   update    change a container's resource limits
-   events    cgroup statistics (--stats once, else every --interval) and OOM events
-   pause     freeze every process of a container
-   resume    thaw a paused container
-   spec      write a default config.json
-   features  show what berth supports (JSON)
-   why-busy  list every process holding a path (mount, fd, cwd, root, mmap)
-   gc        finish the reaper's queued work now (--wait: after the one at work; --list: show it)
-
-GLOBAL OPTIONS:
-   --root value        state directory (default: \"/run/berth\")
-   --log value         log file (default: stderr)
-   --log-format value  text or json (default: \"text\")
-   --debug             log debug lines, including teardown phase timings
-   --systemd-cgroup    use the systemd cgroup driver (not supported yet)
-   --storage value     where ephemeral writable layers live (default: \"/var/lib/berth\", or $BERTH_STORAGE)
-   --cgroup-reap value immediate, deferred (batched by the reaper) or auto (default: \"auto\", or $BERTH_CGROUP_REAP)
-   --version, -v       print the version
-   --help, -h          show help
-";
 
 fn main() {
     let started = std::time::Instant::now();
@@ -63,11 +29,13 @@ fn main() {
                 log::error(&msg);
             }
             eprintln!("berth: {msg}");
-            // why-busy: 0 nothing holds it, 1 holders listed, 2 error.
-            if cmd.as_deref() == Some("why-busy") {
-                2
-            } else {
-                1
+            match cmd.as_deref() {
+                // why-busy: 0 nothing holds it, 1 holders listed, 2 error.
+                Some("why-busy") => 2,
+                // As runc: exec's own failures are 255, so that they are
+                // told from the exit statuses of the process it runs.
+                Some("exec") => 255,
+                _ => 1,
             }
         }
     });
@@ -97,8 +65,9 @@ fn real_main(argv: Vec<String>, parsed: &mut Option<String>) -> Result<i32, Runt
         None => None,
     };
     log::init(file, g.log_format == "json", g.debug);
+    let prog = help::prog();
     if g.version {
-        println!("berth version {}\nspec: 1.2.0", env!("CARGO_PKG_VERSION"));
+        print!("{}", help::version(&prog));
         return Ok(0);
     }
     if g.systemd_cgroup {
@@ -107,13 +76,19 @@ fn real_main(argv: Vec<String>, parsed: &mut Option<String>) -> Result<i32, Runt
         ));
     }
     let Some(cmd) = a.next_positional() else {
-        print!("{USAGE}");
+        print!("{}", help::global(&prog));
         return Ok(if g.help { 0 } else { 1 });
     };
     *parsed = Some(cmd.clone());
     if a.asks_help(&cmd) {
-        print!("{USAGE}");
-        return Ok(0);
+        // runc's answers: a page per command, an error for anything else.
+        return match help::command(&prog, &cmd) {
+            Some(page) => {
+                print!("{page}");
+                Ok(0)
+            }
+            None => Err(RuntimeError::Usage(format!("No help topic for '{cmd}'"))),
+        };
     }
     // The commands that start processes in a container run from a copy of
     // berth that the container cannot write to (CVE-2019-5736): before
@@ -200,10 +175,16 @@ fn real_main(argv: Vec<String>, parsed: &mut Option<String>) -> Result<i32, Runt
         }
         "why-busy" => cmd_why_busy(&mut a, &root),
         "gc" => cmd_gc(&mut a, &root),
-        "help" => {
-            print!("{USAGE}");
-            Ok(0)
-        }
+        "help" => match a.next_positional() {
+            Some(c) => {
+                print!("{}", help::command(&prog, &c).ok_or_else(|| RuntimeError::Usage(format!("No help topic for '{c}'")))?);
+                Ok(0)
+            }
+            None => {
+                print!("{}", help::global(&prog));
+                Ok(0)
+            }
+        },
         other => Err(RuntimeError::Usage(format!("unknown command {other:?}; see berth --help"))),
     }
 }
@@ -317,9 +298,9 @@ fn cmd_update(a: &mut Args, root: &Path) -> Result<i32, RuntimeError> {
 
 /// `ps`.
 fn cmd_ps(a: &mut Args, root: &Path) -> Result<i32, RuntimeError> {
+    let ps_args = a.split_after_positional(&["format", "f"]);
     let format = a.value(&["format", "f"])?.unwrap_or_else(|| "table".into());
     let id = a.id()?;
-    let ps_args = a.rest();
     let pids = lifecycle::pids(root, &id)?;
     match format.as_str() {
         "json" => println!("{}", serde_json::to_string(&pids).unwrap_or_default()),
@@ -460,17 +441,18 @@ fn list(root: &Path, format: &str, quiet: bool) -> Result<(), RuntimeError> {
     }
     match format {
         "json" => {
-            let v: Vec<serde_json::Value> = items
+            // Serialized from the struct, in runc's field order (through a
+            // serde_json::Value the keys would come out sorted).
+            static NO_ANNOTATIONS: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
+            let v: Vec<_> = items
                 .iter()
                 .map(|i| {
-                    let mut o = serde_json::to_value(i.record.oci(i.status)).unwrap_or_default();
-                    if let Some(m) = o.as_object_mut() {
-                        m.remove("annotations");
-                    }
-                    o
+                    let mut st = i.record.oci(i.status);
+                    st.annotations = &NO_ANNOTATIONS;
+                    st
                 })
                 .collect();
-            let _ = writeln!(out, "{}", if v.is_empty() { "null".to_string() } else { serde_json::Value::Array(v).to_string() });
+            let _ = writeln!(out, "{}", if v.is_empty() { "null".to_string() } else { serde_json::to_string(&v).unwrap_or_default() });
         }
         "table" => {
             let mut rows = vec![["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"].map(String::from).to_vec()];

@@ -47,6 +47,10 @@ pub enum CgroupError {
     /// A resource this host's cgroups have no file for.
     #[error("{setting} is not supported by this host's cgroups")]
     Unsupported { setting: String },
+    /// `linux.resources.unified` for a container that is not on cgroup v2
+    /// alone (runc's words: callers match "invalid configuration").
+    #[error("invalid configuration: linux.resources.unified: cannot use unified on cgroup v1")]
+    UnifiedOnV1,
     /// A `linux.resources.unified` key with no file (its controller is off).
     #[error("linux.resources.unified: {key} does not exist (is its controller enabled?)")]
     NoUnifiedFile { key: String },
@@ -64,6 +68,9 @@ pub enum Refusal {
     HierarchyRoot { path: PathBuf, hierarchy: String },
     #[error("{} is the caller's own cgroup or one of its ancestors ({})", path.display(), caller.display())]
     CallersOwn { path: PathBuf, caller: PathBuf },
+    /// runc's words.
+    #[error("container's cgroup unexpectedly frozen: {}", path.display())]
+    Frozen { path: PathBuf },
     /// runc's words (since 1.2).
     #[error("container's cgroup is not empty: {processes} process(es) found in {}", path.display())]
     NotEmpty { path: PathBuf, processes: usize },
@@ -273,6 +280,12 @@ impl Cgroup {
             let caller = h.mount.join(inner.strip_prefix(&h.root).unwrap_or_else(|_| inner.strip_prefix("/").unwrap_or(&inner)));
             if caller.starts_with(&d.path) {
                 return Some(Refusal::CallersOwn { path: d.path.clone(), caller });
+            }
+            // A frozen cgroup would freeze the container's init before it
+            // runs (and its create would wait for it forever).
+            let frozen = |f: &str, on: &[&str]| fs::read_to_string(d.path.join(f)).is_ok_and(|s| on.contains(&s.trim()));
+            if frozen("freezer.state", &["FROZEN", "FREEZING"]) || frozen("cgroup.freeze", &["1"]) {
+                return Some(Refusal::Frozen { path: d.path.clone() });
             }
             let mut pids = Vec::new();
             collect_pids(&d.path, &mut pids);

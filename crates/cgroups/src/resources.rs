@@ -428,6 +428,11 @@ fn apply_network(t: &Target<'_>, n: &Network) -> Result<()> {
 
 /// linux.resources.unified: v2 files by name, each of which must exist.
 fn apply_unified(cg: &Cgroup, u: &BTreeMap<String, String>) -> Result<()> {
+    // On a v1 or hybrid host the v2 files would be written beside v1
+    // limits on the same controllers: refused, as runc does.
+    if cg.dirs.iter().any(|d| !d.v2) {
+        return Err(CgroupError::UnifiedOnV1);
+    }
     let d = cg.v2_dir().ok_or_else(|| unsupported("linux.resources.unified (no cgroup v2 hierarchy)"))?;
     for (k, v) in u {
         if k.contains('/') || k.starts_with('.') {

@@ -165,24 +165,30 @@ pub fn events(root: &Path, id: &str, once: bool, interval: Duration, out: &mut d
     if rec.status(&c) == Status::Stopped {
         return Err(crate::state::StateError::NotRunning { id: id.into() }.into());
     }
-    let line = |v: Value, out: &mut dyn std::io::Write| {
-        let _ = writeln!(out, "{v}");
+    // runc's field order (type, id, data): callers and runc's own tests
+    // match the line's start, and a JSON object's keys print sorted.
+    let id_json = Value::from(id).to_string();
+    let line = |kind: &str, data: Option<Value>, out: &mut dyn std::io::Write| {
+        let _ = match data {
+            Some(d) => writeln!(out, r#"{{"type":"{kind}","id":{id_json},"data":{d}}}"#),
+            None => writeln!(out, r#"{{"type":"{kind}","id":{id_json}}}"#),
+        };
         let _ = out.flush();
     };
     if once {
-        line(json!({"type": "stats", "id": id, "data": stats(&rec.cgroup)}), out);
+        line("stats", Some(stats(&rec.cgroup)), out);
         return Ok(());
     }
     let init = rec.init().ok_or(RuntimeError::NotRunning)?;
     let mut ooms = oom_kills(&rec.cgroup);
     loop {
-        line(json!({"type": "stats", "id": id, "data": stats(&rec.cgroup)}), out);
+        line("stats", Some(stats(&rec.cgroup)), out);
         // Wait for the interval, or for the container's end.
         let ms = berth_sys::poll_ms(interval);
         let done = berth_sys::poll_in(&[std::os::fd::AsFd::as_fd(&init.pidfd)], ms).map(|r| r[0] != 0).unwrap_or(true);
         let now = oom_kills(&rec.cgroup);
         if now > ooms {
-            line(json!({"type": "oom", "id": id}), out);
+            line("oom", None, out);
             ooms = now;
         }
         if done {

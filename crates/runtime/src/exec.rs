@@ -283,7 +283,7 @@ fn child(e: &Entry<'_>) -> Result<()> {
             sys::set_winsize(master.as_fd(), sz.height, sz.width).ctx("set console size")?;
         }
         let sock = console.ok_or_else(|| crate::config::invalid("--console-socket", "no console socket"))?;
-        crate::init::use_terminal(&master, &slave, sock)?;
+        crate::init::use_terminal(&master, &slave, sock, p.user.uid)?;
         Some((master, slave))
     } else {
         crate::init::fix_stdio_owner(p.user.uid, p.user.gid);
@@ -291,7 +291,7 @@ fn child(e: &Entry<'_>) -> Result<()> {
     };
     drop(pty);
     let exe = crate::init::find_executable(&p.args[0], &p.env, &p.cwd)?;
-    let _ = crate::init::chdir_in_root(&p.cwd);
+    let entered = crate::init::chdir_in_root(&p.cwd).is_ok();
     security::drop_bounding(p.capabilities.as_ref())?;
     if p.no_new_privileges {
         security::no_new_privs()?;
@@ -304,7 +304,9 @@ fn child(e: &Entry<'_>) -> Result<()> {
         }
     }
     security::switch_user_and_caps(p)?;
-    crate::init::chdir_as_user(&p.cwd)?;
+    if !entered {
+        crate::init::chdir_as_user(&p.cwd)?;
+    }
     for fd in preserved.clone() {
         sys::clear_cloexec(fd).ctx_fd("preserve fd", fd)?;
     }

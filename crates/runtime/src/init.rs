@@ -280,7 +280,7 @@ fn build_root(init: &Init<'_>, p: &crate::config::Process, entered: &Entered, st
             .console_socket
             .as_ref()
             .ok_or_else(|| crate::config::invalid("process.terminal", "is true but no --console-socket was given"))?;
-        use_terminal(master, slave, sock)?;
+        use_terminal(master, slave, sock, p.user.uid)?;
     } else {
         fix_stdio_owner(p.user.uid, p.user.gid);
     }
@@ -303,11 +303,14 @@ fn lock_down(
     state_for_hooks: &str,
 ) -> Result<Option<Seccomp>> {
     let l = init.spec.linux();
-    if let Err(e) = chdir_in_root(&p.cwd) {
-        if p.user.uid == 0 {
-            return Err(e);
-        }
-    }
+    // The cwd is entered as root, before the user switch (as runc: a cwd
+    // the user may not search is still the process's cwd); only where root
+    // cannot (a directory only the mapped user may enter) again as the user.
+    let entered = match chdir_in_root(&p.cwd) {
+        Ok(()) => true,
+        Err(e) if p.user.uid == 0 => return Err(e),
+        Err(_) => false,
+    };
     security::drop_bounding(p.capabilities.as_ref())?;
     if p.no_new_privileges {
         security::no_new_privs()?;
@@ -327,8 +330,9 @@ fn lock_down(
         }
     }
     security::switch_user_and_caps(p)?;
-    // Again as the user: a cwd only root could enter fails here.
-    chdir_as_user(&p.cwd)?;
+    if !entered {
+        chdir_as_user(&p.cwd)?;
+    }
 
     // Only fds 0-2 and the preserved ones reach the container: everything
     // else is close-on-exec (done now, before a seccomp filter may forbid it).
@@ -390,7 +394,10 @@ fn load_seccomp(init: &Init<'_>, prof: &crate::seccomp::Profile, f: &sys::seccom
 
 /// Sends the pty master over the console socket (with the slave's name, as
 /// runc does) and makes the slave this process' stdio and controlling tty.
-pub(crate) fn use_terminal(master: &OwnedFd, slave: &OwnedFd, sock: &OwnedFd) -> Result<()> {
+pub(crate) fn use_terminal(master: &OwnedFd, slave: &OwnedFd, sock: &OwnedFd, uid: u32) -> Result<()> {
+    // The terminal is the process user's; its group stays devpts's (gid=5,
+    // tty, in the default config), as runc leaves it.
+    sys::fchown(slave.as_fd(), uid, u32::MAX).ctx("chown the pty to the process user")?;
     let n = sys::pty_number(master.as_fd()).ctx("pty number")?;
     sys::send_fd(sock.as_fd(), format!("/dev/pts/{n}").as_bytes(), master.as_fd()).ctx("send the pty master to the console socket")?;
     for fd in 0..3 {

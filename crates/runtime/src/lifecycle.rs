@@ -201,7 +201,7 @@ fn endpoints(
         .and_then(|v| v.get("listenerPath"))
         .and_then(|v| v.as_str())
         .filter(|p| !p.is_empty())
-        .map(|p| sys::unix_connect(Path::new(p)).ctx_of("connect to seccomp listenerPath", p))
+        .map(|p| sys::unix_connect(Path::new(p)).ctx_of("failed to connect with seccomp agent at linux.seccomp.listenerPath", p))
         .transpose()?;
     Ok((fifo, console, listener))
 }
@@ -396,10 +396,11 @@ pub fn list(root: &Path) -> Result<Vec<Listed>> {
     Ok(out)
 }
 
-/// Parses a signal given as a name (with or without SIG) or a number.
+/// Parses a signal given as a name (with or without SIG) or a number; 0,
+/// as for kill(2), sends nothing and only checks (runc's `kill ID 0`).
 pub fn parse_signal(s: &str) -> Result<i32> {
     if let Ok(n) = s.parse::<i32>() {
-        if (1..=64).contains(&n) {
+        if (0..=64).contains(&n) {
             return Ok(n);
         }
         return Err(RuntimeError::Usage(format!("invalid signal {s:?}")));
@@ -668,6 +669,7 @@ mod tests {
     fn signals_by_number_name_and_realtime_offset() {
         let ok = [
             ("9", 9),
+            ("0", 0),
             ("KILL", 9),
             ("SIGKILL", 9),
             ("sigterm", 15),
@@ -683,7 +685,7 @@ mod tests {
         for (s, n) in ok {
             assert_eq!(parse_signal(s).unwrap(), n, "{s}");
         }
-        for s in ["0", "65", "-9", "SIGFOO", "", "SIG", "KILL9", "SIGRTMIN+31", "RTMAX-31", " 9"] {
+        for s in ["65", "-9", "SIGFOO", "", "SIG", "KILL9", "SIGRTMIN+31", "RTMAX-31", " 9"] {
             let e = parse_signal(s).unwrap_err();
             assert!(matches!(e, RuntimeError::Usage(_)), "{s}: {e}");
         }

@@ -249,6 +249,16 @@ pub fn setup(plan: &Plan<'_>) -> Result<Option<(OwnedFd, OwnedFd)>> {
     if !dev_is_bind {
         setup_dev(plan, &root)?;
     }
+    // A read-only /dev (runc issue 3248) is mounted writable for the
+    // devices, the symlinks and /dev/pts to be made in it, then made
+    // read-only with the rest of its flags.
+    if let Some(m) = spec.mounts.iter().find(|m| m.destination == "/dev" && m.kind.as_deref() == Some("tmpfs")) {
+        let o = parse_options(&m.options)?;
+        if o.flags & libc::MS_RDONLY != 0 {
+            let t = root.open_in(Path::new("dev"), libc::O_PATH | libc::O_DIRECTORY).ctx("open /dev")?;
+            remount_bind(t.as_fd(), o.flags & !(libc::MS_REMOUNT | libc::MS_BIND | libc::MS_REC)).ctx("make /dev read-only")?;
+        }
+    }
     let pty = if spec.process.as_ref().is_some_and(|p| p.terminal) { Some(console(plan, &root)?) } else { None };
 
     if plan.host_ns {
@@ -428,10 +438,21 @@ fn mount_one(plan: &Plan<'_>, root: &Root, m: &Mount, idmapped: Option<BorrowedF
         // tmpcopyup: the image's directory, still reachable through this fd
         // once the tmpfs covers it.
         let under = if o.copy_up && kind == "tmpfs" { root.open_in(&dest, libc::O_RDONLY | libc::O_DIRECTORY).ok() } else { None };
+        // procfs and sysfs go on a directory of the image, never through a
+        // symlink it put there (runc's rule and words).
+        if matches!(kind, "proc" | "sysfs") {
+            if let Ok(fd) = root.open_in(&dest, libc::O_PATH | libc::O_NOFOLLOW) {
+                if sys::fstat(fd.as_fd()).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFLNK) {
+                    return Err(crate::config::invalid("mounts", format!("filesystem {kind:?} must be mounted on ordinary directory")));
+                }
+            }
+        }
+        // A read-only /dev is made read-only once its contents exist (setup).
+        let later = if m.destination == "/dev" && kind == "tmpfs" { libc::MS_RDONLY } else { 0 };
         let target = root.mkdir_all(&dest, 0o755)?;
         let src = m.source.as_deref().unwrap_or(kind);
         let fstype = if kind.is_empty() { None } else { Some(kind) };
-        let r = mount_at(Some(Path::new(src)), target.as_fd(), fstype, o.flags & !libc::MS_REMOUNT, data.as_deref());
+        let r = mount_at(Some(Path::new(src)), target.as_fd(), fstype, o.flags & !(libc::MS_REMOUNT | later), data.as_deref());
         match r {
             Err(e) if kind == "sysfs" && e.raw_os_error() == Some(libc::EPERM) && plan.userns => {
                 // A user namespace without its own network namespace may not

@@ -28,6 +28,8 @@ mod process;
 #[cfg(test)]
 mod rootfs;
 #[cfg(test)]
+mod runc_compat;
+#[cfg(test)]
 mod security;
 #[cfg(test)]
 mod terminal;
