@@ -189,12 +189,44 @@ fn real_main(argv: Vec<String>, parsed: &mut Option<String>) -> Result<i32, Runt
     }
 }
 
+/// A size as runc's flags take it (go-units' RAMInBytes): a number with an
+/// optional binary unit, k/m/g/t/p, upper or lower case, with or without a
+/// trailing b ("50M", "1.5g", "512kb", "1024"); -1 for "unlimited".
+fn parse_size(v: &str) -> Option<i64> {
+    if v == "-1" {
+        return Some(-1);
+    }
+    let t = v.trim();
+    let lower = t.to_ascii_lowercase();
+    let body = lower.strip_suffix('b').unwrap_or(&lower);
+    let (num, shift) = match body.chars().last()? {
+        'k' => (&body[..body.len() - 1], 10u32),
+        'm' => (&body[..body.len() - 1], 20),
+        'g' => (&body[..body.len() - 1], 30),
+        't' => (&body[..body.len() - 1], 40),
+        'p' => (&body[..body.len() - 1], 50),
+        _ => (body, 0),
+    };
+    let num = num.trim();
+    let unit = 1i64 << shift;
+    if let Ok(n) = num.parse::<i64>() {
+        return n.checked_mul(unit).filter(|b| *b >= 0);
+    }
+    // A fraction ("1.5g"): whole bytes, rounded down, as go-units does.
+    let (whole, frac) = num.split_once('.')?;
+    let whole: i64 = if whole.is_empty() { 0 } else { whole.parse().ok()? };
+    let digits = frac.len().min(9);
+    let frac_n: i64 = if digits == 0 { 0 } else { frac[..digits].parse().ok()? };
+    let scale = 10i64.checked_pow(u32::try_from(digits).ok()?)?;
+    whole.checked_mul(unit)?.checked_add(frac_n.checked_mul(unit)? / scale).filter(|b| *b >= 0)
+}
+
 /// `create` and `run`.
 fn cmd_create_or_run(cmd: &str, a: &mut Args, g: &Global, root: PathBuf) -> Result<i32, RuntimeError> {
     let bundle = a.value(&["bundle", "b"])?.map(PathBuf::from);
-    let console_socket = a.value(&["console-socket"])?.map(PathBuf::from);
+    let console_socket = a.value(&["console-socket"])?.map(|p| absolute(Path::new(&p)));
     let pid_file = a.value(&["pid-file"])?.map(PathBuf::from);
-    let pidfd_socket = a.value(&["pidfd-socket"])?.map(PathBuf::from);
+    let pidfd_socket = a.value(&["pidfd-socket"])?.map(|p| absolute(Path::new(&p)));
     let preserve_fds = a
         .value(&["preserve-fds"])?
         .map(|v| v.parse::<u32>())
@@ -258,26 +290,33 @@ fn cmd_update(a: &mut Args, root: &Path) -> Result<i32, RuntimeError> {
         }
         None => serde_json::json!({}),
     };
-    // runc's individual flags, each onto its place in the resources.
-    let num = |v: String, flag: &str| v.parse::<i64>().map_err(|_| RuntimeError::Usage(format!("--{flag} takes a number")));
-    let flags: &[(&str, &str, &str)] = &[
-        ("memory", "memory", "limit"),
-        ("memory-reservation", "memory", "reservation"),
-        ("memory-swap", "memory", "swap"),
-        ("kernel-memory", "memory", "kernel"),
-        ("kernel-memory-tcp", "memory", "kernelTCP"),
-        ("cpu-shares", "cpu", "shares"),
-        ("cpu-quota", "cpu", "quota"),
-        ("cpu-period", "cpu", "period"),
-        ("cpu-rt-runtime", "cpu", "realtimeRuntime"),
-        ("cpu-rt-period", "cpu", "realtimePeriod"),
-        ("pids-limit", "pids", "limit"),
-        ("blkio-weight", "blockIO", "weight"),
+    // runc's individual flags, each onto its place in the resources; the
+    // memory ones take sizes as runc does ("50M", "1g", "-1").
+    let num = |v: &str, flag: &str| v.parse::<i64>().map_err(|_| RuntimeError::Usage(format!("--{flag} takes a number")));
+    let size = |v: &str, flag: &str| parse_size(v).ok_or_else(|| RuntimeError::Usage(format!("--{flag}: invalid size {v:?}")));
+    let flags: &[(&[&str], &str, &str, bool)] = &[
+        (&["memory"], "memory", "limit", true),
+        (&["memory-reservation"], "memory", "reservation", true),
+        (&["memory-swap"], "memory", "swap", true),
+        (&["kernel-memory"], "memory", "kernel", true),
+        (&["kernel-memory-tcp"], "memory", "kernelTCP", true),
+        (&["cpu-share", "cpu-shares"], "cpu", "shares", false),
+        (&["cpu-quota"], "cpu", "quota", false),
+        (&["cpu-period"], "cpu", "period", false),
+        (&["cpu-rt-runtime"], "cpu", "realtimeRuntime", false),
+        (&["cpu-rt-period"], "cpu", "realtimePeriod", false),
+        (&["pids-limit"], "pids", "limit", false),
+        (&["blkio-weight"], "blockIO", "weight", false),
     ];
-    for (flag, group, key) in flags {
-        if let Some(v) = a.value(&[flag])? {
-            r[*group][*key] = serde_json::json!(num(v, flag)?);
+    for (names, group, key, is_size) in flags {
+        if let Some(v) = a.value(names)? {
+            r[*group][*key] = serde_json::json!(if *is_size { size(&v, names[0])? } else { num(&v, names[0])? });
         }
+    }
+    // runc's rule: an unlimited memory without a swap given means
+    // unlimited swap too (a limited memsw would refuse it).
+    if r["memory"]["limit"] == -1 && r["memory"].get("swap").is_none() {
+        r["memory"]["swap"] = serde_json::json!(-1);
     }
     for (flag, key) in [("cpuset-cpus", "cpus"), ("cpuset-mems", "mems")] {
         if let Some(v) = a.value(&[flag])? {
@@ -489,4 +528,29 @@ fn list(root: &Path, format: &str, quiet: bool) -> Result<(), RuntimeError> {
         f => return Err(RuntimeError::Usage(format!("invalid format option {f:?}"))),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_as_runc_reads_them() {
+        for (s, n) in [
+            ("1024", 1024),
+            ("50M", 52_428_800),
+            ("50m", 52_428_800),
+            ("512kb", 524_288),
+            ("1g", 1 << 30),
+            ("1.5G", 3 << 29),
+            ("-1", -1),
+            ("0", 0),
+            ("2T", 2 << 40),
+        ] {
+            assert_eq!(parse_size(s), Some(n), "{s}");
+        }
+        for s in ["", "x", "M", "-2", "1.2.3", "9999999999P", "1e3", "-5m"] {
+            assert_eq!(parse_size(s), None, "{s}");
+        }
+    }
 }

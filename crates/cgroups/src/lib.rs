@@ -76,15 +76,17 @@ pub enum Refusal {
     NotEmpty { path: PathBuf, processes: usize },
 }
 
-/// Why an `exec --cgroup` value was refused.
+/// Why an `exec --cgroup` value was refused (in runc's words).
 #[derive(Debug, thiserror::Error)]
 pub enum SubRefusal {
-    #[error("the path may not leave the container's cgroup")]
-    Leaves,
-    #[error("{} does not exist", .0.display())]
+    /// The path leaves the container's cgroup.
+    #[error("{0} is not a sub cgroup path")]
+    Leaves(String),
+    #[error("adding pid to {}/cgroup.procs: no such file or directory", .0.display())]
     Missing(PathBuf),
-    #[error("no hierarchy of the container has those controllers")]
-    NoHierarchy,
+    /// No hierarchy of the container has the named controllers.
+    #[error("unknown controller {0:?}")]
+    NoHierarchy(String),
 }
 
 impl CgroupError {
@@ -369,7 +371,7 @@ impl Cgroup {
             };
             let bad = |why| CgroupError::BadSub { spec: spec.clone(), why };
             if path.split('/').any(|c| c == "..") {
-                return Err(bad(SubRefusal::Leaves));
+                return Err(bad(SubRefusal::Leaves(path.to_string())));
             }
             let mut matched = false;
             for (orig, d) in self.dirs.iter().zip(out.dirs.iter_mut()) {
@@ -388,7 +390,7 @@ impl Cgroup {
                 d.top = None;
             }
             if !matched {
-                return Err(bad(SubRefusal::NoHierarchy));
+                return Err(bad(SubRefusal::NoHierarchy(ctrls.join(","))));
             }
         }
         Ok(out)
@@ -564,8 +566,10 @@ impl Cgroup {
 /// Makes one directory of a cgroup and the parents it lacks (recording the
 /// highest one made), with v2 controllers enabled and v1 cpusets filled.
 fn create_one(d: &mut Dir) -> Result<()> {
+    let cpuset = !d.v2 && d.controllers.iter().any(|c| c == "cpuset");
     if d.path.is_dir() {
-        return Ok(()); // there already (the caller's, or made by a retry)
+        // There already (the caller's, or made by a retry).
+        return if cpuset { fill_cpusets(&d.path) } else { Ok(()) };
     }
     let mut missing = Vec::new();
     let mut p = d.path.as_path();
@@ -590,19 +594,39 @@ fn create_one(d: &mut Dir) -> Result<()> {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(source) => return Err(CgroupError::Create { path: m.clone(), source }),
         }
-        if !d.v2 && d.controllers.iter().any(|c| c == "cpuset") {
-            for f in ["cpuset.cpus", "cpuset.mems"] {
-                let parent = m.parent().unwrap_or_else(|| Path::new("/"));
-                if let Ok(v) = fs::read_to_string(parent.join(f)) {
-                    let v = v.trim();
-                    if !v.is_empty() {
-                        write(&m.join(f), v)?;
-                    }
+    }
+    d.created = true;
+    if cpuset {
+        fill_cpusets(&d.path)?;
+    }
+    Ok(())
+}
+
+/// v1 leaves a new cpuset cgroup's cpus and mems empty, and no task can
+/// join a cgroup under an empty one (ENOSPC). From the highest ancestor
+/// down to `dir`, every empty one gets its parent's, as runc does: another
+/// create (or the caller) may have just made an ancestor and not filled it
+/// yet. A cpuset with an empty list holds no task, so nothing running is
+/// changed by filling it.
+fn fill_cpusets(dir: &Path) -> Result<()> {
+    let mut chain: Vec<&Path> = Vec::new();
+    let mut p = Some(dir);
+    while let Some(x) = p.filter(|x| x.join("cpuset.cpus").exists()) {
+        chain.push(x);
+        p = x.parent();
+    }
+    for pair in chain.windows(2).rev() {
+        let (child, parent) = (pair[0], pair[1]);
+        for f in ["cpuset.cpus", "cpuset.mems"] {
+            let own = fs::read_to_string(child.join(f)).unwrap_or_default();
+            if own.trim().is_empty() {
+                let v = fs::read_to_string(parent.join(f)).unwrap_or_default();
+                if !v.trim().is_empty() {
+                    write(&child.join(f), v.trim())?;
                 }
             }
         }
     }
-    d.created = true;
     Ok(())
 }
 

@@ -53,7 +53,11 @@ impl DeviceRule {
         if kind == "a" && self.major.is_none() && self.minor.is_none() {
             return "a".to_string();
         }
-        let access = self.access.as_deref().filter(|a| !a.is_empty()).unwrap_or("rwm");
+        // Only r, w and m mean anything (the kernel refuses a line with any
+        // other letter): kept in that order, each once.
+        let given = self.access.as_deref().filter(|a| !a.is_empty()).unwrap_or("rwm");
+        let access: String = ['r', 'w', 'm'].into_iter().filter(|c| given.contains(*c)).collect();
+        let access = if access.is_empty() { "rwm".to_string() } else { access };
         format!("{} {}:{} {}", kind, num(self.major), num(self.minor), access)
     }
 }
@@ -381,11 +385,23 @@ fn apply_cpu(t: &Target<'_>, c: &Cpu) -> Result<()> {
             if let Some(s) = c.shares.filter(|s| *s > 0) {
                 set(p, "cpu.shares", s)?;
             }
-            if let Some(per) = c.period.filter(|v| *v > 0) {
-                set(p, "cpu.cfs_period_us", per)?;
-            }
-            if let Some(q) = c.quota.filter(|v| *v != 0) {
-                set(p, "cpu.cfs_quota_us", q)?;
+            // The kernel checks quota/period against the parent's at each
+            // write: a shorter period with the old quota can be over the
+            // parent's limit, so where the period is refused the quota
+            // goes first (runc's order).
+            let (period, quota) = (c.period.filter(|v| *v > 0), c.quota.filter(|v| *v != 0));
+            match (period, quota) {
+                (Some(per), Some(q)) => {
+                    if set(p, "cpu.cfs_period_us", per).is_err() {
+                        set(p, "cpu.cfs_quota_us", q)?;
+                        set(p, "cpu.cfs_period_us", per)?;
+                    } else {
+                        set(p, "cpu.cfs_quota_us", q)?;
+                    }
+                }
+                (Some(per), None) => set(p, "cpu.cfs_period_us", per)?,
+                (None, Some(q)) => set(p, "cpu.cfs_quota_us", q)?,
+                (None, None) => {}
             }
             if let Some(b) = c.burst {
                 set(p, "cpu.cfs_burst_us", b)?;

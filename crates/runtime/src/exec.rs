@@ -55,6 +55,15 @@ pub fn exec(o: &ExecOptions) -> Result<i32> {
     let ns_flags = namespaces_to_join(init.pid);
     let (own_console, console) = console_for(o, &p)?;
     let seccomp = spec.linux.as_ref().and_then(|l| l.seccomp.as_ref()).map(crate::seccomp::Profile::parse).transpose()?;
+    // The agent of an SCMP_ACT_NOTIFY profile gets the exec'd process's
+    // notify fd too, with the container's state.
+    let listener = match seccomp.as_ref().filter(|s| s.uses_notify()).and_then(|s| s.listener_path.as_deref()).filter(|p| !p.is_empty()) {
+        Some(path) => {
+            Some(sys::unix_connect(Path::new(path)).ctx_of("failed to connect with seccomp agent at linux.seccomp.listenerPath", path)?)
+        }
+        None => None,
+    };
+    let state = serde_json::to_string(&rec.oci(Status::Running)).unwrap_or_default();
     let (parent_end, child_end) = sys::seqpacket_pair().ctx("socketpair")?;
     // The exec'd process may be a grandchild (a PID namespace is entered by
     // the children of who joins it): as subreaper this process still reaps it.
@@ -89,6 +98,8 @@ pub fn exec(o: &ExecOptions) -> Result<i32> {
             p: &p,
             console: console.as_ref(),
             seccomp: seccomp.as_ref(),
+            listener: listener.as_ref(),
+            state: &state,
             preserve_fds: o.preserve_fds,
         });
         if let Err(e) = r {
@@ -241,18 +252,23 @@ struct Entry<'a> {
     p: &'a Process,
     console: Option<&'a OwnedFd>,
     seccomp: Option<&'a crate::seccomp::Profile>,
+    /// Connected to the seccomp agent (SCMP_ACT_NOTIFY).
+    listener: Option<&'a OwnedFd>,
+    /// The container's state, for the agent.
+    state: &'a str,
     preserve_fds: u32,
 }
 
 /// The exec'd process's side, in the clone: into the cgroup and the
 /// init's namespaces, then set up as the container's process is, and exec.
 fn child(e: &Entry<'_>) -> Result<()> {
-    let Entry { chan, cg, join_v2, init_pidfd, init_root, ns_flags, p, console, seccomp, preserve_fds } = *e;
+    let Entry { chan, cg, join_v2, init_pidfd, init_root, ns_flags, p, console, seccomp, listener, state, preserve_fds } = *e;
     // Not dumpable until the exec: nothing in the container may open this
     // process' /proc/PID/{exe,fd,cwd,root} while it runs berth's code.
     sys::set_dumpable(false).ctx("prctl(PR_SET_DUMPABLE, 0)")?;
     let mut keep = vec![chan.0.as_raw_fd(), init_pidfd.as_raw_fd(), init_root.as_raw_fd()];
     keep.extend(console.map(|f| f.as_raw_fd()));
+    keep.extend(listener.map(|f| f.as_raw_fd()));
     let preserved =
         sys::preserved_fds(preserve_fds).ok_or_else(|| RuntimeError::Usage(format!("--preserve-fds {preserve_fds}: too many")))?;
     sys::close_fds_from(preserved.end, &keep);
@@ -297,10 +313,10 @@ fn child(e: &Entry<'_>) -> Result<()> {
         security::no_new_privs()?;
     }
     sys::umask(p.user.umask.unwrap_or(0o022));
-    let filter = seccomp.map(|s| s.compile()).transpose()?;
+    let filter = seccomp.map(|s| s.compile().map(|f| (s, f))).transpose()?;
     if !p.no_new_privileges {
-        if let Some(f) = &filter {
-            f.load().ctx("load the seccomp filter")?;
+        if let Some((s, f)) = &filter {
+            crate::seccomp::load_and_hand_over(s, f, listener, state)?;
         }
     }
     security::switch_user_and_caps(p)?;
@@ -313,8 +329,8 @@ fn child(e: &Entry<'_>) -> Result<()> {
     let _ = sys::cloexec_from(preserved.end.cast_unsigned());
     sys::reset_signals();
     if p.no_new_privileges {
-        if let Some(f) = &filter {
-            f.load().ctx("load the seccomp filter")?;
+        if let Some((s, f)) = &filter {
+            crate::seccomp::load_and_hand_over(s, f, listener, state)?;
         }
     }
     crate::config::check_exec_strings(&p.args, &p.env)?;

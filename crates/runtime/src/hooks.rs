@@ -11,10 +11,12 @@ use std::time::{Duration, Instant};
 
 /// An OCI hook that could not run, failed or timed out.
 #[derive(Debug, thiserror::Error)]
-#[error("{kind} hook {} {why}", path.display())]
+#[error("error running hook #{index} ({kind} {}): {why}", path.display())]
 pub struct HookError {
     /// prestart, createRuntime, poststart, poststop...
     pub kind: &'static str,
+    /// Its place among the hooks of its kind (runc's "hook #N").
+    pub index: usize,
     pub path: std::path::PathBuf,
     pub why: HookFailure,
 }
@@ -24,7 +26,7 @@ pub struct HookError {
 pub enum HookFailure {
     #[error("could not start: {0}")]
     Start(#[source] std::io::Error),
-    #[error("failed: {0}")]
+    #[error("failed: {}", exit_words(.0))]
     Exit(std::process::ExitStatus),
     #[error("did not finish within {0} s")]
     Timeout(i64),
@@ -32,17 +34,58 @@ pub enum HookFailure {
     Wait(#[source] std::io::Error),
 }
 
+/// How a hook ended, in Go's words as runc reports it ("exit status 1",
+/// "signal: bad system call").
+fn exit_words(st: &std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    if let Some(c) = st.code() {
+        return format!("exit status {c}");
+    }
+    let sig = st.signal().unwrap_or(0);
+    let name = match sig {
+        libc::SIGHUP => "hangup",
+        libc::SIGINT => "interrupt",
+        libc::SIGQUIT => "quit",
+        libc::SIGILL => "illegal instruction",
+        libc::SIGTRAP => "trace/breakpoint trap",
+        libc::SIGABRT => "aborted",
+        libc::SIGBUS => "bus error",
+        libc::SIGFPE => "floating point exception",
+        libc::SIGKILL => "killed",
+        libc::SIGSEGV => "segmentation fault",
+        libc::SIGPIPE => "broken pipe",
+        libc::SIGALRM => "alarm clock",
+        libc::SIGTERM => "terminated",
+        libc::SIGSYS => "bad system call",
+        _ => return format!("signal: {sig}"),
+    };
+    format!("signal: {name}")
+}
+
 /// Runs each hook in order; the first failure stops and is returned.
 pub fn run_all(kind: &'static str, hooks: &[Hook], state_json: &str) -> Result<()> {
-    for h in hooks {
-        run(kind, h, state_json)?;
+    run_all_in(kind, hooks, state_json, None)
+}
+
+/// Runs each hook in order with `dir` as its working directory (the
+/// container's root for createContainer, as runc runs them).
+pub fn run_all_in(kind: &'static str, hooks: &[Hook], state_json: &str, dir: Option<&std::path::Path>) -> Result<()> {
+    for (i, h) in hooks.iter().enumerate() {
+        run_in(kind, i, h, state_json, dir)?;
     }
     Ok(())
 }
 
-pub fn run(kind: &'static str, h: &Hook, state_json: &str) -> Result<()> {
+pub fn run(kind: &'static str, index: usize, h: &Hook, state_json: &str) -> Result<()> {
+    run_in(kind, index, h, state_json, None)
+}
+
+fn run_in(kind: &'static str, index: usize, h: &Hook, state_json: &str, dir: Option<&std::path::Path>) -> Result<()> {
     berth_sys::ignore_sigpipe();
     let mut cmd = Command::new(&h.path);
+    if let Some(d) = dir {
+        cmd.current_dir(d);
+    }
     if let Some(a0) = h.args.first() {
         use std::os::unix::process::CommandExt;
         cmd.arg0(a0);
@@ -55,7 +98,7 @@ pub fn run(kind: &'static str, h: &Hook, state_json: &str) -> Result<()> {
         }
     }
     cmd.stdin(Stdio::piped());
-    let hook_err = |why| RuntimeError::Hook(HookError { kind, path: h.path.clone().into(), why });
+    let hook_err = |why| RuntimeError::Hook(HookError { kind, index, path: h.path.clone().into(), why });
     let mut child = cmd.spawn().map_err(|e| hook_err(HookFailure::Start(e)))?;
     if let Some(mut stdin) = child.stdin.take() {
         let _ = stdin.write_all(state_json.as_bytes());

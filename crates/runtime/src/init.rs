@@ -101,13 +101,14 @@ fn run(init: &Init<'_>) -> Result<Never> {
         None => None,
     };
     let seccomp = lock_down(init, p, preserved, state_for_hooks)?;
-    init.chan.send_msg(&Msg::Ready)?;
-    READY.store(true, std::sync::atomic::Ordering::Relaxed);
-    let released = wait_for_start(init, fifo, host_proc, state_for_hooks)?;
-
+    // With no_new_privs the filter needs no privilege: loaded last before
+    // the wait, so that the startContainer hooks run under it (runc's order).
     if let Some((prof, c)) = seccomp.as_ref().filter(|_| p.no_new_privileges) {
         load_seccomp(init, prof, c, state_for_hooks)?;
     }
+    init.chan.send_msg(&Msg::Ready)?;
+    READY.store(true, std::sync::atomic::Ordering::Relaxed);
+    let released = wait_for_start(init, fifo, host_proc, state_for_hooks)?;
     crate::config::check_exec_strings(&p.args, &p.env)?;
     let cstrings = |v: &[String]| v.iter().filter_map(|a| CString::new(a.as_str()).ok()).collect::<Vec<CString>>();
     let (argv, envp) = (cstrings(&p.args), cstrings(&p.env));
@@ -263,7 +264,7 @@ fn build_root(init: &Init<'_>, p: &crate::config::Process, entered: &Entered, st
         host_ns: !entered.own_mntns,
     };
     if let Some(h) = spec.hooks.as_ref() {
-        hooks::run_all("createContainer", &h.create_container, state_for_hooks)?;
+        hooks::run_all_in("createContainer", &h.create_container, state_for_hooks, Some(init.rootfs))?;
     }
     // The working directory exists in the rootfs, as runc makes it.
     rootfs::Root::open(init.rootfs)?.mkdir_all(Path::new(&p.cwd), 0o755)?;
@@ -374,22 +375,7 @@ fn wait_for_start(init: &Init<'_>, fifo: Option<OwnedFd>, host_proc: OwnedFd, st
 }
 
 fn load_seccomp(init: &Init<'_>, prof: &crate::seccomp::Profile, f: &sys::seccomp::Filter, state: &str) -> Result<()> {
-    f.load().ctx("load the seccomp filter")?;
-    if prof.uses_notify() {
-        let fd = f.notify_fd().ctx("seccomp notify fd")?;
-        let sock =
-            init.seccomp_listener.as_ref().ok_or_else(|| crate::config::invalid("linux.seccomp.listenerPath", "is not connected"))?;
-        let st: serde_json::Value = serde_json::from_str(state).unwrap_or_default();
-        let msg = serde_json::json!({
-            "ociVersion": "1.2.0",
-            "fds": ["seccompFd"],
-            "pid": st.get("pid").cloned().unwrap_or_default(),
-            "metadata": prof.listener_metadata.clone().unwrap_or_default(),
-            "state": st,
-        });
-        sys::send_fd(sock.as_fd(), msg.to_string().as_bytes(), fd.as_fd()).ctx("send the seccomp notify fd to listenerPath")?;
-    }
-    Ok(())
+    crate::seccomp::load_and_hand_over(prof, f, init.seccomp_listener.as_ref(), state)
 }
 
 /// Sends the pty master over the console socket (with the slave's name, as

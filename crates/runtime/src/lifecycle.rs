@@ -52,6 +52,9 @@ pub struct Created {
 pub fn create(o: &CreateOptions) -> Result<Created> {
     crate::state::validate_id(&o.id)?;
     let bundle = std::fs::canonicalize(&o.bundle).ctx_at("bundle", &o.bundle)?;
+    // Relative paths of the config (bind sources above all) are the
+    // bundle's, as runc reads them.
+    std::env::set_current_dir(&bundle).ctx_at("chdir to the bundle", &bundle)?;
     let spec = Spec::load(&bundle)?;
     spec.validate(&bundle)?;
     // A terminal and no console socket: in the foreground, berth is the
@@ -354,8 +357,8 @@ fn release(c: &Container, init: &Process) -> Result<()> {
 fn poststart(rec: &Record) -> Result<()> {
     if let Some(h) = rec.config.as_ref().and_then(|s| s.hooks.as_ref()) {
         let st = serde_json::to_string(&rec.oci(Status::Running)).unwrap_or_default();
-        for hook in &h.poststart {
-            if let Err(e) = hooks::run("poststart", hook, &st) {
+        for (i, hook) in h.poststart.iter().enumerate() {
+            if let Err(e) = hooks::run("poststart", i, hook, &st) {
                 log::warn(&e.to_string());
             }
         }

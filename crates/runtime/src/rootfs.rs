@@ -249,6 +249,7 @@ pub fn setup(plan: &Plan<'_>) -> Result<Option<(OwnedFd, OwnedFd)>> {
     if !dev_is_bind {
         setup_dev(plan, &root)?;
     }
+    let pty = if spec.process.as_ref().is_some_and(|p| p.terminal) { Some(console(plan, &root)?) } else { None };
     // A read-only /dev (runc issue 3248) is mounted writable for the
     // devices, the symlinks and /dev/pts to be made in it, then made
     // read-only with the rest of its flags.
@@ -259,7 +260,6 @@ pub fn setup(plan: &Plan<'_>) -> Result<Option<(OwnedFd, OwnedFd)>> {
             remount_bind(t.as_fd(), o.flags & !(libc::MS_REMOUNT | libc::MS_BIND | libc::MS_REC)).ctx("make /dev read-only")?;
         }
     }
-    let pty = if spec.process.as_ref().is_some_and(|p| p.terminal) { Some(console(plan, &root)?) } else { None };
 
     if plan.host_ns {
         // The caller's namespace stays as it is: only a chroot.
@@ -417,8 +417,13 @@ fn mount_one(plan: &Plan<'_>, root: &Root, m: &Mount, idmapped: Option<BorrowedF
         let src =
             m.source.as_deref().ok_or_else(|| crate::config::invalid("mounts", format!("bind mount {} has no source", m.destination)))?;
         let sp = Path::new(src);
-        let meta = std::fs::metadata(sp).ctx_of("bind mount source", src)?;
-        let target = if meta.is_dir() { root.mkdir_all(&dest, 0o755)? } else { root.mkfile(&dest)? };
+        // A source the parent opened (idmapped, or for a user namespace) is
+        // looked at through that fd: the path may be out of reach here.
+        let is_dir = match idmapped {
+            Some(tree) => sys::fstat(tree).ctx_of("bind mount source", src)?.st_mode & libc::S_IFMT == libc::S_IFDIR,
+            None => std::fs::metadata(sp).ctx_of("bind mount source", src)?.is_dir(),
+        };
+        let target = if is_dir { root.mkdir_all(&dest, 0o755)? } else { root.mkfile(&dest)? };
         match idmapped {
             Some(tree) => sys::move_mount_fd(tree, target.as_fd()).ctx_onto("move the idmapped mount of", src, &m.destination)?,
             None => mount_at(Some(sp), target.as_fd(), None, libc::MS_BIND | (o.flags & libc::MS_REC), None).ctx_onto(
@@ -549,10 +554,26 @@ pub(crate) fn map_text(maps: &[crate::config::IdMapping]) -> String {
 pub fn prepare_idmapped(spec: &Spec) -> Result<Vec<(usize, OwnedFd)>> {
     let mut out = Vec::new();
     let l = spec.linux();
+    let new_userns = spec.namespace("user").is_some_and(|n| n.path.as_deref().unwrap_or("").is_empty());
     for (i, m) in spec.mounts.iter().enumerate() {
         let o = parse_options(&m.options)?;
         let has_maps = !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty();
+        let is_bind = o.flags & libc::MS_BIND != 0 || m.kind.as_deref() == Some("bind");
         if o.idmap.is_none() && !has_maps {
+            // In a new user namespace the container's root may not reach a
+            // bind source (a directory only the host's root may search): it
+            // is opened here, as the host's root, as runc does, and the
+            // child moves that detached copy into place.
+            if new_userns && is_bind {
+                if let Some(src) = m.source.as_deref() {
+                    let tree = sys::open_tree_clone(Path::new(src), o.flags & libc::MS_REC != 0).ctx_onto(
+                        "open the bind mount source",
+                        src,
+                        &m.destination,
+                    )?;
+                    out.push((i, tree));
+                }
+            }
             continue;
         }
         let (uids, gids) = if has_maps { (&m.uid_mappings, &m.gid_mappings) } else { (&l.uid_mappings, &l.gid_mappings) };
@@ -565,7 +586,6 @@ pub fn prepare_idmapped(spec: &Spec) -> Result<Vec<(usize, OwnedFd)>> {
                 ),
             ));
         }
-        let is_bind = o.flags & libc::MS_BIND != 0 || m.kind.as_deref() == Some("bind");
         if !is_bind {
             return Err(crate::config::invalid("mounts", format!("idmapped mount {}: only bind mounts can be idmapped", m.destination)));
         }

@@ -22,6 +22,9 @@ pub enum SeccompError {
     ArgIndex(u32),
     #[error("linux.seccomp: SCMP_ACT_NOTIFY needs listenerPath")]
     NotifyWithoutListener,
+    /// runc's words.
+    #[error("linux.seccomp: SCMP_ACT_NOTIFY cannot be used for the write syscall")]
+    NotifyWrite,
     /// libseccomp refused a step (`init`, `architecture x86`, `rule write`...).
     #[error("linux.seccomp: {step}: {source}")]
     Filter { step: String, source: std::io::Error },
@@ -94,6 +97,30 @@ fn op(name: &str) -> Result<u32> {
     })
 }
 
+/// Loads `f`, and for a profile with SCMP_ACT_NOTIFY hands the notify fd
+/// to the agent on `listener` with the state it expects: runtime-spec's
+/// containerProcessState ("seccompFd", the process's pid, the profile's
+/// listenerMetadata, the container's state).
+pub fn load_and_hand_over(prof: &Profile, f: &Filter, listener: Option<&std::os::fd::OwnedFd>, state: &str) -> Result<()> {
+    use crate::error::Context;
+    use std::os::fd::AsFd;
+    f.load().ctx("load the seccomp filter")?;
+    if !prof.uses_notify() {
+        return Ok(());
+    }
+    let fd = f.notify_fd().ctx("seccomp notify fd")?;
+    let sock = listener.ok_or_else(|| crate::config::invalid("linux.seccomp.listenerPath", "is not connected"))?;
+    let st: serde_json::Value = serde_json::from_str(state).unwrap_or_default();
+    let msg = serde_json::json!({
+        "ociVersion": "1.2.0",
+        "fds": ["seccompFd"],
+        "pid": st.get("pid").cloned().unwrap_or_default(),
+        "metadata": prof.listener_metadata.clone().unwrap_or_default(),
+        "state": st,
+    });
+    berth_sys::send_fd(sock.as_fd(), msg.to_string().as_bytes(), fd.as_fd()).ctx("send the seccomp notify fd to listenerPath")
+}
+
 impl Profile {
     pub fn parse(v: &serde_json::Value) -> Result<Profile> {
         serde_json::from_value(v.clone()).map_err(|e| SeccompError::Schema(e).into())
@@ -113,6 +140,11 @@ impl Profile {
         let def = action(&self.default_action, self.default_errno_ret)?;
         if self.uses_notify() && self.listener_path.as_deref().unwrap_or("").is_empty() {
             return Err(SeccompError::NotifyWithoutListener.into());
+        }
+        // berth's own setup writes (the handshake, the exec fifo) after the
+        // filter is loaded: a notified write would wait on the agent.
+        if self.syscalls.iter().any(|r| r.action == "SCMP_ACT_NOTIFY" && r.names.iter().any(|n| n == "write")) {
+            return Err(SeccompError::NotifyWrite.into());
         }
         let e = |what: &str, source: std::io::Error| crate::RuntimeError::Seccomp(SeccompError::Filter { step: what.to_string(), source });
         let mut f = Filter::new(def).map_err(|x| e("init", x))?;

@@ -273,8 +273,8 @@ fn verify_mounts(c: &Container, rec: &Record, root: &std::path::Path) -> Result<
 fn poststop(rec: &Record) {
     if let Some(h) = rec.config.as_ref().and_then(|s| s.hooks.as_ref()) {
         let state = serde_json::to_string(&rec.oci(crate::state::Status::Stopped)).unwrap_or_default();
-        for hook in &h.poststop {
-            if let Err(e) = hooks::run("poststop", hook, &state) {
+        for (i, hook) in h.poststop.iter().enumerate() {
+            if let Err(e) = hooks::run("poststop", i, hook, &state) {
                 log::warn(&e.to_string());
             }
         }

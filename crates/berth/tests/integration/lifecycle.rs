@@ -432,13 +432,13 @@ fn hook_failures_timeouts_and_hooks_that_ignore_stdin() {
     // poststart and poststop failures are warnings: the container ran.
     let (code, _, err) = w.run();
     assert_eq!(code, 0, "{err}");
-    says(&err, "poststart hook /bin/false failed");
+    says(&err, "(poststart /bin/false): failed");
 
     // createContainer failing aborts, and cleans up.
     w.config(&["true"], |c| c["hooks"] = serde_json::json!({"createContainer": hook("/bin/false")}));
     let (code, _, err) = w.run();
     assert_ne!(code, 0);
-    says(&err, "createContainer hook /bin/false failed");
+    says(&err, "(createContainer /bin/false): failed");
 
     // A hook over its timeout is killed; create fails at once, cleaned up.
     let t0 = std::time::Instant::now();

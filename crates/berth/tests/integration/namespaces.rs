@@ -83,7 +83,8 @@ fn user_namespace_maps_ids() {
 #[ignore = "needs root"]
 fn cgroup_namespace_roots_the_view_at_the_container() {
     let mut w = World::new("cgns");
-    w.config(&["cat", "/proc/self/cgroup"], |_| {});
+    // runc's default spec (1.1) has no cgroup namespace: asked for here.
+    w.config(&["cat", "/proc/self/cgroup"], |c| c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "cgroup"})));
     let out = w.run_ok();
     for l in out.lines() {
         assert!(l.ends_with(":/"), "cgroup not rooted at the container: {l}");

@@ -78,7 +78,7 @@ fn list_and_events_json_lines_start_as_runc_s() {
     let b = w.bundle.to_string_lossy().into_owned();
     w.ok(&["run", "-d", "--bundle", &b, &id]);
     let list = w.ok(&["list", "--format", "json"]);
-    assert!(list.starts_with(&format!(r#"[{{"ociVersion":"#)), "{list}");
+    assert!(list.starts_with(r#"[{"ociVersion":"#), "{list}");
     let order = ["\"ociVersion\"", "\"id\"", "\"pid\"", "\"status\"", "\"bundle\"", "\"rootfs\"", "\"created\""];
     let at: Vec<usize> = order.iter().map(|k| list.find(k).unwrap_or_else(|| panic!("{k} missing: {list}"))).collect();
     assert!(at.windows(2).all(|p| p[0] < p[1]), "fields out of runc's order: {list}");

@@ -871,7 +871,7 @@ pub fn default_spec_json(rootless: bool) -> Value {
         ],
         "linux": {
             "resources": {"devices": [{"allow": false, "access": "rwm"}]},
-            "namespaces": [{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}],
+            "namespaces": [{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}],
             "maskedPaths": [
                 "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
                 "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"
@@ -885,8 +885,7 @@ pub fn default_spec_json(rootless: bool) -> Value {
         let uid = berth_sys::getuid();
         l.insert("uidMappings".into(), serde_json::json!([{"containerID": 0, "hostID": uid, "size": 1}]));
         l.insert("gidMappings".into(), serde_json::json!([{"containerID": 0, "hostID": uid, "size": 1}]));
-        l["namespaces"] =
-            serde_json::json!([{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}, {"type": "user"}]);
+        l["namespaces"] = serde_json::json!([{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "user"}]);
     }
     v
 }
