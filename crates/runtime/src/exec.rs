@@ -263,12 +263,15 @@ struct Entry<'a> {
 /// init's namespaces, then set up as the container's process is, and exec.
 fn child(e: &Entry<'_>) -> Result<()> {
     let Entry { chan, cg, join_v2, init_pidfd, init_root, ns_flags, p, console, seccomp, listener, state, preserve_fds } = *e;
+    crate::log::debug("nsexec container setup: berth's clone enters the container's namespaces");
+    crate::log::debug("child process in init(): berth sets up the process in the container");
     // Not dumpable until the exec: nothing in the container may open this
     // process' /proc/PID/{exe,fd,cwd,root} while it runs berth's code.
     sys::set_dumpable(false).ctx("prctl(PR_SET_DUMPABLE, 0)")?;
     let mut keep = vec![chan.0.as_raw_fd(), init_pidfd.as_raw_fd(), init_root.as_raw_fd()];
     keep.extend(console.map(|f| f.as_raw_fd()));
     keep.extend(listener.map(|f| f.as_raw_fd()));
+    keep.extend(crate::log::file_fd());
     let preserved =
         sys::preserved_fds(preserve_fds).ok_or_else(|| RuntimeError::Usage(format!("--preserve-fds {preserve_fds}: too many")))?;
     sys::close_fds_from(preserved.end, &keep);
@@ -336,6 +339,7 @@ fn child(e: &Entry<'_>) -> Result<()> {
     crate::config::check_exec_strings(&p.args, &p.env)?;
     let cstrings = |v: &[String]| v.iter().filter_map(|a| CString::new(a.as_str()).ok()).collect::<Vec<CString>>();
     let (argv, envp) = (cstrings(&p.args), cstrings(&p.env));
+    crate::log::debug("setns_init: about to exec (berth: the process enters the container)");
     let e = sys::execve(&exe, &argv, &envp);
     Err(crate::spawn::InitError::Exec { arg0: p.args[0].clone(), source: e }.into())
 }

@@ -45,6 +45,10 @@ pub struct Init<'a> {
 
 /// Entry of the cloned child: never returns.
 pub fn child_main(init: Init<'_>) -> ! {
+    // The debug lines of the setup's steps start with the words of runc's
+    // (its nsexec and init()): what logs are searched for.
+    crate::log::debug("nsexec container setup: berth's clone enters the container's namespaces");
+    crate::log::debug("child process in init(): berth sets up the container's root, security and process");
     let code = match run(&init) {
         Ok(never) => match never {},
         Err(e) => {
@@ -106,6 +110,7 @@ fn run(init: &Init<'_>) -> Result<Never> {
     if let Some((prof, c)) = seccomp.as_ref().filter(|_| p.no_new_privileges) {
         load_seccomp(init, prof, c, state_for_hooks)?;
     }
+    crate::log::debug("init: closing the pipe to signal completion (berth: ready, waiting for start)");
     init.chan.send_msg(&Msg::Ready)?;
     READY.store(true, std::sync::atomic::Ordering::Relaxed);
     let released = wait_for_start(init, fifo, host_proc, state_for_hooks)?;
@@ -132,6 +137,7 @@ fn shed_the_parents_fds(init: &Init<'_>) -> Result<std::ops::Range<i32>> {
     keep.extend(init.console_socket.as_ref().map(|f| f.as_raw_fd()));
     keep.extend(init.seccomp_listener.as_ref().map(|f| f.as_raw_fd()));
     keep.extend(init.idmapped.iter().map(|(_, f)| f.as_raw_fd()));
+    keep.extend(crate::log::file_fd());
     let preserved = sys::preserved_fds(init.preserve_fds)
         .ok_or_else(|| RuntimeError::Usage(format!("--preserve-fds {}: too many", init.preserve_fds)))?;
     sys::close_fds_from(preserved.end, &keep);

@@ -44,6 +44,13 @@ pub fn debug_enabled() -> bool {
     LOGGER.lock().map(|l| l.as_ref().is_some_and(|l| l.min == Level::Debug)).unwrap_or(false)
 }
 
+/// The log file's fd, kept open by a clone that still logs while it closes
+/// what it inherited (close-on-exec: the container never gets it).
+pub fn file_fd() -> Option<std::os::fd::RawFd> {
+    use std::os::fd::AsRawFd;
+    LOGGER.lock().ok()?.as_ref()?.file.as_ref().map(|f| f.as_raw_fd())
+}
+
 /// True when a log file was given (so errors also go there).
 pub fn has_file() -> bool {
     LOGGER.lock().map(|l| l.as_ref().is_some_and(|l| l.file.is_some())).unwrap_or(false)
