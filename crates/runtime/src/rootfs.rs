@@ -279,6 +279,34 @@ pub fn setup(plan: &Plan<'_>) -> Result<Option<(OwnedFd, OwnedFd)>> {
     Ok(pty)
 }
 
+/// Without pivot_root the rest of the namespace stays below the chroot, and
+/// the kernel lets a process mount a new procfs or sysfs where a full one
+/// (its root mounted, nothing locked over it) is in the namespace: the
+/// host's /proc copy would do, and expose what maskedPaths hide. Every full
+/// procfs and sysfs outside the rootfs is detached here (in this namespace
+/// only: made a slave first), or covered by an empty read-only tmpfs where
+/// it cannot be detached.
+fn hide_full_pseudo_filesystems(rootfs: &Path) -> Result<()> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").ctx("read mountinfo")?;
+    let mut full: Vec<PathBuf> = sys::mountinfo::parse(&text)
+        .into_iter()
+        .filter(|m| m.root == "/" && matches!(m.fs_type.as_str(), "proc" | "sysfs") && !m.mount_point.starts_with(rootfs))
+        .map(|m| m.mount_point)
+        .collect();
+    // Deepest first: a detached parent takes its children along.
+    full.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for p in full {
+        match sys::mount(None, &p, None, libc::MS_SLAVE | libc::MS_REC, None) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue, // went with a parent
+            r => r.ctx_at("make a slave before hiding it", &p)?,
+        }
+        if sys::umount2(&p, libc::MNT_DETACH).is_err() {
+            sys::mount(Some(Path::new("tmpfs")), &p, Some("tmpfs"), libc::MS_RDONLY, Some("size=0")).ctx_at("cover", &p)?;
+        }
+    }
+    Ok(())
+}
+
 /// After pivot: sysctls, then masked and read-only paths, then a read-only root.
 pub fn finish(spec: &Spec) -> Result<()> {
     let l = spec.linux();
@@ -809,6 +837,7 @@ fn pivot(rootfs: &Path) -> Result<()> {
 }
 
 fn move_root(rootfs: &Path) -> Result<()> {
+    hide_full_pseudo_filesystems(rootfs)?;
     std::env::set_current_dir(rootfs).ctx_at("chdir", rootfs)?;
     sys::mount(Some(rootfs), Path::new("/"), None, libc::MS_MOVE, None).ctx("move the rootfs to /")?;
     sys::chroot(Path::new(".")).ctx("chroot")?;

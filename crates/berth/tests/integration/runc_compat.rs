@@ -160,3 +160,28 @@ fn a_cwd_only_root_can_enter_is_entered_before_the_user_switch() {
     assert_eq!(out.trim(), "/rootonly");
     w.finish();
 }
+
+#[test]
+#[ignore = "needs root"]
+fn no_pivot_leaves_no_full_procfs_to_mount_a_new_one_from() {
+    // Without pivot_root the host's /proc stays in the namespace under the
+    // chroot; a full procfs there would let the container mount an
+    // unmasked one (in a user namespace of its own).
+    let mut w = World::new("nopivotproc");
+    w.config(
+        &["/bin/busybox", "unshare", "-mrpf", "/bin/busybox", "sh", "-c", "/bin/busybox mount -t proc none /proc && echo mounted"],
+        |c| {
+            for set in ["bounding", "permitted", "effective"] {
+                c["process"]["capabilities"][set].as_array_mut().unwrap().push(json!("CAP_SETFCAP"));
+            }
+        },
+    );
+    let id = w.id();
+    let b = w.bundle.to_string_lossy().into_owned();
+    let o = w.berth(&["run", "--no-pivot", "--bundle", &b, &id]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!out.contains("mounted"), "a new procfs was mounted under --no-pivot: {out} {err}");
+    assert!(err.contains("ermission denied") || err.contains("not permitted"), "{err}");
+    w.finish();
+}
