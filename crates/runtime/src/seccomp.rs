@@ -22,6 +22,8 @@ pub enum SeccompError {
     ArgIndex(u32),
     #[error("linux.seccomp: SCMP_ACT_NOTIFY needs listenerPath")]
     NotifyWithoutListener,
+    #[error("linux.seccomp.listenerPath is not connected")]
+    NotConnected,
     /// runc's words.
     #[error("linux.seccomp: SCMP_ACT_NOTIFY cannot be used for the write syscall")]
     NotifyWrite,
@@ -109,7 +111,7 @@ pub fn load_and_hand_over(prof: &Profile, f: &Filter, listener: Option<&std::os:
         return Ok(());
     }
     let fd = f.notify_fd().ctx("seccomp notify fd")?;
-    let sock = listener.ok_or_else(|| crate::config::invalid("linux.seccomp.listenerPath", "is not connected"))?;
+    let sock = listener.ok_or(SeccompError::NotConnected)?;
     let st: serde_json::Value = serde_json::from_str(state).unwrap_or_default();
     let msg = serde_json::json!({
         "ociVersion": "1.2.0",
