@@ -57,13 +57,15 @@ pub fn exec(o: &ExecOptions) -> Result<i32> {
     let seccomp = spec.linux.as_ref().and_then(|l| l.seccomp.as_ref()).map(crate::seccomp::Profile::parse).transpose()?;
     // The agent of an SCMP_ACT_NOTIFY profile gets the exec'd process's
     // notify fd too, with the container's state.
-    let listener = match seccomp.as_ref().filter(|s| s.uses_notify()).and_then(|s| s.listener_path.as_deref()).filter(|p| !p.is_empty()) {
-        Some(path) => {
-            Some(sys::unix_connect(Path::new(path)).ctx_of("failed to connect with seccomp agent at linux.seccomp.listenerPath", path)?)
-        }
-        None => None,
-    };
-    let state = serde_json::to_string(&rec.oci(Status::Running)).unwrap_or_default();
+    let listener = seccomp
+        .as_ref()
+        .filter(|s| s.uses_notify())
+        .and_then(|s| s.listener_path.as_deref())
+        .filter(|p| !p.is_empty())
+        .map(crate::seccomp::connect_agent)
+        .transpose()?;
+    // Only the agent reads it.
+    let state = if listener.is_some() { serde_json::to_string(&rec.oci(Status::Running)).unwrap_or_default() } else { String::new() };
     let (parent_end, child_end) = sys::seqpacket_pair().ctx("socketpair")?;
     // The exec'd process may be a grandchild (a PID namespace is entered by
     // the children of who joins it): as subreaper this process still reaps it.

@@ -108,7 +108,7 @@ fn run(init: &Init<'_>) -> Result<Never> {
     // With no_new_privs the filter needs no privilege: loaded last before
     // the wait, so that the startContainer hooks run under it (runc's order).
     if let Some((prof, c)) = seccomp.as_ref().filter(|_| p.no_new_privileges) {
-        load_seccomp(init, prof, c, state_for_hooks)?;
+        crate::seccomp::load_and_hand_over(prof, c, init.seccomp_listener.as_ref(), state_for_hooks)?;
     }
     crate::log::debug("init: closing the pipe to signal completion (berth: ready, waiting for start)");
     init.chan.send_msg(&Msg::Ready)?;
@@ -330,10 +330,11 @@ fn lock_down(
     let filter = l.seccomp.as_ref().map(crate::seccomp::Profile::parse).transpose()?;
     let compiled = filter.as_ref().map(|f| f.compile()).transpose()?;
     // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it
-    // before the capabilities go (as runc does). Otherwise at the very end.
+    // before the capabilities go (as runc does). Otherwise just before the
+    // wait for start (see run).
     if !p.no_new_privileges {
         if let (Some(prof), Some(c)) = (&filter, &compiled) {
-            load_seccomp(init, prof, c, state_for_hooks)?;
+            crate::seccomp::load_and_hand_over(prof, c, init.seccomp_listener.as_ref(), state_for_hooks)?;
         }
     }
     security::switch_user_and_caps(p)?;
@@ -378,10 +379,6 @@ fn wait_for_start(init: &Init<'_>, fifo: Option<OwnedFd>, host_proc: OwnedFd, st
     }
 
     Ok(released)
-}
-
-fn load_seccomp(init: &Init<'_>, prof: &crate::seccomp::Profile, f: &sys::seccomp::Filter, state: &str) -> Result<()> {
-    crate::seccomp::load_and_hand_over(prof, f, init.seccomp_listener.as_ref(), state)
 }
 
 /// Sends the pty master over the console socket (with the slave's name, as

@@ -204,7 +204,7 @@ fn endpoints(
         .and_then(|v| v.get("listenerPath"))
         .and_then(|v| v.as_str())
         .filter(|p| !p.is_empty())
-        .map(|p| sys::unix_connect(Path::new(p)).ctx_of("failed to connect with seccomp agent at linux.seccomp.listenerPath", p))
+        .map(crate::seccomp::connect_agent)
         .transpose()?;
     Ok((fifo, console, listener))
 }

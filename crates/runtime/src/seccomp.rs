@@ -99,6 +99,12 @@ fn op(name: &str) -> Result<u32> {
     })
 }
 
+/// Connects to the seccomp agent at listenerPath (runc's words on failure).
+pub fn connect_agent(path: &str) -> Result<std::os::fd::OwnedFd> {
+    use crate::error::Context;
+    berth_sys::unix_connect(std::path::Path::new(path)).ctx_of("failed to connect with seccomp agent at linux.seccomp.listenerPath", path)
+}
+
 /// Loads `f`, and for a profile with SCMP_ACT_NOTIFY hands the notify fd
 /// to the agent on `listener` with the state it expects: runtime-spec's
 /// containerProcessState ("seccompFd", the process's pid, the profile's
