@@ -70,11 +70,6 @@ fn real_main(argv: Vec<String>, parsed: &mut Option<String>) -> Result<i32, Runt
         print!("{}", help::version(&prog));
         return Ok(0);
     }
-    if g.systemd_cgroup {
-        return Err(RuntimeError::Usage(
-            "--systemd-cgroup: the systemd cgroup driver is not supported yet; use the cgroupfs driver".into(),
-        ));
-    }
     let Some(cmd) = a.next_positional() else {
         print!("{}", help::global(&prog));
         return Ok(if g.help { 0 } else { 1 });
@@ -254,6 +249,7 @@ fn cmd_create_or_run(cmd: &str, a: &mut Args, g: &Global, root: PathBuf) -> Resu
         ephemeral_layer,
         storage,
         foreground: false,
+        systemd_cgroup: g.systemd_cgroup,
     };
     if cmd == "create" {
         lifecycle::create(&o)?;

@@ -10,6 +10,7 @@
 
 mod devices;
 mod resources;
+pub mod systemd;
 
 pub use devices::program as device_program;
 
@@ -57,6 +58,9 @@ pub enum CgroupError {
     /// An `exec --cgroup` value that names no sub-cgroup of the container.
     #[error("exec --cgroup {spec:?}: {why}")]
     BadSub { spec: String, why: SubRefusal },
+    /// The systemd driver's unit could not be made, changed or stopped.
+    #[error(transparent)]
+    Systemd(#[from] systemd::SystemdError),
 }
 
 /// Why a resolved cgroup path cannot be a container's own.
@@ -210,6 +214,10 @@ pub struct Dir {
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Cgroup {
     pub dirs: Vec<Dir>,
+    /// With the systemd driver: the unit whose cgroup this is (systemd
+    /// makes and removes the directory; teardown stops the unit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub systemd: Option<systemd::Unit>,
 }
 
 /// The cgroup `own` (a `/proc/PID/cgroup`) names in hierarchy `h`.
@@ -261,7 +269,21 @@ impl Cgroup {
             let rel = inner.strip_prefix(shown).map(Path::to_path_buf).unwrap_or_else(|_| inner.strip_prefix("/").unwrap().to_path_buf());
             dirs.push(Dir { path: h.mount.join(rel), v2: h.v2, controllers: h.controllers.clone(), created: false, top: None });
         }
-        Cgroup { dirs }
+        Cgroup { dirs, systemd: None }
+    }
+
+    /// The cgroup of a systemd unit: its directory in the unified
+    /// hierarchy, which systemd makes when the unit starts. Only a pure
+    /// cgroup v2 host has one hierarchy for systemd to delegate.
+    pub fn for_unit(layout: &Layout, unit: systemd::Unit) -> Result<Cgroup> {
+        let h = layout.v2().filter(|_| layout.pure_v2()).ok_or(systemd::SystemdError::NeedsV2)?;
+        let inner = join_rel(Path::new("/"), &unit.cgroup);
+        let rel =
+            inner.strip_prefix(&h.root).map(Path::to_path_buf).unwrap_or_else(|_| inner.strip_prefix("/").unwrap_or(&inner).to_path_buf());
+        // created: the directory is the container's (teardown removes it if
+        // systemd has not); top: never a slice above it.
+        let dir = Dir { path: h.mount.join(rel), v2: true, controllers: vec![], created: true, top: None };
+        Ok(Cgroup { dirs: vec![dir], systemd: Some(unit) })
     }
 
     /// Why this cgroup (just resolved, not yet created) cannot be a

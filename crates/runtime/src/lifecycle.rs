@@ -33,6 +33,9 @@ pub struct CreateOptions {
     /// berth itself is the other end of the process' terminal when it has
     /// one and no console socket is given (a foreground `run`, as runc).
     pub foreground: bool,
+    /// The systemd cgroup driver (`--systemd-cgroup`): the cgroup is a
+    /// transient unit that systemd makes.
+    pub systemd_cgroup: bool,
 }
 
 /// A container that `create` made: its lock is held while this lives.
@@ -123,27 +126,41 @@ fn record_and_make(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Reco
     let l = spec.linux();
     let layout = Layout::host().ctx("read mountinfo")?;
     let own = berth_cgroups::parse_proc_cgroup(&std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default());
-    let cg_path = l.cgroups_path.clone().filter(|p| !p.is_empty()).unwrap_or_else(|| format!("berth/{}", o.id));
-    if cg_path.split('/').any(|c| c == "..") {
-        return Err(crate::config::invalid("linux.cgroupsPath", format!("{cg_path:?} must not contain ..")));
-    }
-    if cg_path.contains('\0') {
-        return Err(crate::config::invalid("linux.cgroupsPath", "must not contain a NUL byte"));
-    }
-    if cg_path.contains(':') {
-        return Err(crate::config::invalid(
-            "linux.cgroupsPath",
-            format!("{cg_path:?} is in the systemd form; the systemd cgroup driver is not supported yet"),
-        ));
-    }
+    let given = l.cgroups_path.clone().filter(|p| !p.is_empty());
+    let cgroup = if o.systemd_cgroup {
+        // The unit is made later, once the init exists (a scope starts
+        // with its processes); its directory is recorded now.
+        let unit = berth_cgroups::systemd::unit_for(given.as_deref().unwrap_or(""), &o.id).map_err(berth_cgroups::CgroupError::from)?;
+        if !berth_cgroups::systemd::booted() {
+            return Err(berth_cgroups::CgroupError::from(berth_cgroups::systemd::SystemdError::NotRunning).into());
+        }
+        berth_cgroups::Cgroup::for_unit(&layout, unit)?
+    } else {
+        let cg_path = given.unwrap_or_else(|| format!("berth/{}", o.id));
+        if cg_path.split('/').any(|c| c == "..") {
+            return Err(crate::config::invalid("linux.cgroupsPath", format!("{cg_path:?} must not contain ..")));
+        }
+        if cg_path.contains('\0') {
+            return Err(crate::config::invalid("linux.cgroupsPath", "must not contain a NUL byte"));
+        }
+        if cg_path.contains(':') {
+            return Err(crate::config::invalid(
+                "linux.cgroupsPath",
+                format!("{cg_path:?} is in the systemd form (slice:prefix:name): pass --systemd-cgroup to use the systemd cgroup driver"),
+            ));
+        }
+        Cgroup::resolve(&layout, &cg_path, &own)
+    };
     // Only a cgroup of the container's own is ever recorded, so teardown
     // cannot kill, freeze or thaw anything else.
-    let cgroup = Cgroup::resolve(&layout, &cg_path, &own);
     if let Some(why) = cgroup.refusal(&layout, &own) {
-        return Err(crate::config::ConfigError::CgroupsPath { path: cg_path.to_string(), why }.into());
+        let shown = l.cgroups_path.clone().unwrap_or_default();
+        return Err(crate::config::ConfigError::CgroupsPath { path: shown, why }.into());
     }
     rec.cgroup = cgroup;
-    rec.cgroup.plan();
+    if rec.cgroup.systemd.is_none() {
+        rec.cgroup.plan();
+    }
     // The writable layer likewise: recorded, then made.
     let root = c.dir.parent().unwrap_or_else(|| Path::new("/"));
     rec.layer = crate::layer::requested(spec, o.ephemeral_layer, &o.storage, root, &o.id, &rec.rootfs)?;
@@ -158,17 +175,12 @@ fn record_and_make(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Reco
         layer.make()?;
     }
     crate::reaper::claim_cgroup(root, &rec.cgroup)?;
-    rec.cgroup.create()?;
-    c.save(rec)?;
-    crate::fault("create:cgroup-created");
-    let res = l.resources.clone().unwrap_or_default();
-    // The config's device rules, then the devices every container may use
-    // (as runc does); no rules in the config: the cgroup's own default.
-    let mut devices = res.devices.clone();
-    if !devices.is_empty() {
-        devices.extend(berth_cgroups::default_device_rules());
+    if rec.cgroup.systemd.is_none() {
+        rec.cgroup.create()?;
+        c.save(rec)?;
+        crate::fault("create:cgroup-created");
+        apply_resources(spec, &rec.cgroup)?;
     }
-    berth_cgroups::apply(&rec.cgroup, &res, &devices)?;
     for (k, v) in &l.time_offsets {
         if !matches!(k.as_str(), "monotonic" | "boottime") {
             return Err(crate::config::invalid("linux.timeOffsets", format!("unknown clock {k:?}")));
@@ -177,6 +189,56 @@ fn record_and_make(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Reco
     }
 
     Ok(layout)
+}
+
+/// The config's limits, written to the cgroup's files.
+fn apply_resources(spec: &Spec, cg: &Cgroup) -> Result<()> {
+    let res = spec.linux().resources.clone().unwrap_or_default();
+    berth_cgroups::apply(cg, &res, &device_rules(&res))?;
+    Ok(())
+}
+
+/// The config's device rules, then the devices every container may use
+/// (as runc does); no rules in the config: the cgroup's own default.
+fn device_rules(res: &berth_cgroups::Resources) -> Vec<berth_cgroups::DeviceRule> {
+    let mut devices = res.devices.clone();
+    if !devices.is_empty() {
+        devices.extend(berth_cgroups::default_device_rules());
+    }
+    devices
+}
+
+/// The systemd driver: the container's transient unit, started with the
+/// init as its process and the limits as properties, then the limits
+/// written to its files as with cgroupfs (delegation makes them the
+/// container's). Recorded in the state before this, so a failure or a
+/// crash from here on is torn down by stopping the unit.
+fn start_unit(spec: &Spec, id: &str, cg: &Cgroup, pid: i32) -> Result<()> {
+    use berth_cgroups::systemd::{self, Systemd};
+    let Some(unit) = &cg.systemd else { return Ok(()) };
+    let t0 = std::time::Instant::now();
+    let res = spec.linux().resources.clone().unwrap_or_default();
+    let devices = device_rules(&res);
+    let mut props = systemd::resource_properties(&res, &devices).map_err(berth_cgroups::CgroupError::from)?;
+    props.extend(systemd::annotation_properties(&spec.annotations).map_err(berth_cgroups::CgroupError::from)?);
+    let mut sd = Systemd::connect(sys::getuid()).map_err(berth_cgroups::CgroupError::from)?;
+    let connected = t0.elapsed();
+    let pid = u32::try_from(pid).map_err(|_| RuntimeError::Init(crate::spawn::InitError::DiedAtOnce))?;
+    sd.start(unit, pid, &format!("berth container {id}"), props).map_err(berth_cgroups::CgroupError::from)?;
+    if unit.is_slice() {
+        // A slice takes no PIDs at start: the init joins its cgroup.
+        cg.add_pid(pid.cast_signed(), false, true)?;
+    }
+    crate::fault("create:cgroup-created");
+    berth_cgroups::apply(cg, &res, &devices)?;
+    log::debug(&format!(
+        "systemd: unit {} started over {} (connect {:.3}ms, total {:.3}ms)",
+        unit.name,
+        sd.transport().display(),
+        connected.as_secs_f64() * 1e3,
+        t0.elapsed().as_secs_f64() * 1e3
+    ));
+    Ok(())
 }
 
 /// The exec fifo (opened by the init, waited on by `start`), and the
@@ -268,12 +330,15 @@ fn create_in(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record, ow
     rec.start_time = first.start_time;
     c.save(rec)?;
     crate::fault("create:pid-saved");
+    // With the systemd driver, systemd moves the init into its unit.
+    let v2_by_hand = !into_v2 && rec.cgroup.systemd.is_none();
     if child_joins_v1 {
         chan.expect(Msg::Joined)?;
-        rec.cgroup.add_pid(pid, false, !into_v2)?;
+        rec.cgroup.add_pid(pid, false, v2_by_hand)?;
     } else {
-        rec.cgroup.add_pid(pid, true, !into_v2)?;
+        rec.cgroup.add_pid(pid, true, v2_by_hand)?;
     }
+    start_unit(spec, &o.id, &rec.cgroup, pid)?;
     if clone_flags.contains(sys::Namespaces::USER) {
         spawn::write_maps(pid, spec)?;
     }
@@ -564,6 +629,13 @@ pub fn update(root: &Path, id: &str, r: &berth_cgroups::Resources) -> Result<()>
         }
         all.extend(r.devices.iter().cloned());
         devices = all;
+    }
+    if let Some(unit) = &rec.cgroup.systemd {
+        // systemd's view first (it would write its own back on a reload).
+        let props = berth_cgroups::systemd::resource_properties(r, &devices).map_err(berth_cgroups::CgroupError::from)?;
+        berth_cgroups::systemd::Systemd::connect(sys::getuid())
+            .and_then(|mut sd| sd.set_properties(&unit.name, props))
+            .map_err(berth_cgroups::CgroupError::from)?;
     }
     berth_cgroups::apply(&rec.cgroup, r, &devices)?;
     if let Some(spec) = rec.config.as_mut() {

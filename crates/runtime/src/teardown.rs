@@ -85,6 +85,11 @@ impl CgroupReap {
 
     /// Whether `cg` is removed by the reaper.
     pub fn defers(self, cg: &berth_cgroups::Cgroup) -> bool {
+        if cg.systemd.is_some() {
+            // systemd removes a unit's cgroup when the unit stops; when
+            // is not berth's to choose.
+            return false;
+        }
         let pure_v2 = !cg.dirs.is_empty() && cg.dirs.iter().all(|d| d.v2);
         let release = || std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
         let controllers = || cg.v2_dir().and_then(|d| std::fs::read_to_string(d.path.join("cgroup.controllers")).ok()).unwrap_or_default();
@@ -247,8 +252,27 @@ fn release(rec: &Record, defer_cgroup: bool, job: &mut crate::reaper::Job) -> Re
         job.cgroup = Some(rec.cgroup.clone());
         return Ok(false);
     }
+    if let Some(unit) = &rec.cgroup.systemd {
+        stop_unit(&unit.name);
+    }
+    // What systemd left (a sub-cgroup the container made, on an older
+    // systemd), or the whole directory where systemd could not be asked.
     rec.cgroup.remove()?;
     Ok(true)
+}
+
+/// Stops the container's systemd unit (the systemd driver) and resets it
+/// if it failed, so that nothing of it stays in systemd's list. The
+/// container is already gone (killed, its cgroup empty): a systemd that
+/// cannot be asked is a warning, not a reason to keep the state, since
+/// systemd stops an emptied scope by itself.
+fn stop_unit(unit: &str) {
+    let t0 = Instant::now();
+    let r = berth_cgroups::systemd::Systemd::connect(berth_sys::getuid()).and_then(|mut sd| sd.stop(unit));
+    match r {
+        Ok(()) => log::debug(&format!("systemd: unit {unit} stopped in {:.3}ms", t0.elapsed().as_secs_f64() * 1e3)),
+        Err(e) => log::warn(&format!("systemd unit {unit} could not be stopped: {e}")),
+    }
 }
 
 /// Detaches the mounts a container without a mount namespace made in this

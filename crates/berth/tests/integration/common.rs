@@ -43,6 +43,28 @@ pub fn berth_only() -> bool {
     false
 }
 
+/// BERTH_TEST_CGROUP_DRIVER=systemd: every command runs with
+/// `--systemd-cgroup` and each container's cgroupsPath is
+/// `system.slice:berth-test:ID` (the systemd VM tier, tests/vm/run-systemd).
+pub fn systemd_driver() -> bool {
+    std::env::var("BERTH_TEST_CGROUP_DRIVER").is_ok_and(|d| d == "systemd")
+}
+
+/// For tests of cgroupfs paths (a cgroupsPath of their own): skipped
+/// (true) under the systemd driver.
+pub fn cgroupfs_only() -> bool {
+    if systemd_driver() {
+        eprintln!("skipped: a cgroupfs path (the systemd driver takes slice:prefix:name)");
+        return true;
+    }
+    false
+}
+
+/// The systemd unit of container `id` under the systemd driver.
+pub fn unit_of(id: &str) -> berth_cgroups::systemd::Unit {
+    berth_cgroups::systemd::unit_for(&format!("system.slice:berth-test:{id}"), id).unwrap()
+}
+
 /// Asserts that an error message says `needle`; berth's wording only.
 pub fn says(msg: &str, needle: &str) {
     if !other_runtime() {
@@ -196,6 +218,9 @@ impl World {
             None => Command::new(bin),
         };
         c.arg("--root").arg(&self.root);
+        if systemd_driver() {
+            c.arg("--systemd-cgroup");
+        }
         // Deferred cgroups (the VM's auto mode) in short batches.
         c.env("BERTH_REAP_WINDOW_MS", "20");
         if !other_runtime() {
@@ -246,7 +271,8 @@ impl World {
         let p = self.bundle.join("config.json");
         let Ok(mut v) = serde_json::from_slice::<Value>(&fs::read(&p).unwrap()) else { return };
         if self.auto_cgroup.get() && v.get("linux").is_some() {
-            v["linux"]["cgroupsPath"] = json!(format!("/berth-tests/{id}"));
+            let path = if systemd_driver() { format!("system.slice:berth-test:{id}") } else { format!("/berth-tests/{id}") };
+            v["linux"]["cgroupsPath"] = json!(path);
             fs::write(&p, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
         }
     }
@@ -285,6 +311,9 @@ impl World {
     /// The cgroup directories berth would use for container `id`.
     pub fn cgroup_dirs(&self, id: &str) -> Vec<berth_cgroups::Dir> {
         let layout = berth_cgroups::Layout::host().unwrap();
+        if systemd_driver() {
+            return berth_cgroups::Cgroup::for_unit(&layout, unit_of(id)).unwrap().dirs;
+        }
         let own = berth_cgroups::parse_proc_cgroup(&fs::read_to_string("/proc/self/cgroup").unwrap());
         berth_cgroups::Cgroup::resolve(&layout, &format!("/berth-tests/{id}"), &own).dirs
     }

@@ -32,4 +32,6 @@ mod runc_compat;
 #[cfg(test)]
 mod security;
 #[cfg(test)]
+mod systemd_driver;
+#[cfg(test)]
 mod terminal;
