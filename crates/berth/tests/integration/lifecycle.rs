@@ -263,7 +263,10 @@ fn features_is_json_and_claims_what_works() {
     let o = std::process::Command::new(runtime()).arg("features").output().unwrap();
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["ociVersionMax"], "1.2.0");
-    assert_eq!(v["linux"]["cgroup"]["systemd"], false);
+    // The systemd driver (its tests run in tests/vm/run-systemd); not the
+    // rootless user manager.
+    assert_eq!(v["linux"]["cgroup"]["systemd"], true);
+    assert_eq!(v["linux"]["cgroup"]["systemdUser"], false);
     // containerd decides from these whether it may ask for idmapped mounts,
     // user namespaces and rro; each is exercised by a test of its own.
     assert_eq!(v["linux"]["mountExtensions"]["idmap"]["enabled"], true);
@@ -272,6 +275,74 @@ fn features_is_json_and_claims_what_works() {
         assert!(opts.iter().any(|x| x == o), "mountOptions lacks {o}");
     }
     assert!(v["linux"]["namespaces"].as_array().unwrap().iter().any(|n| n == "user"));
+    assert!(v["potentiallyUnsafeConfigAnnotations"].as_array().unwrap().iter().any(|a| a == "org.systemd.property."));
+}
+
+/// Everything `features` lists, asked for at once: every mount option (a
+/// mount each), every namespace, every hook, every capability, every
+/// seccomp action (but notify, which needs an agent: process.rs), operator,
+/// architecture and flag. A caller that trusts the list must never see
+/// create refuse what it claims.
+#[test]
+#[ignore = "needs root"]
+fn create_accepts_everything_features_lists() {
+    if berth_only() {
+        return;
+    }
+    let mut w = World::new("features");
+    let o = std::process::Command::new(runtime()).arg("features").output().unwrap();
+    let f: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let list = |v: &serde_json::Value| -> Vec<String> { v.as_array().unwrap().iter().map(|x| x.as_str().unwrap().to_string()).collect() };
+    let src = w.dir.join("bindsrc");
+    std::fs::create_dir_all(&src).unwrap();
+    // An idmapped bind needs a filesystem that supports it: the test's own
+    // directory is on one where the rootfs test passes (ext4 here).
+    let mut mounts = Vec::new();
+    for (i, opt) in list(&f["mountOptions"]).iter().enumerate() {
+        let dest = format!("/m/{i}");
+        let m = match opt.as_str() {
+            "bind" | "rbind" => json!({"destination": dest, "type": "bind", "source": src, "options": [opt]}),
+            "idmap" | "ridmap" => json!({"destination": dest, "type": "bind", "source": src, "options": ["bind", opt],
+                "uidMappings": [{"containerID": 0, "hostID": 1234, "size": 1}], "gidMappings": [{"containerID": 0, "hostID": 1234, "size": 1}]}),
+            _ => json!({"destination": dest, "type": "tmpfs", "source": "tmpfs", "options": [opt]}),
+        };
+        mounts.push(m);
+    }
+    let caps = list(&f["linux"]["capabilities"]);
+    let namespaces: Vec<serde_json::Value> = list(&f["linux"]["namespaces"]).into_iter().map(|n| json!({"type": n})).collect();
+    let hooks: serde_json::Map<String, serde_json::Value> =
+        list(&f["hooks"]).into_iter().map(|h| (h, json!([{"path": "/bin/true"}]))).collect();
+    let sc = &f["linux"]["seccomp"];
+    // Rare calls, none of which setup or the container makes.
+    let calls = ["acct", "kexec_load", "swapon", "swapoff", "quotactl", "nfsservctl", "vhangup", "pivot_root", "lookup_dcookie", "uselib", "ustat", "sysfs"];
+    let mut rules = Vec::new();
+    for (k, action) in list(&sc["actions"]).iter().filter(|a| *a != "SCMP_ACT_NOTIFY").enumerate() {
+        rules.push(json!({"names": [calls[k % calls.len()]], "action": action, "errnoRet": 1}));
+    }
+    for op in list(&sc["operators"]) {
+        rules.push(json!({"names": ["acct"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 0, "value": 7, "valueTwo": 7, "op": op}]}));
+    }
+    w.config(&["true"], |c| {
+        c["mounts"].as_array_mut().unwrap().extend(mounts);
+        c["linux"]["namespaces"] = json!(namespaces);
+        c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 300000, "size": 65536}]);
+        c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 300000, "size": 65536}]);
+        for set in ["bounding", "effective", "permitted"] {
+            c["process"]["capabilities"][set] = json!(caps);
+        }
+        c["hooks"] = serde_json::Value::Object(hooks);
+        c["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": sc["archs"],
+            "flags": sc["supportedFlags"],
+            "syscalls": rules
+        });
+    });
+    // The user namespace's root must reach the rootfs and the bind source.
+    let _ = std::process::Command::new("chown").args(["-R", "300000:300000"]).arg(&w.bundle).status();
+    let out = w.run_ok();
+    assert!(out.is_empty(), "{out}");
+    w.finish();
 }
 
 #[test]
