@@ -329,6 +329,27 @@ impl Cgroup {
         self.dirs.iter().find(|d| !d.v2 && d.controllers.iter().any(|c| c == controller))
     }
 
+    /// With the systemd driver: every controller of the hierarchy enabled
+    /// down to the unit, as runc's driver does. systemd delegates only the
+    /// controllers it manages (cpu, cpuset, io, memory, pids): hugetlb,
+    /// rdma and misc would be missing from the container's cgroup, so their
+    /// limits could not be set nor their stats read. Only "+controller" is
+    /// ever written, into the unit's ancestors' cgroup.subtree_control (a
+    /// controller the kernel refuses somewhere is left off there).
+    pub fn enable_controllers_to_unit(&self) {
+        let Some(d) = self.v2_dir().filter(|_| self.systemd.is_some()) else { return };
+        let mut chain: Vec<&Path> = d.path.ancestors().skip(1).take_while(|p| p.join("cgroup.subtree_control").exists()).collect();
+        let (Some(top), Ok(own)) = (chain.last(), fs::read_to_string(d.path.join("cgroup.controllers"))) else { return };
+        let all = fs::read_to_string(top.join("cgroup.controllers")).unwrap_or_default();
+        if all.split_whitespace().all(|c| own.split_whitespace().any(|o| o == c)) {
+            return; // everything there already: nothing written
+        }
+        chain.reverse();
+        for dir in chain {
+            let _ = enable_v2_controllers(dir);
+        }
+    }
+
     /// Records which directories (and ancestors) do not exist yet, so that a
     /// crash after this is saved still lets teardown remove exactly those.
     pub fn plan(&mut self) {
@@ -451,7 +472,12 @@ impl Cgroup {
     /// pidfd); on v1 it runs while the cgroup is frozen.
     pub fn kill_all(&self, kill: &mut dyn FnMut(&[i32])) -> Result<()> {
         if let Some(d) = self.v2_dir().filter(|d| d.path.join("cgroup.kill").exists() && !self.dirs.iter().any(|x| !x.v2)) {
-            return write(&d.path.join("cgroup.kill"), "1");
+            // Gone meanwhile (systemd removes an emptied unit's cgroup at
+            // once): nothing left to kill.
+            return match write(&d.path.join("cgroup.kill"), "1") {
+                Err(e) if e.os_error().is_some_and(|e| e.kind() == io::ErrorKind::NotFound) => Ok(()),
+                r => r,
+            };
         }
         let freezer = self.v1_dir("freezer").filter(|d| d.path.is_dir());
         if let Some(f) = freezer {

@@ -181,11 +181,30 @@ pub fn events(root: &Path, id: &str, once: bool, interval: Duration, out: &mut d
     }
     let init = rec.init().ok_or(RuntimeError::NotRunning)?;
     let mut ooms = oom_kills(&rec.cgroup);
+    // On v2 the kernel notifies changes of memory.events: an OOM kill is
+    // seen when it happens, while the cgroup still exists (systemd removes
+    // a scope's cgroup as soon as it empties, before an interval is over).
+    let watch = rec
+        .cgroup
+        .v2_dir()
+        .filter(|_| rec.cgroup.v1_dir("memory").is_none())
+        .and_then(|d| berth_sys::inotify_watch(&d.path.join("memory.events"), libc::IN_MODIFY).ok());
+    let mut next = std::time::Instant::now();
     loop {
-        line("stats", Some(stats(&rec.cgroup)), out);
-        // Wait for the interval, or for the container's end.
-        let ms = berth_sys::poll_ms(interval);
-        let done = berth_sys::poll_in(&[std::os::fd::AsFd::as_fd(&init.pidfd)], ms).map(|r| r[0] != 0).unwrap_or(true);
+        let now = std::time::Instant::now();
+        if now >= next {
+            line("stats", Some(stats(&rec.cgroup)), out);
+            next = now + interval;
+        }
+        // Wait for the interval, a change of memory.events, or the end.
+        let ms = berth_sys::poll_ms(next.saturating_duration_since(std::time::Instant::now()));
+        let mut fds = vec![std::os::fd::AsFd::as_fd(&init.pidfd)];
+        fds.extend(watch.as_ref().map(std::os::fd::AsFd::as_fd));
+        let ready = berth_sys::poll_in(&fds, ms).unwrap_or_else(|_| vec![1]);
+        if let Some(w) = &watch {
+            berth_sys::drain(std::os::fd::AsFd::as_fd(w));
+        }
+        let done = ready.first().is_none_or(|r| *r != 0);
         let now = oom_kills(&rec.cgroup);
         if now > ooms {
             line("oom", None, out);

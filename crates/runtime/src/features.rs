@@ -19,8 +19,15 @@ fn seccomp_archs() -> Vec<&'static str> {
         "SCMP_ARCH_X86",
         "SCMP_ARCH_X86_64",
     ];
-    const BIG: &[&str] =
-        &["SCMP_ARCH_MIPS", "SCMP_ARCH_MIPS64", "SCMP_ARCH_MIPS64N32", "SCMP_ARCH_PPC", "SCMP_ARCH_PPC64", "SCMP_ARCH_S390", "SCMP_ARCH_S390X"];
+    const BIG: &[&str] = &[
+        "SCMP_ARCH_MIPS",
+        "SCMP_ARCH_MIPS64",
+        "SCMP_ARCH_MIPS64N32",
+        "SCMP_ARCH_PPC",
+        "SCMP_ARCH_PPC64",
+        "SCMP_ARCH_S390",
+        "SCMP_ARCH_S390X",
+    ];
     if cfg!(target_endian = "little") {
         LITTLE.to_vec()
     } else {

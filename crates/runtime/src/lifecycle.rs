@@ -230,6 +230,7 @@ fn start_unit(spec: &Spec, id: &str, cg: &Cgroup, pid: i32) -> Result<()> {
         cg.add_pid(pid.cast_signed(), false, true)?;
     }
     crate::fault("create:cgroup-created");
+    cg.enable_controllers_to_unit();
     berth_cgroups::apply(cg, &res, &devices)?;
     log::debug(&format!(
         "systemd: unit {} started over {} (connect {:.3}ms, total {:.3}ms)",

@@ -233,7 +233,9 @@ fn signal(rec: &Record, init: Option<&crate::process::Process>) -> Result<()> {
 /// every hierarchy. Anything left (a process moved in from outside, a
 /// sub-cgroup) takes the waiting path.
 fn wait_empty(rec: &Record, init_took_all: bool, deadline: Instant) -> Result<()> {
-    let fast = init_took_all && rec.own_pidns && rec.cgroup.try_remove_leaves()?;
+    // A systemd unit's cgroup is systemd's to remove when the unit stops:
+    // there the wait is on cgroup.events alone.
+    let fast = init_took_all && rec.own_pidns && rec.cgroup.systemd.is_none() && rec.cgroup.try_remove_leaves()?;
     if !fast {
         wait_cgroup_empty(rec, deadline)?;
     }

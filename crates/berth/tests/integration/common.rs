@@ -50,6 +50,16 @@ pub fn systemd_driver() -> bool {
     std::env::var("BERTH_TEST_CGROUP_DRIVER").is_ok_and(|d| d == "systemd")
 }
 
+/// The driver's global flag, for tests that write a runtime command line
+/// themselves.
+pub fn driver_flag() -> &'static str {
+    if systemd_driver() {
+        " --systemd-cgroup"
+    } else {
+        ""
+    }
+}
+
 /// For tests of cgroupfs paths (a cgroupsPath of their own): skipped
 /// (true) under the systemd driver.
 pub fn cgroupfs_only() -> bool {

@@ -314,7 +314,20 @@ fn create_accepts_everything_features_lists() {
         list(&f["hooks"]).into_iter().map(|h| (h, json!([{"path": "/bin/true"}]))).collect();
     let sc = &f["linux"]["seccomp"];
     // Rare calls, none of which setup or the container makes.
-    let calls = ["acct", "kexec_load", "swapon", "swapoff", "quotactl", "nfsservctl", "vhangup", "pivot_root", "lookup_dcookie", "uselib", "ustat", "sysfs"];
+    let calls = [
+        "acct",
+        "kexec_load",
+        "swapon",
+        "swapoff",
+        "quotactl",
+        "nfsservctl",
+        "vhangup",
+        "pivot_root",
+        "lookup_dcookie",
+        "uselib",
+        "ustat",
+        "sysfs",
+    ];
     let mut rules = Vec::new();
     for (k, action) in list(&sc["actions"]).iter().filter(|a| *a != "SCMP_ACT_NOTIFY").enumerate() {
         rules.push(json!({"names": [calls[k % calls.len()]], "action": action, "errnoRet": 1}));
@@ -382,8 +395,15 @@ fn preserved_fds_reach_the_container() {
     let bundle = w.bundle.to_string_lossy().into_owned();
     let f = w.dir.join("fd3.out");
     // sh opens the file as fd 3, then execs berth with it.
-    let cmd =
-        format!("exec 3>{} ; exec {} --root {} run --preserve-fds 1 --bundle {} {}", f.display(), runtime(), w.root.display(), bundle, id);
+    let cmd = format!(
+        "exec 3>{} ; exec {} --root {}{} run --preserve-fds 1 --bundle {} {}",
+        f.display(),
+        runtime(),
+        w.root.display(),
+        driver_flag(),
+        bundle,
+        id
+    );
     let st = std::process::Command::new("sh").arg("-c").arg(cmd).status().unwrap();
     assert!(st.success());
     assert_eq!(std::fs::read_to_string(&f).unwrap(), "through-fd3\n");
