@@ -448,8 +448,11 @@ impl Systemd {
         let mut bus = Bus::connect(&path, uid, true, deadline).map_err(SystemdError::Connect)?;
         let rule = "type='signal',sender='org.freedesktop.systemd1',interface='org.freedesktop.systemd1.Manager',member='JobRemoved'";
         let add = Call::new("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "AddMatch").arg(Value::str(rule));
-        bus.call(add, deadline).map_err(SystemdError::Connect)?;
-        bus.call(Call::new(DEST, PATH, MANAGER, "Subscribe"), deadline).map_err(SystemdError::Connect)?;
+        // Pipelined: their answers are checked on the way to the next
+        // call's (systemd and the bus daemon handle a connection in order,
+        // so the match is in place before any job of ours can end).
+        bus.pipeline(add, deadline).map_err(SystemdError::Connect)?;
+        bus.pipeline(Call::new(DEST, PATH, MANAGER, "Subscribe"), deadline).map_err(SystemdError::Connect)?;
         Ok(Systemd { bus })
     }
 
@@ -545,10 +548,11 @@ impl Systemd {
         Ok(())
     }
 
-    /// ResetFailedUnit; a unit that is not failed (or gone) is no error.
+    /// ResetFailedUnit; a unit that is not failed (or gone) is no error,
+    /// so no answer is waited for.
     pub fn reset_failed(&mut self, unit: &str) {
         let call = Call::new(DEST, PATH, MANAGER, "ResetFailedUnit").arg(Value::str(unit));
-        let _ = self.bus.call(call, Instant::now() + JOB_DEADLINE);
+        let _ = self.bus.notify(call, Instant::now() + JOB_DEADLINE);
     }
 
     /// SetUnitProperties (runtime only: nothing is written to /etc).

@@ -64,6 +64,9 @@ pub struct Bus {
     serial: u32,
     /// Signals that arrived while a reply was awaited.
     queued: VecDeque<Message>,
+    /// Calls sent without waiting ([`Bus::pipeline`]) whose replies are
+    /// still to come: an error among them fails the next call.
+    pending: Vec<(u32, String)>,
     /// True on a bus daemon (messages are routed by name).
     pub routed: bool,
     pub path: PathBuf,
@@ -78,7 +81,7 @@ impl Bus {
     /// bus daemon (`routed`), also says `Hello`.
     pub fn connect(path: &Path, uid: u32, routed: bool, deadline: Instant) -> Result<Bus> {
         let stream = UnixStream::connect(path).map_err(|source| DbusError::Connect { path: path.to_path_buf(), source })?;
-        let mut bus = Bus { stream, serial: 0, queued: VecDeque::new(), routed, path: path.to_path_buf() };
+        let mut bus = Bus { stream, serial: 0, queued: VecDeque::new(), pending: Vec::new(), routed, path: path.to_path_buf() };
         bus.set_deadline(deadline)?;
         // EXTERNAL: the uid as a decimal string, hex-encoded; the server
         // checks it against the socket's peer credentials.
@@ -90,7 +93,9 @@ impl Bus {
         }
         bus.stream.write_all(b"BEGIN\r\n").map_err(io_err("write BEGIN"))?;
         if routed {
-            bus.call(Call::new("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "Hello"), deadline)?;
+            // The bus daemon handles a connection's messages in order: what
+            // follows may be sent before Hello's answer comes.
+            bus.pipeline(Call::new("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "Hello"), deadline)?;
         }
         Ok(bus)
     }
@@ -147,6 +152,23 @@ impl Bus {
         Message::decode(&buf)
     }
 
+    /// Sends a call without waiting for its reply: the next [`Bus::call`]
+    /// checks it on the way to its own (an error there is that call's
+    /// error). Saves a round trip per call where order is all that matters.
+    pub fn pipeline(&mut self, c: Call, deadline: Instant) -> Result<()> {
+        let what = format!("{}.{}", c.0.interface.as_deref().unwrap_or(""), c.0.member.as_deref().unwrap_or(""));
+        let serial = self.send(c.0, deadline)?;
+        self.pending.push((serial, what));
+        Ok(())
+    }
+
+    /// Sends a call whose answer nobody waits for (NO_REPLY_EXPECTED).
+    pub fn notify(&mut self, c: Call, deadline: Instant) -> Result<()> {
+        let mut m = c.0;
+        m.flags |= wire::NO_REPLY_EXPECTED;
+        self.send(m, deadline).map(drop)
+    }
+
     /// Calls a method and waits for its reply; an error reply is
     /// [`DbusError::Remote`]. Signals read meanwhile are kept for
     /// [`Bus::wait_signal`].
@@ -156,6 +178,15 @@ impl Bus {
         let serial = self.send(c.0, deadline)?;
         loop {
             let m = self.read_message(deadline, &what).map_err(|e| with_wait(e, started))?;
+            if let Some(i) = self.pending.iter().position(|(p, _)| m.reply_serial == Some(*p)) {
+                let (_, earlier) = self.pending.swap_remove(i);
+                if m.kind == wire::ERROR {
+                    let message = m.body.first().and_then(Value::as_str).unwrap_or("").to_string();
+                    let name = m.error_name.unwrap_or_default();
+                    return Err(DbusError::Remote { name, message: format!("{earlier}: {message}") });
+                }
+                continue;
+            }
             if m.reply_serial == Some(serial) && matches!(m.kind, wire::METHOD_RETURN | wire::ERROR) {
                 if m.kind == wire::ERROR {
                     let message = m.body.first().and_then(Value::as_str).unwrap_or("").to_string();
@@ -280,6 +311,56 @@ mod tests {
         // Nothing more comes: a deadline, not a hang.
         let e = bus.wait_signal(Instant::now() + Duration::from_millis(50), "nothing", |_| true).unwrap_err();
         assert!(matches!(e, DbusError::Timeout { .. } | DbusError::Io { .. }), "{e}");
+        peer.join().unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A pipelined call's error is the next call's error, not lost.
+    #[test]
+    fn an_error_answer_to_a_pipelined_call_fails_the_next_call() {
+        let dir = std::env::temp_dir().join(format!("berth-dbus-pipe-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let sock = dir.join("s");
+        let l = UnixListener::bind(&sock).unwrap();
+        let peer = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let mut line = Vec::new();
+            let mut b = [0u8; 1];
+            while !line.ends_with(b"\r\n") {
+                s.read_exact(&mut b).unwrap();
+                line.push(b[0]);
+            }
+            s.write_all(b"OK 0123456789abcdef\r\n").unwrap();
+            let mut begin = [0u8; 7];
+            s.read_exact(&mut begin).unwrap();
+            let mut read = || {
+                let mut start = [0u8; 16];
+                s.read_exact(&mut start).unwrap();
+                let mut buf = vec![0u8; Message::length(&start, 1 << 20).unwrap()];
+                buf[..16].copy_from_slice(&start);
+                s.read_exact(&mut buf[16..]).unwrap();
+                Message::decode(&buf).unwrap()
+            };
+            let (first, second) = (read(), read());
+            let err = Message {
+                kind: wire::ERROR,
+                serial: 1,
+                reply_serial: Some(first.serial),
+                error_name: Some("org.freedesktop.DBus.Error.MatchRuleInvalid".into()),
+                body: vec![Value::str("bad rule")],
+                ..Default::default()
+            };
+            let ok = Message { kind: wire::METHOD_RETURN, serial: 2, reply_serial: Some(second.serial), ..Default::default() };
+            s.write_all(&err.encode().unwrap()).unwrap();
+            s.write_all(&ok.encode().unwrap()).unwrap();
+        });
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut bus = Bus::connect(&sock, 0, false, deadline).unwrap();
+        bus.pipeline(Call::new("d", "/p", "org.freedesktop.DBus", "AddMatch"), deadline).unwrap();
+        let e = bus.call(Call::new("d", "/p", "i.f", "Second"), deadline).unwrap_err();
+        assert_eq!(e.remote_name(), Some("org.freedesktop.DBus.Error.MatchRuleInvalid"), "{e}");
+        assert!(e.to_string().contains("org.freedesktop.DBus.AddMatch: bad rule"), "{e}");
         peer.join().unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
     }

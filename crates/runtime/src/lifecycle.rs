@@ -134,6 +134,9 @@ fn record_and_make(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Reco
         if !berth_cgroups::systemd::booted() {
             return Err(berth_cgroups::CgroupError::from(berth_cgroups::systemd::SystemdError::NotRunning).into());
         }
+        // What becomes the unit's properties is checked before anything is
+        // made (a bad annotation is bad input, not a failed start).
+        unit_properties(spec)?;
         berth_cgroups::Cgroup::for_unit(&layout, unit)?
     } else {
         let cg_path = given.unwrap_or_else(|| format!("berth/{}", o.id));
@@ -208,19 +211,28 @@ fn device_rules(res: &berth_cgroups::Resources) -> Vec<berth_cgroups::DeviceRule
     devices
 }
 
+/// The unit properties of the config: its resources, then its
+/// `org.systemd.property.*` annotations.
+fn unit_properties(spec: &Spec) -> Result<Vec<berth_cgroups::systemd::Property>> {
+    use berth_cgroups::systemd;
+    let res = spec.linux().resources.clone().unwrap_or_default();
+    let mut props = systemd::resource_properties(&res, &device_rules(&res)).map_err(berth_cgroups::CgroupError::from)?;
+    props.extend(systemd::annotation_properties(&spec.annotations).map_err(berth_cgroups::CgroupError::from)?);
+    Ok(props)
+}
+
 /// The systemd driver: the container's transient unit, started with the
 /// init as its process and the limits as properties, then the limits
 /// written to its files as with cgroupfs (delegation makes them the
 /// container's). Recorded in the state before this, so a failure or a
 /// crash from here on is torn down by stopping the unit.
 fn start_unit(spec: &Spec, id: &str, cg: &Cgroup, pid: i32) -> Result<()> {
-    use berth_cgroups::systemd::{self, Systemd};
+    use berth_cgroups::systemd::Systemd;
     let Some(unit) = &cg.systemd else { return Ok(()) };
     let t0 = std::time::Instant::now();
     let res = spec.linux().resources.clone().unwrap_or_default();
     let devices = device_rules(&res);
-    let mut props = systemd::resource_properties(&res, &devices).map_err(berth_cgroups::CgroupError::from)?;
-    props.extend(systemd::annotation_properties(&spec.annotations).map_err(berth_cgroups::CgroupError::from)?);
+    let props = unit_properties(spec)?;
     let mut sd = Systemd::connect(sys::getuid()).map_err(berth_cgroups::CgroupError::from)?;
     let connected = t0.elapsed();
     let pid = u32::try_from(pid).map_err(|_| RuntimeError::Init(crate::spawn::InitError::DiedAtOnce))?;
