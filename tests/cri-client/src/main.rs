@@ -6,6 +6,12 @@
 //! `ok - ...` or `not ok - ...: why` line per scenario.
 //!
 //!   berth-cri-client SOCKET BERTH BERTH_ROOT CGROUP_PARENT IMAGE
+//!
+//! BERTH is the runtime binary the handler runs (its `state` is read under
+//! BERTH_ROOT). CGROUP_PARENT is the pods' cgroup parent as the kubelet
+//! gives it: a cgroupfs path (`/kubepods/pod1234`) or, under the systemd
+//! driver, a slice name (`kubepods-besteffort-pod1234.slice`). Also used by
+//! tests/vm/systemd/cri.sh, which sets BERTH_CRI_HOOK (see `hook`).
 
 use k8s_cri::v1 as cri;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
@@ -57,6 +63,8 @@ struct Args {
     socket: String,
     berth: String,
     berth_root: String,
+    /// BERTH's file name, for the messages
+    name: String,
     cgroup_parent: String,
     image: String,
 }
@@ -131,13 +139,66 @@ fn memory_limit(a: &Args, id: &str) -> Option<String> {
         }
         None
     }
-    let parent = a.cgroup_parent.trim_start_matches('/');
+    let parent = parent_cgroup_dir(&a.cgroup_parent);
     for base in ["/sys/fs/cgroup/memory", "/sys/fs/cgroup"] {
-        if let Some(f) = walk(&std::path::Path::new(base).join(parent), id, 0) {
+        if let Some(f) = walk(&std::path::Path::new(base).join(&parent), id, 0) {
             return std::fs::read_to_string(f).ok().map(|s| s.trim().to_string());
         }
     }
     None
+}
+
+/// The cgroup directory of a pod cgroup parent, relative to the hierarchy's
+/// root. Under the systemd driver the kubelet passes a slice name
+/// (`kubepods-besteffort-pod1234.slice`), whose cgroup is the expanded path:
+/// every dash-separated prefix is a parent slice
+/// (`kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1234.slice`),
+/// and `-.slice` is the root. Anything else is a cgroupfs path.
+fn parent_cgroup_dir(parent: &str) -> String {
+    let Some(name) = parent.strip_suffix(".slice").filter(|n| !n.contains('/')) else {
+        return parent.trim_start_matches('/').to_string();
+    };
+    if name == "-" {
+        return String::new();
+    }
+    let mut dir = String::new();
+    for (i, _) in name.match_indices('-').chain([(name.len(), "")]) {
+        if !dir.is_empty() {
+            dir.push('/');
+        }
+        dir.push_str(&name[..i]);
+        dir.push_str(".slice");
+    }
+    dir
+}
+
+/// BERTH_CRI_HOOK, when set: a shell command run (as `sh -c HOOK hook
+/// CONTAINER_ID POD_ID KIND`) once StartContainer has succeeded, while the
+/// container runs, for checks the caller makes itself (its units, say). Its
+/// output is printed as it is, and its `ok - `/`not ok - ` lines count as
+/// checks.
+fn hook(r: &mut Report, id: &str, pod_id: &str, kind: &str) {
+    let Ok(cmd) = std::env::var("BERTH_CRI_HOOK") else { return };
+    let t = Instant::now();
+    let out = std::process::Command::new("sh").args(["-c", &cmd, "hook", id, pod_id, kind]).output();
+    match out {
+        Err(e) => {
+            r.check(&format!("hook ({kind})"), t, Err(format!("cannot run sh: {e}")));
+        }
+        Ok(o) => {
+            print!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+            for l in String::from_utf8_lossy(&o.stdout).lines() {
+                if l.starts_with("ok - ") {
+                    r.passed += 1;
+                } else if l.starts_with("not ok - ") {
+                    r.failed += 1;
+                }
+            }
+            if !o.status.success() {
+                r.check(&format!("hook ({kind})"), t, Err(format!("exit {}", o.status)));
+            }
+        }
+    }
 }
 
 /// One pod with one container through its whole life.
@@ -161,11 +222,11 @@ async fn pod(c: &mut Client, a: &Args, r: &mut Report, name: &str, node_network:
         }
     }
     let ok_pod = if st != "running" {
-        Err(format!("berth does not run the sandbox {pod_id}: status '{st}'"))
+        Err(format!("{} does not run the sandbox {pod_id}: status '{st}'", a.name))
     } else if !node_network && ip.is_empty() {
         Err("the pod got no IP from CNI".into())
     } else {
-        Ok(if ip.is_empty() { "berth runs the sandbox".into() } else { format!("berth runs the sandbox, pod IP {ip}") })
+        Ok(if ip.is_empty() { format!("{} runs the sandbox", a.name) } else { format!("{} runs the sandbox, pod IP {ip}", a.name) })
     };
     if r.check(&format!("RunPodSandbox ({kind}, runtime_handler berth)"), t, ok_pod) {
         container(c, a, r, &pod_id, &cfg, kind, &ip).await;
@@ -174,7 +235,7 @@ async fn pod(c: &mut Client, a: &Args, r: &mut Report, name: &str, node_network:
     let res = match c.stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: pod_id.clone() }).await {
         Err(e) => Err(status(e)),
         Ok(_) if !berth_status(a, &pod_id).is_empty() && berth_status(a, &pod_id) != "stopped" => {
-            Err(format!("berth still says {}", berth_status(a, &pod_id)))
+            Err(format!("{} still says {}", a.name, berth_status(a, &pod_id)))
         }
         Ok(_) => Ok(String::new()),
     };
@@ -182,7 +243,7 @@ async fn pod(c: &mut Client, a: &Args, r: &mut Report, name: &str, node_network:
     let t = Instant::now();
     let res = match c.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: pod_id.clone() }).await {
         Err(e) => Err(status(e)),
-        Ok(_) if !berth_status(a, &pod_id).is_empty() => Err(format!("berth still has the sandbox {pod_id}")),
+        Ok(_) if !berth_status(a, &pod_id).is_empty() => Err(format!("{} still has the sandbox {pod_id}", a.name)),
         Ok(_) => Ok(String::new()),
     };
     r.check(&format!("RemovePodSandbox ({kind})"), t, res);
@@ -205,14 +266,18 @@ async fn container(c: &mut Client, a: &Args, r: &mut Report, pod_id: &str, pod_c
     r.check(&format!("CreateContainer with a memory limit ({kind})"), t, Ok(String::new()));
     // The runtime makes the container (and its cgroup) at StartContainer.
     let t = Instant::now();
-    let res = match c.start_container(cri::StartContainerRequest { container_id: id.clone() }).await {
-        Err(e) => Err(status(e)),
+    let started = c.start_container(cri::StartContainerRequest { container_id: id.clone() }).await;
+    let res = match &started {
+        Err(e) => Err(status(e.clone())),
         Ok(_) => match (berth_status(a, &id).as_str(), memory_limit(a, &id)) {
-            ("running", Some(l)) if l == "67108864" => Ok("berth runs it, 64 MiB in its cgroup".to_string()),
-            (s, l) => Err(format!("berth status '{s}', memory limit in the cgroup {l:?}")),
+            ("running", Some(l)) if l == "67108864" => Ok(format!("{} runs it, 64 MiB in its cgroup", a.name)),
+            (s, l) => Err(format!("{} status '{s}', memory limit in the cgroup {l:?}", a.name)),
         },
     };
     r.check(&format!("StartContainer ({kind})"), t, res);
+    if started.is_ok() {
+        hook(r, &id, pod_id, kind);
+    }
     let t = Instant::now();
     let res = match c.container_status(cri::ContainerStatusRequest { container_id: id.clone(), verbose: false }).await {
         Err(e) => Err(status(e)),
@@ -257,7 +322,7 @@ async fn container(c: &mut Client, a: &Args, r: &mut Report, pod_id: &str, pod_c
     let t = Instant::now();
     let res = match c.remove_container(cri::RemoveContainerRequest { container_id: id.clone() }).await {
         Err(e) => Err(status(e)),
-        Ok(_) if !berth_status(a, &id).is_empty() => Err(format!("berth still has {id}")),
+        Ok(_) if !berth_status(a, &id).is_empty() => Err(format!("{} still has {id}", a.name)),
         Ok(_) => Ok(String::new()),
     };
     r.check(&format!("RemoveContainer ({kind})"), t, res);
@@ -274,6 +339,7 @@ async fn main() {
         socket: socket.clone(),
         berth: berth.clone(),
         berth_root: berth_root.clone(),
+        name: std::path::Path::new(berth).file_name().map_or_else(|| berth.clone(), |n| n.to_string_lossy().into_owned()),
         cgroup_parent: cgroup_parent.clone(),
         image: image.clone(),
     };
@@ -299,4 +365,27 @@ async fn main() {
     pod(&mut c, &a, &mut r, "host-net", true).await;
     pod(&mut c, &a, &mut r, "bridged", false).await;
     std::process::exit(if r.failed == 0 { 0 } else { 1 });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parent_cgroup_dir;
+
+    #[test]
+    fn slice_parents_expand() {
+        assert_eq!(
+            parent_cgroup_dir("berthcri-besteffort-pod1234.slice"),
+            "berthcri.slice/berthcri-besteffort.slice/berthcri-besteffort-pod1234.slice"
+        );
+        assert_eq!(parent_cgroup_dir("kubepods.slice"), "kubepods.slice");
+        assert_eq!(parent_cgroup_dir("-.slice"), "");
+    }
+
+    #[test]
+    fn cgroupfs_parents_stay() {
+        assert_eq!(parent_cgroup_dir("/berth-cri-1234"), "berth-cri-1234");
+        assert_eq!(parent_cgroup_dir("/kubepods/besteffort/pod1234"), "kubepods/besteffort/pod1234");
+        // a path that merely ends in .slice is a path
+        assert_eq!(parent_cgroup_dir("/a.slice/b.slice"), "a.slice/b.slice");
+    }
 }

@@ -5,7 +5,7 @@
 #
 # From /guest/env (the unit's EnvironmentFile):
 #   RUNTIME           the runtime under test (/usr/local/bin/berth, /usr/sbin/runc)
-#   SYSTEMD_VM_PARTS  which parts run, in order: runc-smoke podman containerd bench tests
+#   SYSTEMD_VM_PARTS  which parts run, in order: runc-smoke podman containerd cri bench tests
 #   BENCH_RUNTIMES    the runtimes the bench compares
 #   BENCH_ROUNDS      its rounds
 # Every part prints `ok - ...` / `not ok - ...` lines and closes with
@@ -27,6 +27,7 @@ for part in $SYSTEMD_VM_PARTS; do
         runc-smoke) cmd=(/guest/runc-smoke.sh "$RUNTIME");;
         podman) cmd=(/guest/podman.sh "$RUNTIME");;
         containerd) cmd=(/guest/containerd.sh "$RUNTIME");;
+        cri) cmd=(/guest/cri.sh "$RUNTIME");;
         # shellcheck disable=SC2206 # a list of paths
         bench) cmd=(/guest/bench.sh $BENCH_RUNTIMES);;
         tests) cmd=(/guest/tests.sh "$RUNTIME");;
