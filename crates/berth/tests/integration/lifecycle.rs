@@ -297,16 +297,17 @@ fn create_accepts_everything_features_lists() {
     std::fs::create_dir_all(&src).unwrap();
     // An idmapped bind needs a filesystem that supports it: the test's own
     // directory is on one where the rootfs test passes (ext4 here).
-    let mut mounts = Vec::new();
+    let (mut mounts, mut idmapped) = (Vec::new(), Vec::new());
     for (i, opt) in list(&f["mountOptions"]).iter().enumerate() {
         let dest = format!("/m/{i}");
-        let m = match opt.as_str() {
-            "bind" | "rbind" => json!({"destination": dest, "type": "bind", "source": src, "options": [opt]}),
-            "idmap" | "ridmap" => json!({"destination": dest, "type": "bind", "source": src, "options": ["bind", opt],
-                "uidMappings": [{"containerID": 0, "hostID": 1234, "size": 1}], "gidMappings": [{"containerID": 0, "hostID": 1234, "size": 1}]}),
-            _ => json!({"destination": dest, "type": "tmpfs", "source": "tmpfs", "options": [opt]}),
-        };
-        mounts.push(m);
+        match opt.as_str() {
+            "bind" | "rbind" => mounts.push(json!({"destination": dest, "type": "bind", "source": src, "options": [opt]})),
+            // In a container of their own, with no user namespace (as
+            // rootfs::idmapped_bind_mounts_with_their_own_or_the_containers_mappings).
+            "idmap" | "ridmap" => idmapped.push(json!({"destination": dest, "type": "bind", "source": src, "options": ["bind", opt],
+                "uidMappings": [{"containerID": 0, "hostID": 1234, "size": 1}], "gidMappings": [{"containerID": 0, "hostID": 1234, "size": 1}]})),
+            _ => mounts.push(json!({"destination": dest, "type": "tmpfs", "source": "tmpfs", "options": [opt]})),
+        }
     }
     let caps = list(&f["linux"]["capabilities"]);
     let namespaces: Vec<serde_json::Value> = list(&f["linux"]["namespaces"]).into_iter().map(|n| json!({"type": n})).collect();
@@ -353,6 +354,10 @@ fn create_accepts_everything_features_lists() {
     });
     // The user namespace's root must reach the rootfs and the bind source.
     let _ = std::process::Command::new("chown").args(["-R", "300000:300000"]).arg(&w.bundle).status();
+    let out = w.run_ok();
+    assert!(out.is_empty(), "{out}");
+    assert_eq!(idmapped.len(), 2, "idmap and ridmap are listed");
+    w.config(&["true"], |c| c["mounts"].as_array_mut().unwrap().extend(idmapped));
     let out = w.run_ok();
     assert!(out.is_empty(), "{out}");
     w.finish();
