@@ -251,36 +251,53 @@ impl Call {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::net::UnixListener;
+    use std::os::unix::net::{UnixListener, UnixStream};
+
+    /// A socket in a fresh directory of the test's (named `tag`).
+    fn listener(tag: &str) -> (PathBuf, PathBuf, UnixListener) {
+        let dir = std::env::temp_dir().join(format!("berth-dbus-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let sock = dir.join("s");
+        let l = UnixListener::bind(&sock).unwrap();
+        (dir, sock, l)
+    }
+
+    /// The peer's side of EXTERNAL: one connection accepted, authenticated.
+    fn accept_authenticated(l: &UnixListener) -> UnixStream {
+        let (mut s, _) = l.accept().unwrap();
+        let mut got = Vec::new();
+        let mut b = [0u8; 1];
+        while !got.ends_with(b"\r\n") {
+            s.read_exact(&mut b).unwrap();
+            got.push(b[0]);
+        }
+        assert!(got.starts_with(b"\0AUTH EXTERNAL "), "{got:?}");
+        s.write_all(b"OK 0123456789abcdef\r\n").unwrap();
+        let mut begin = [0u8; 7];
+        s.read_exact(&mut begin).unwrap();
+        assert_eq!(&begin, b"BEGIN\r\n");
+        s
+    }
+
+    /// The next message the peer receives.
+    fn receive(s: &mut UnixStream) -> Message {
+        let mut start = [0u8; 16];
+        s.read_exact(&mut start).unwrap();
+        let mut buf = vec![0u8; Message::length(&start, 1 << 20).unwrap()];
+        buf[..16].copy_from_slice(&start);
+        s.read_exact(&mut buf[16..]).unwrap();
+        Message::decode(&buf).unwrap()
+    }
 
     /// A peer that plays systemd's private socket: accepts EXTERNAL, answers
     /// one call with a signal first and then the reply.
     #[test]
     fn a_call_gets_its_reply_and_a_signal_sent_before_it_is_kept() {
-        let dir = std::env::temp_dir().join(format!("berth-dbus-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let sock = dir.join("s");
-        let l = UnixListener::bind(&sock).unwrap();
+        let (dir, sock, l) = listener("call");
         let peer = std::thread::spawn(move || {
-            let (mut s, _) = l.accept().unwrap();
-            let mut got = Vec::new();
-            let mut b = [0u8; 1];
-            while !got.ends_with(b"\r\n") {
-                s.read_exact(&mut b).unwrap();
-                got.push(b[0]);
-            }
-            assert!(got.starts_with(b"\0AUTH EXTERNAL "), "{got:?}");
-            s.write_all(b"OK 0123456789abcdef\r\n").unwrap();
-            let mut begin = [0u8; 7];
-            s.read_exact(&mut begin).unwrap();
-            assert_eq!(&begin, b"BEGIN\r\n");
-            let mut start = [0u8; 16];
-            s.read_exact(&mut start).unwrap();
-            let mut buf = vec![0u8; Message::length(&start, 1 << 20).unwrap()];
-            buf[..16].copy_from_slice(&start);
-            s.read_exact(&mut buf[16..]).unwrap();
-            let call = Message::decode(&buf).unwrap();
+            let mut s = accept_authenticated(&l);
+            let call = receive(&mut s);
             assert_eq!(call.member.as_deref(), Some("StartTransientUnit"));
             let sig = Message {
                 kind: wire::SIGNAL,
@@ -318,31 +335,10 @@ mod tests {
     /// A pipelined call's error is the next call's error, not lost.
     #[test]
     fn an_error_answer_to_a_pipelined_call_fails_the_next_call() {
-        let dir = std::env::temp_dir().join(format!("berth-dbus-pipe-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let sock = dir.join("s");
-        let l = UnixListener::bind(&sock).unwrap();
+        let (dir, sock, l) = listener("pipe");
         let peer = std::thread::spawn(move || {
-            let (mut s, _) = l.accept().unwrap();
-            let mut line = Vec::new();
-            let mut b = [0u8; 1];
-            while !line.ends_with(b"\r\n") {
-                s.read_exact(&mut b).unwrap();
-                line.push(b[0]);
-            }
-            s.write_all(b"OK 0123456789abcdef\r\n").unwrap();
-            let mut begin = [0u8; 7];
-            s.read_exact(&mut begin).unwrap();
-            let mut read = || {
-                let mut start = [0u8; 16];
-                s.read_exact(&mut start).unwrap();
-                let mut buf = vec![0u8; Message::length(&start, 1 << 20).unwrap()];
-                buf[..16].copy_from_slice(&start);
-                s.read_exact(&mut buf[16..]).unwrap();
-                Message::decode(&buf).unwrap()
-            };
-            let (first, second) = (read(), read());
+            let mut s = accept_authenticated(&l);
+            let (first, second) = (receive(&mut s), receive(&mut s));
             let err = Message {
                 kind: wire::ERROR,
                 serial: 1,
