@@ -352,7 +352,11 @@ impl Cgroup {
 
     /// Records which directories (and ancestors) do not exist yet, so that a
     /// crash after this is saved still lets teardown remove exactly those.
+    /// A systemd unit's directory is systemd's to make: nothing is planned.
     pub fn plan(&mut self) {
+        if self.systemd.is_some() {
+            return;
+        }
         for d in &mut self.dirs {
             let mut top = None;
             let mut p = Some(d.path.as_path());

@@ -88,9 +88,14 @@ fn pad(buf: &mut Vec<u8>, align: usize) {
     }
 }
 
+/// A fixed-size value, aligned to its own size.
+fn put(buf: &mut Vec<u8>, bytes: &[u8]) {
+    pad(buf, bytes.len());
+    buf.extend_from_slice(bytes);
+}
+
 fn put_u32(buf: &mut Vec<u8>, v: u32) {
-    pad(buf, 4);
-    buf.extend_from_slice(&v.to_le_bytes());
+    put(buf, &v.to_le_bytes());
 }
 
 /// A length as the wire's u32; D-Bus caps arrays at 64 MiB, far below it.
@@ -113,31 +118,13 @@ pub fn encode(buf: &mut Vec<u8>, v: &Value) -> Result<(), DbusError> {
     match v {
         Value::Byte(b) => buf.push(*b),
         Value::Bool(b) => put_u32(buf, u32::from(*b)),
-        Value::I16(x) => {
-            pad(buf, 2);
-            buf.extend_from_slice(&x.to_le_bytes());
-        }
-        Value::U16(x) => {
-            pad(buf, 2);
-            buf.extend_from_slice(&x.to_le_bytes());
-        }
-        Value::I32(x) => {
-            pad(buf, 4);
-            buf.extend_from_slice(&x.to_le_bytes());
-        }
+        Value::I16(x) => put(buf, &x.to_le_bytes()),
+        Value::U16(x) => put(buf, &x.to_le_bytes()),
+        Value::I32(x) => put(buf, &x.to_le_bytes()),
         Value::U32(x) => put_u32(buf, *x),
-        Value::I64(x) => {
-            pad(buf, 8);
-            buf.extend_from_slice(&x.to_le_bytes());
-        }
-        Value::U64(x) => {
-            pad(buf, 8);
-            buf.extend_from_slice(&x.to_le_bytes());
-        }
-        Value::Double(x) => {
-            pad(buf, 8);
-            buf.extend_from_slice(&x.to_le_bytes());
-        }
+        Value::I64(x) => put(buf, &x.to_le_bytes()),
+        Value::U64(x) => put(buf, &x.to_le_bytes()),
+        Value::Double(x) => put(buf, &x.to_le_bytes()),
         Value::Str(s) | Value::ObjectPath(s) => put_string(buf, s)?,
         Value::Signature(s) => {
             let n = u8::try_from(s.len()).map_err(|_| DbusError::Malformed("a signature longer than 255 bytes"))?;

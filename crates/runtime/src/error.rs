@@ -81,6 +81,13 @@ pub enum RuntimeError {
     Usage(String),
 }
 
+/// The systemd driver's errors are cgroup errors.
+impl From<berth_cgroups::systemd::SystemdError> for RuntimeError {
+    fn from(e: berth_cgroups::systemd::SystemdError) -> Self {
+        RuntimeError::Cgroup(e.into())
+    }
+}
+
 impl RuntimeError {
     /// An I/O failure of `step` on nothing in particular.
     pub fn io(step: &'static str, source: io::Error) -> RuntimeError {

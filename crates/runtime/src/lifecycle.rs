@@ -122,21 +122,27 @@ fn user_name(uid: u32) -> String {
 /// writable layer, the mount it is stacked on without a mount namespace.
 /// Each is recorded before it is made, so that a crash from here on leaves
 /// a state that `delete --force` can finish.
-fn record_and_make(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record) -> Result<Layout> {
+fn record_and_make(
+    o: &CreateOptions,
+    spec: &Spec,
+    c: &Container,
+    rec: &mut Record,
+) -> Result<(Layout, Vec<berth_cgroups::systemd::Property>)> {
     let l = spec.linux();
     let layout = Layout::host().ctx("read mountinfo")?;
     let own = berth_cgroups::parse_proc_cgroup(&std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default());
     let given = l.cgroups_path.clone().filter(|p| !p.is_empty());
+    let mut unit_props = Vec::new();
     let cgroup = if o.systemd_cgroup {
         // The unit is made later, once the init exists (a scope starts
         // with its processes); its directory is recorded now.
-        let unit = berth_cgroups::systemd::unit_for(given.as_deref().unwrap_or(""), &o.id).map_err(berth_cgroups::CgroupError::from)?;
+        let unit = berth_cgroups::systemd::unit_for(given.as_deref().unwrap_or(""), &o.id)?;
         if !berth_cgroups::systemd::booted() {
-            return Err(berth_cgroups::CgroupError::from(berth_cgroups::systemd::SystemdError::NotRunning).into());
+            return Err(berth_cgroups::systemd::SystemdError::NotRunning.into());
         }
         // What becomes the unit's properties is checked before anything is
         // made (a bad annotation is bad input, not a failed start).
-        unit_properties(spec)?;
+        unit_props = unit_properties(spec)?;
         berth_cgroups::Cgroup::for_unit(&layout, unit)?
     } else {
         let cg_path = given.unwrap_or_else(|| format!("berth/{}", o.id));
@@ -161,9 +167,7 @@ fn record_and_make(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Reco
         return Err(crate::config::ConfigError::CgroupsPath { path: shown, why }.into());
     }
     rec.cgroup = cgroup;
-    if rec.cgroup.systemd.is_none() {
-        rec.cgroup.plan();
-    }
+    rec.cgroup.plan();
     // The writable layer likewise: recorded, then made.
     let root = c.dir.parent().unwrap_or_else(|| Path::new("/"));
     rec.layer = crate::layer::requested(spec, o.ephemeral_layer, &o.storage, root, &o.id, &rec.rootfs)?;
@@ -191,7 +195,7 @@ fn record_and_make(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Reco
         let _ = v;
     }
 
-    Ok(layout)
+    Ok((layout, unit_props))
 }
 
 /// The config's limits, written to the cgroup's files.
@@ -216,8 +220,8 @@ fn device_rules(res: &berth_cgroups::Resources) -> Vec<berth_cgroups::DeviceRule
 fn unit_properties(spec: &Spec) -> Result<Vec<berth_cgroups::systemd::Property>> {
     use berth_cgroups::systemd;
     let res = spec.linux().resources.clone().unwrap_or_default();
-    let mut props = systemd::resource_properties(&res, &device_rules(&res)).map_err(berth_cgroups::CgroupError::from)?;
-    props.extend(systemd::annotation_properties(&spec.annotations).map_err(berth_cgroups::CgroupError::from)?);
+    let mut props = systemd::resource_properties(&res, &device_rules(&res))?;
+    props.extend(systemd::annotation_properties(&spec.annotations)?);
     Ok(props)
 }
 
@@ -226,24 +230,21 @@ fn unit_properties(spec: &Spec) -> Result<Vec<berth_cgroups::systemd::Property>>
 /// written to its files as with cgroupfs (delegation makes them the
 /// container's). Recorded in the state before this, so a failure or a
 /// crash from here on is torn down by stopping the unit.
-fn start_unit(spec: &Spec, id: &str, cg: &Cgroup, pid: i32) -> Result<()> {
+fn start_unit(spec: &Spec, id: &str, cg: &Cgroup, pid: i32, props: Vec<berth_cgroups::systemd::Property>) -> Result<()> {
     use berth_cgroups::systemd::Systemd;
     let Some(unit) = &cg.systemd else { return Ok(()) };
     let t0 = std::time::Instant::now();
-    let res = spec.linux().resources.clone().unwrap_or_default();
-    let devices = device_rules(&res);
-    let props = unit_properties(spec)?;
-    let mut sd = Systemd::connect(sys::getuid()).map_err(berth_cgroups::CgroupError::from)?;
+    let mut sd = Systemd::connect(sys::getuid())?;
     let connected = t0.elapsed();
     let pid = u32::try_from(pid).map_err(|_| RuntimeError::Init(crate::spawn::InitError::DiedAtOnce))?;
-    sd.start(unit, pid, &format!("berth container {id}"), props).map_err(berth_cgroups::CgroupError::from)?;
+    sd.start(unit, pid, &format!("berth container {id}"), props)?;
     if unit.is_slice() {
         // A slice takes no PIDs at start: the init joins its cgroup.
         cg.add_pid(pid.cast_signed(), false, true)?;
     }
     crate::fault("create:cgroup-created");
     cg.enable_controllers_to_unit();
-    berth_cgroups::apply(cg, &res, &devices)?;
+    apply_resources(spec, cg)?;
     log::debug(&format!(
         "systemd: unit {} started over {} (connect {:.3}ms, total {:.3}ms)",
         unit.name,
@@ -286,7 +287,7 @@ fn endpoints(
 
 fn create_in(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record, own_console: Option<OwnedFd>) -> Result<(Process, bool)> {
     let l = spec.linux();
-    let layout = record_and_make(o, spec, c, rec)?;
+    let (layout, unit_props) = record_and_make(o, spec, c, rec)?;
     let (fifo, console, listener) = endpoints(o, spec, c, own_console)?;
     let (parent_end, child_end) = sys::seqpacket_pair().ctx("socketpair")?;
     let pid_path = spec.namespace("pid").and_then(|n| n.path.clone()).filter(|p| !p.is_empty());
@@ -351,7 +352,7 @@ fn create_in(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record, ow
     } else {
         rec.cgroup.add_pid(pid, true, v2_by_hand)?;
     }
-    start_unit(spec, &o.id, &rec.cgroup, pid)?;
+    start_unit(spec, &o.id, &rec.cgroup, pid, unit_props)?;
     if clone_flags.contains(sys::Namespaces::USER) {
         spawn::write_maps(pid, spec)?;
     }
@@ -645,10 +646,8 @@ pub fn update(root: &Path, id: &str, r: &berth_cgroups::Resources) -> Result<()>
     }
     if let Some(unit) = &rec.cgroup.systemd {
         // systemd's view first (it would write its own back on a reload).
-        let props = berth_cgroups::systemd::resource_properties(r, &devices).map_err(berth_cgroups::CgroupError::from)?;
-        berth_cgroups::systemd::Systemd::connect(sys::getuid())
-            .and_then(|mut sd| sd.set_properties(&unit.name, props))
-            .map_err(berth_cgroups::CgroupError::from)?;
+        let props = berth_cgroups::systemd::resource_properties(r, &devices)?;
+        berth_cgroups::systemd::Systemd::connect(sys::getuid()).and_then(|mut sd| sd.set_properties(&unit.name, props))?;
     }
     berth_cgroups::apply(&rec.cgroup, r, &devices)?;
     if let Some(spec) = rec.config.as_mut() {

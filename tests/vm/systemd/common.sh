@@ -94,3 +94,33 @@ unit_gone() {
 
 # units_matching PATTERN: the units systemd knows whose name matches
 units_matching() { systemctl list-units --all --plain --no-legend "$1" 2>/dev/null | awk '{ print $1 }'; }
+
+# start_containerd DIR SOCKET DISABLED PLUGINS_TOML: a private containerd
+# with its root, state and opt under DIR, listening on SOCKET, the plugins
+# DISABLED (items of a TOML list) off besides the snapshotters and tracing
+# nothing here uses, and PLUGINS_TOML appended; its pid in CPID. Returns 1,
+# with the log's tail in OUT, when it does not answer within 15 s.
+start_containerd() {
+    local dir=$1 sock=$2
+    cat > "$dir/config.toml" <<EOF
+version = 2
+root = "$dir/root"
+state = "$dir/state"
+disabled_plugins = [$3 "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.zfs",
+  "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
+
+[grpc]
+  address = "$sock"
+[ttrpc]
+  address = "$sock.ttrpc"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "$dir/opt"
+
+$4
+EOF
+    containerd --config "$dir/config.toml" > "$dir/containerd.log" 2>&1 &
+    CPID=$!
+    for _ in $(seq 150); do [ -S "$sock" ] && ctr -a "$sock" version >/dev/null 2>&1 && return 0; sleep 0.1; done
+    OUT=$(tail -5 "$dir/containerd.log"); return 1
+}

@@ -36,35 +36,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cat > "$W/config.toml" <<EOF
-version = 2
-root = "$W/root"
-state = "$W/state"
-# CRI would want CNI and a pause image; ctr needs neither
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.aufs",
-  "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.devmapper",
-  "io.containerd.snapshotter.v1.zfs", "io.containerd.tracing.processor.v1.otlp",
-  "io.containerd.internal.v1.tracing"]
-
-[grpc]
-  address = "$SOCK"
-[ttrpc]
-  address = "$SOCK.ttrpc"
-[plugins."io.containerd.internal.v1.opt"]
-  path = "$W/opt"
-
-# A Kubernetes node's runtime section (read by the CRI plugin only)
-[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+# CRI would want CNI and a pause image; ctr needs neither. The runtime
+# section is a Kubernetes node's (read by the CRI plugin only).
+if ! start_containerd "$W" "$SOCK" '"io.containerd.grpc.v1.cri",' '[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
   runtime_type = "io.containerd.runc.v2"
   [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-    BinaryName = "$RT"
-    SystemdCgroup = true
-EOF
-containerd --config "$W/config.toml" > "$W/containerd.log" 2>&1 &
-CPID=$!
-for _ in $(seq 150); do [ -S "$SOCK" ] && C version >/dev/null 2>&1 && break; sleep 0.1; done
-if ! C version >/dev/null 2>&1; then
-    notok "containerd starts" "$(one_line "$(tail -5 "$W/containerd.log")")"; summary containerd-systemd; exit
+    BinaryName = "'"$RT"'"
+    SystemdCgroup = true'; then
+    notok "containerd starts" "$(one_line "$OUT")"; summary containerd-systemd; exit
 fi
 # an OCI archive of busybox, made on the host (tests/callers/oci-image)
 if ! run C image import /guest/busybox-oci.tar || ! C image ls -q | grep -qx "$IMG"; then

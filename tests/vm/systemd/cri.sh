@@ -106,21 +106,7 @@ cat > "$W/cni/10-berthcri.conflist" <<EOF
 EOF
 # default_runtime_name must name a runtime defined here, or the CRI plugin
 # does not load.
-cat > "$W/config.toml" <<EOF
-version = 2
-root = "$W/root"
-state = "$W/state"
-disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",
-  "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.zfs",
-  "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
-
-[grpc]
-  address = "$SOCK"
-[ttrpc]
-  address = "$SOCK.ttrpc"
-[plugins."io.containerd.internal.v1.opt"]
-  path = "$W/opt"
-
+PLUGINS=$(cat <<EOF
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "$PAUSE"
   restrict_oom_score_adj = true
@@ -141,11 +127,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     conf_dir = "$W/cni"
     max_conf_num = 1
 EOF
-containerd --config "$W/config.toml" > "$W/containerd.log" 2>&1 &
-CPID=$!
-for _ in $(seq 150); do [ -S "$SOCK" ] && C version >/dev/null 2>&1 && break; sleep 0.1; done
-if ! C version >/dev/null 2>&1; then
-    notok "containerd starts" "$(one_line "$(tail -5 "$W/containerd.log")")"; summary cri-systemd; exit
+)
+if ! start_containerd "$W" "$SOCK" "" "$PLUGINS"; then
+    notok "containerd starts" "$(one_line "$OUT")"; summary cri-systemd; exit
 fi
 for i in /guest/pause-oci.tar /guest/busybox-oci.tar; do
     if ! run C image import "$i"; then notok "image import $i" "$(one_line "$OUT")"; summary cri-systemd; exit; fi
