@@ -330,13 +330,24 @@ pub fn finish(spec: &Spec) -> Result<()> {
     // Files are masked with the container's /dev/null, once it is checked
     // to be the null device: an image whose /dev/null is a symlink or a
     // file of its own would otherwise be bound over them (CVE-2025-31133).
+    // Directories are all covered by one empty read-only tmpfs: mounted on
+    // the first, bound from it onto the others (a superblock per masked
+    // directory made start and stop contend on the kernel's shrinker lock
+    // at scale). The source is that tmpfs's root, held by fd, whatever is
+    // mounted over its path later.
     let mut null: Option<OwnedFd> = None;
+    let mut empty: Option<OwnedFd> = None;
     for p in &l.masked_paths {
         let r = rel(p);
         let Some(fd) = open_listed_path(&root, &r, "maskedPaths", p)? else { continue };
         let st = sys::fstat(fd.as_fd()).ctx_of("stat masked path", p)?;
         if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+            if let Some(src) = &empty {
+                mount_at(Some(&sys::fd_path(src.as_fd())), fd.as_fd(), None, libc::MS_BIND, None).ctx_of("mask", p)?;
+                continue;
+            }
             mount_at(Some(Path::new("tmpfs")), fd.as_fd(), Some("tmpfs"), libc::MS_RDONLY, Some("size=0k")).ctx_of("mask", p)?;
+            empty = Some(root.open_in(&r, libc::O_PATH | libc::O_NOFOLLOW | libc::O_DIRECTORY).ctx_of("reopen masked path", p)?);
         } else {
             if null.is_none() {
                 null = Some(real_dev_null(&root)?);

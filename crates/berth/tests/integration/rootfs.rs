@@ -64,6 +64,39 @@ fn masked_and_readonly_paths() {
 
 #[test]
 #[ignore = "needs root"]
+fn masked_directories_share_one_read_only_tmpfs() {
+    let mut w = World::new("maskone");
+    for d in ["m1", "m2/deep", "m3"] {
+        std::fs::create_dir_all(w.bundle.join("rootfs").join(d)).unwrap();
+        std::fs::write(w.bundle.join("rootfs").join(d).join("secret"), "x").unwrap();
+    }
+    // Each masked directory's mount: its mount point, device, type, super options.
+    w.config(
+        &["sh", "-c", "awk '$5 ~ /^\\/(m1|m2\\/deep|m3|sys\\/firmware)$/ { for (i = 7; $i != \"-\"; i++); print $5, $3, $(i+1), $(i+3) }' /proc/self/mountinfo; ls /m1 /m2/deep /m3 | grep -c secret; touch /m3/new 2>/dev/null && echo rw || echo ro"],
+        |c| {
+            let m = c["linux"]["maskedPaths"].as_array_mut().unwrap();
+            m.extend([json!("/m1"), json!("/m2/deep"), json!("/m3")]);
+        },
+    );
+    let out = w.run_ok();
+    let l: Vec<&str> = out.lines().collect();
+    let (mounts, rest) = l.split_at(l.len().saturating_sub(2));
+    for p in ["/m1 ", "/m2/deep ", "/m3 ", "/sys/firmware "] {
+        assert!(mounts.iter().any(|x| x.starts_with(p)), "{p}not masked: {out}");
+    }
+    let devs: std::collections::BTreeSet<&str> = mounts.iter().map(|x| x.split(' ').nth(1).unwrap()).collect();
+    assert_eq!(devs.len(), 1, "one superblock for every masked directory: {out}");
+    for x in mounts {
+        let f: Vec<&str> = x.split(' ').collect();
+        assert_eq!(f[2], "tmpfs", "{out}");
+        assert!(f[3].split(',').any(|o| o == "ro"), "read-only superblock: {out}");
+    }
+    assert_eq!(rest, ["0", "ro"], "a masked directory shows its files, or takes new ones: {out}");
+    w.finish();
+}
+
+#[test]
+#[ignore = "needs root"]
 fn readonly_root_and_tmpfs_and_bind_mounts() {
     let mut w = World::new("mounts");
     let host_dir = w.dir.join("shared");
