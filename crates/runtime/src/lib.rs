@@ -29,6 +29,7 @@ pub mod lifecycle;
 pub mod log;
 pub mod process;
 pub mod reaper;
+pub mod reclaim;
 pub mod rootfs;
 pub mod seccomp;
 pub mod security;

@@ -87,6 +87,7 @@ pub fn create(o: &CreateOptions) -> Result<Created> {
         config: Some(spec.clone()),
         phase: Phase::Creating,
         mount_watermark: 0,
+        mounts: Default::default(),
         layer: None,
         host_mount_base: None,
     };
@@ -366,6 +367,7 @@ fn create_in(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record, ow
     };
     crate::fault("create:ready");
     rec.mount_watermark = sys::mount_id_unique(Path::new(&format!("/proc/{}/root", init.pid))).unwrap_or(0);
+    rec.mounts = crate::reclaim::identify(init.pid, &rec.rootfs, rec.host_mount_base);
     rec.phase = Phase::Created;
     c.save(rec)?;
     if let Some(p) = &o.pid_file {

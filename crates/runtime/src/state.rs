@@ -128,6 +128,9 @@ pub struct Record {
     /// larger ones in other namespaces are copies made since: leaks.
     #[serde(default)]
     pub mount_watermark: u64,
+    /// What identifies the container's mounts and their copies elsewhere.
+    #[serde(default)]
+    pub mounts: crate::reclaim::ContainerMounts,
     /// The ephemeral writable layer (volatile overlay), if asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub layer: Option<crate::layer::Layer>,

@@ -19,9 +19,10 @@ pub enum TeardownError {
     /// processes still there, as "pid N (comm)").
     #[error("{step} before the deadline; still there: {}", if left.is_empty() { "nothing visible".to_string() } else { left.join("; ") })]
     Stuck { step: &'static str, left: Vec<String> },
-    /// Copies of the container's mounts live on in other mount namespaces.
+    /// Copies of the container's mounts live on in other mount namespaces
+    /// and could not be detached safely.
     #[error(
-        "container {id}: its mounts survive in other mount namespaces: {}; unmount them there (or end those processes) and run delete again",
+        "container {id}: its mounts survive in other mount namespaces and cannot be detached safely: {}; unmount them there (or end those processes) and run delete again",
         holders.iter().map(|h| format!("pid {} ({}) in {} holds {}", h.pid, h.command, h.mount_namespace, h.how)).collect::<Vec<_>>().join("; ")
     )]
     MountsSurvive { id: String, holders: Vec<crate::busy::Holder> },
@@ -137,21 +138,6 @@ impl Default for Options {
     }
 }
 
-/// True when the mount namespace of inode `ino` is that of the init of a
-/// container under `root` still being created (phase Creating, its PID
-/// confirmed by start time): its clone holds a copy of the caller's mounts
-/// until its pivot_root. The records are berth's own, under a host path no
-/// container reaches, so no container process can pass for one.
-fn create_in_flight(root: &std::path::Path, ino: u64) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(rd) = std::fs::read_dir(root) else { return false };
-    rd.flatten().filter_map(|e| e.file_name().into_string().ok()).any(|name| {
-        let Ok(Some(rec)) = Container::open(root, &name).and_then(|c| c.load()) else { return false };
-        rec.phase == crate::state::Phase::Creating
-            && rec.init().is_some_and(|p| std::fs::metadata(format!("/proc/{}/ns/mnt", p.pid)).is_ok_and(|m| m.ino() == ino))
-    })
-}
-
 /// Kills whatever is left of the container, releases its cgroup and removes
 /// its state. `rec` is `None` when the state file was never written.
 pub fn destroy(c: &Container, rec: Option<&Record>, opts: &Options) -> Result<Timings> {
@@ -182,7 +168,7 @@ pub fn destroy(c: &Container, rec: Option<&Record>, opts: &Options) -> Result<Ti
             t.mark("cgroup_removed", &mut since);
         }
         crate::fault("delete:cgroup-removed");
-        verify_mounts(c, rec, &root)?;
+        verify_mounts(c, rec)?;
         t.mark("mounts_verified", &mut since);
         if let Some(l) = rec.layer.as_ref().filter(|l| l.keep) {
             log::info(&format!("container {}: its writable layer is kept at {}", c.id, l.dir.join("upper").display()));
@@ -278,21 +264,24 @@ fn stop_unit(unit: &str) {
 }
 
 /// Detaches the mounts a container without a mount namespace made in this
-/// one, then checks that nothing of the container survives in another
-/// mount namespace; a copy found fails the teardown, naming its holder.
-fn verify_mounts(c: &Container, rec: &Record, root: &std::path::Path) -> Result<()> {
+/// one; then finds the copies of the container's mounts in other mount
+/// namespaces and detaches them there (each a warning naming its holder).
+/// A copy that cannot be detached safely fails the teardown, naming it.
+fn verify_mounts(c: &Container, rec: &Record) -> Result<()> {
     if let Some(base) = rec.host_mount_base {
         crate::rootfs::detach_host_mounts(&rec.rootfs, base)?;
     }
-    let mut paths: Vec<&std::path::Path> = vec![&rec.rootfs, &rec.bundle];
-    if let Some(l) = &rec.layer {
-        paths.push(&l.dir);
+    let found = crate::reclaim::reclaim(&rec.mounts, rec.mount_watermark, &rec.rootfs);
+    for h in &found.detached {
+        log::warn(&format!(
+            "container {}: detached a copy of its mounts that pid {} ({}) in {} held: {}",
+            c.id, h.pid, h.command, h.mount_namespace, h.how
+        ));
     }
-    let leaks = crate::busy::leaked_mounts(&paths, rec.mount_watermark, &|ino| create_in_flight(root, ino));
-    if leaks.is_empty() {
+    if found.held.is_empty() {
         return Ok(());
     }
-    Err(TeardownError::MountsSurvive { id: c.id.clone(), holders: leaks }.into())
+    Err(TeardownError::MountsSurvive { id: c.id.clone(), holders: found.held }.into())
 }
 
 /// The poststop hooks; a failing one is a warning (runtime-spec).

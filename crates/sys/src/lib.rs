@@ -455,6 +455,20 @@ pub fn mount_id_fd(fd: BorrowedFd<'_>) -> io::Result<u64> {
     Ok(st.stx_mnt_id)
 }
 
+/// The unique mount ID (STATX_MNT_ID_UNIQUE, Linux 6.8+) of the mount `fd`
+/// is on.
+pub fn mount_id_unique_fd(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    const STATX_MNT_ID_UNIQUE: u32 = 0x4000;
+    // SAFETY: statx writes into a zeroed libc::statx we own.
+    let mut st: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: valid fd, empty C string and output struct.
+    check(unsafe { libc::statx(fd.as_raw_fd(), c"".as_ptr(), libc::AT_EMPTY_PATH, STATX_MNT_ID_UNIQUE, &mut st) })?;
+    if st.stx_mask & STATX_MNT_ID_UNIQUE == 0 {
+        return Err(io::Error::from_raw_os_error(libc::ENOSYS));
+    }
+    Ok(st.stx_mnt_id)
+}
+
 /// `mkdirat(2)`.
 pub fn mkdirat(dirfd: BorrowedFd<'_>, name: &Path, mode: u32) -> io::Result<()> {
     let p = cstr(name)?;
@@ -1113,6 +1127,51 @@ pub struct MountEntry {
     /// Peer group (shared) and master (slave) group ids, 0 when none.
     pub peer_group: u64,
     pub master: u64,
+    /// The unique ID of the mount it is mounted on (itself for a root).
+    pub parent: u64,
+    /// Its filesystem instance: the superblock's device number, and the
+    /// directory of that filesystem the mount shows at its mount point.
+    pub dev: (u64, u64),
+    pub root: String,
+}
+
+/// The ID of the mount namespace `fd` (an nsfs file) refers to (Linux
+/// 6.12+: unique, never reused; a namespace made later has a larger one).
+pub fn mnt_ns_id(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    mnt_ns_ioctl(fd, NS_MNT_GET_INFO).map(|(_, id)| id)
+}
+
+/// The mount namespace made next after `fd`'s (`later`), or the one made
+/// last before it, with its ID; `None` at either end of the kernel's list
+/// (Linux 6.12+). Only namespaces this process may see are listed.
+pub fn mnt_ns_step(fd: BorrowedFd<'_>, later: bool) -> io::Result<Option<(OwnedFd, u64)>> {
+    match mnt_ns_ioctl(fd, if later { NS_MNT_GET_NEXT } else { NS_MNT_GET_PREV }) {
+        Ok((Some(next), id)) => Ok(Some((next, id))),
+        Ok((None, _)) => Err(io::Error::from_raw_os_error(libc::EINVAL)),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+const NS_MNT_GET_INFO: libc::c_ulong = 0x8010_b70a;
+const NS_MNT_GET_NEXT: libc::c_ulong = 0x8010_b70b;
+const NS_MNT_GET_PREV: libc::c_ulong = 0x8010_b70c;
+
+/// One of the NS_MNT_GET_* ioctls: the fd of the next/previous namespace
+/// (none for GET_INFO) and the ID of the namespace the answer is about.
+fn mnt_ns_ioctl(fd: BorrowedFd<'_>, req: libc::c_ulong) -> io::Result<(Option<OwnedFd>, u64)> {
+    /// `struct mnt_ns_info` (linux/nsfs.h).
+    #[repr(C)]
+    struct MntNsInfo {
+        size: u32,
+        nr_mounts: u32,
+        mnt_ns_id: u64,
+    }
+    let mut i = MntNsInfo { size: 16, nr_mounts: 0, mnt_ns_id: 0 };
+    // SAFETY: these ioctls write a 16-byte mnt_ns_info into `i`.
+    let r = check(unsafe { libc::ioctl(fd.as_raw_fd(), req, std::ptr::addr_of_mut!(i)) })?;
+    let next = if req == NS_MNT_GET_INFO { None } else { Some(owned(r)?) };
+    Ok((next, i.mnt_ns_id))
 }
 
 /// Every mount namespace on the system (Linux 6.12+): the kernel's list,
@@ -1122,40 +1181,31 @@ pub struct MountEntry {
 /// is had: an fd pins its namespace, and a dying namespace must be free to
 /// go. Fails (ENOTTY, EINVAL...) on older kernels.
 pub fn mount_namespaces() -> io::Result<Vec<(u64, u64)>> {
-    /// `struct mnt_ns_info` (linux/nsfs.h).
-    #[repr(C)]
-    struct MntNsInfo {
-        size: u32,
-        nr_mounts: u32,
-        mnt_ns_id: u64,
-    }
-    const NS_MNT_GET_INFO: libc::c_ulong = 0x8010_b70a;
-    const NS_MNT_GET_NEXT: libc::c_ulong = 0x8010_b70b;
-    const NS_MNT_GET_PREV: libc::c_ulong = 0x8010_b70c;
-    // (fd of the next/previous namespace, or 0 for GET_INFO; its ID)
-    let info = |fd: &OwnedFd, req: libc::c_ulong| -> io::Result<(Option<OwnedFd>, u64)> {
-        let mut i = MntNsInfo { size: 16, nr_mounts: 0, mnt_ns_id: 0 };
-        // SAFETY: these ioctls write a 16-byte mnt_ns_info into `i`.
-        let r = check(unsafe { libc::ioctl(fd.as_raw_fd(), req, std::ptr::addr_of_mut!(i)) })?;
-        let next = if req == NS_MNT_GET_INFO { None } else { Some(owned(r)?) };
-        Ok((next, i.mnt_ns_id))
-    };
     let ino = |fd: &OwnedFd| fstat(std::os::fd::AsFd::as_fd(fd)).map(|s| s.st_ino).unwrap_or(0);
     let first = openat(None, Path::new("/proc/self/ns/mnt"), libc::O_RDONLY, 0)?;
-    info(&first, NS_MNT_GET_INFO)?;
+    mnt_ns_id(std::os::fd::AsFd::as_fd(&first))?;
     // Back to the start of the list, then forward through all of it.
     let mut start = first;
-    while let Ok((Some(prev), _)) = info(&start, NS_MNT_GET_PREV) {
+    while let Ok(Some((prev, _))) = mnt_ns_step(std::os::fd::AsFd::as_fd(&start), false) {
         start = prev;
     }
-    let (_, sid) = info(&start, NS_MNT_GET_INFO)?;
-    let mut out = vec![(sid, ino(&start))];
+    let mut out = vec![(mnt_ns_id(std::os::fd::AsFd::as_fd(&start))?, ino(&start))];
     let mut cur = start;
-    while let Ok((Some(next), id)) = info(&cur, NS_MNT_GET_NEXT) {
+    while let Ok(Some((next, id))) = mnt_ns_step(std::os::fd::AsFd::as_fd(&cur), true) {
         cur = next;
         out.push((id, ino(&cur)));
     }
     Ok(out)
+}
+
+/// Detaches (MNT_DETACH) exactly the mount whose root `fd` is open on, in
+/// this process's mount namespace: through `/proc/self/fd/N` of `proc_fds`
+/// (an open `/proc/self/fd` directory of a trusted procfs), a magic link
+/// the kernel resolves to the open file itself, so no path is looked up
+/// after the caller checked what `fd` is. Changes the working directory.
+pub fn detach_mount_fd(proc_fds: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> io::Result<()> {
+    fchdir(proc_fds)?;
+    umount2(Path::new(&fd.as_raw_fd().to_string()), libc::MNT_DETACH)
 }
 
 /// `struct mnt_id_req` (linux/mount.h), version 1.
@@ -1198,20 +1248,12 @@ struct Statmount {
 
 /// The mounts of mount namespace `ns_id` (listmount(2) + statmount(2), Linux 6.11+).
 pub fn list_mounts(ns_id: u64) -> io::Result<Vec<MountEntry>> {
-    // The same number on every architecture (the unified table); libc
-    // names them for some targets only.
-    const SYS_STATMOUNT: libc::c_long = 457;
-    const SYS_LISTMOUNT: libc::c_long = 458;
     const LSMT_ROOT: u64 = u64::MAX;
-    const STATMOUNT_MNT_BASIC: u64 = 0x2;
-    const STATMOUNT_MNT_POINT: u64 = 0x10;
-    const STATMOUNT_FS_TYPE: u64 = 0x20;
-    let req = |mnt_id: u64, param: u64| MntIdReq { size: 32, spare: 0, mnt_id, param, mnt_ns_id: ns_id };
     let mut ids: Vec<u64> = Vec::new();
     let mut last = 0u64;
     loop {
         let mut buf = vec![0u64; 512];
-        let r = req(LSMT_ROOT, last);
+        let r = MntIdReq { size: 32, spare: 0, mnt_id: LSMT_ROOT, param: last, mnt_ns_id: ns_id };
         // SAFETY: a valid mnt_id_req and an output array of `buf.len()` ids.
         let n = check_l(unsafe { libc::syscall(SYS_LISTMOUNT, std::ptr::from_ref(&r), buf.as_mut_ptr(), buf.len(), 0) })?;
         let n = usize::try_from(n).unwrap_or(0).min(buf.len());
@@ -1221,36 +1263,73 @@ pub fn list_mounts(ns_id: u64) -> io::Result<Vec<MountEntry>> {
             _ => break,
         }
     }
-    let mut out = Vec::with_capacity(ids.len());
-    // u64s, so that the fixed part at its start is aligned.
     let mut buf = vec![0u64; 8 * 1024];
+    // Skipped: unmounted meanwhile.
+    Ok(ids.into_iter().filter_map(|id| stat_mount_in(ns_id, id, &mut buf).ok()).collect())
+}
+
+/// The smallest unique mount ID in mount namespace `ns_id` (one listmount(2)
+/// entry; Linux 6.8+ numbers mounts in the order they were made, and a
+/// namespace's clone copies every mount it starts with, so a namespace
+/// holding a mount older than X existed before X was made); None when empty.
+pub fn first_mount_id(ns_id: u64) -> io::Result<Option<u64>> {
+    const LSMT_ROOT: u64 = u64::MAX;
+    let mut id = 0u64;
+    let r = MntIdReq { size: 32, spare: 0, mnt_id: LSMT_ROOT, param: 0, mnt_ns_id: ns_id };
+    // SAFETY: a valid mnt_id_req and an output array of one id.
+    let n = check_l(unsafe { libc::syscall(SYS_LISTMOUNT, std::ptr::from_ref(&r), std::ptr::addr_of_mut!(id), 1usize, 0) })?;
+    Ok((n > 0).then_some(id))
+}
+
+/// statmount(2) of the mount with unique ID `id` in this process's mount
+/// namespace (Linux 6.8+).
+pub fn stat_mount(id: u64) -> io::Result<MountEntry> {
+    stat_mount_in(0, id, &mut vec![0u64; 8 * 1024])
+}
+
+// The same numbers on every architecture (the unified table); libc names
+// them for some targets only.
+const SYS_STATMOUNT: libc::c_long = 457;
+const SYS_LISTMOUNT: libc::c_long = 458;
+
+/// statmount(2) of mount `id` of namespace `ns_id` (0: this process's),
+/// with `buf` (u64s, so that the fixed part at its start is aligned) for
+/// the answer.
+fn stat_mount_in(ns_id: u64, id: u64, buf: &mut [u64]) -> io::Result<MountEntry> {
+    const STATMOUNT_SB_BASIC: u64 = 0x1;
+    const STATMOUNT_MNT_BASIC: u64 = 0x2;
+    const STATMOUNT_MNT_ROOT: u64 = 0x8;
+    const STATMOUNT_MNT_POINT: u64 = 0x10;
+    const STATMOUNT_FS_TYPE: u64 = 0x20;
     let header = std::mem::size_of::<Statmount>();
-    for id in ids {
-        let r = req(id, STATMOUNT_MNT_BASIC | STATMOUNT_MNT_POINT | STATMOUNT_FS_TYPE);
-        let len = std::mem::size_of_val(buf.as_slice());
-        // SAFETY: a valid request; `buf` is writable for `len` bytes.
-        if unsafe { libc::syscall(SYS_STATMOUNT, std::ptr::from_ref(&r), buf.as_mut_ptr(), len, 0) } < 0 {
-            continue; // unmounted meanwhile
-        }
-        // SAFETY: the kernel wrote a statmount at the (aligned) start of `buf`,
-        // which is larger than one.
-        let sm: Statmount = unsafe { buf.as_ptr().cast::<Statmount>().read() };
-        // SAFETY: the same `len` initialised bytes, viewed as bytes.
-        let bytes: &[u8] = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), len) };
-        let s = |off: u32| {
-            let start = header.saturating_add(usize::try_from(off).unwrap_or(usize::MAX)).min(bytes.len());
-            let end = bytes[start..].iter().position(|b| *b == 0).map_or(bytes.len(), |e| start + e);
-            String::from_utf8_lossy(&bytes[start..end]).into_owned()
-        };
-        out.push(MountEntry {
-            id: sm.mnt_id,
-            fs_type: s(sm.fs_type),
-            mount_point: s(sm.mnt_point),
-            peer_group: sm.mnt_peer_group,
-            master: sm.mnt_master,
-        });
+    let want = STATMOUNT_SB_BASIC | STATMOUNT_MNT_BASIC | STATMOUNT_MNT_ROOT | STATMOUNT_MNT_POINT | STATMOUNT_FS_TYPE;
+    let r = MntIdReq { size: 32, spare: 0, mnt_id: id, param: want, mnt_ns_id: ns_id };
+    let len = std::mem::size_of_val(buf);
+    if len <= header {
+        return Err(io::Error::from_raw_os_error(libc::EOVERFLOW));
     }
-    Ok(out)
+    // SAFETY: a valid request; `buf` is writable for `len` bytes.
+    check_l(unsafe { libc::syscall(SYS_STATMOUNT, std::ptr::from_ref(&r), buf.as_mut_ptr(), len, 0) })?;
+    // SAFETY: the kernel wrote a statmount at the (aligned) start of `buf`,
+    // which is larger than one.
+    let sm: Statmount = unsafe { buf.as_ptr().cast::<Statmount>().read() };
+    // SAFETY: the same `len` initialised bytes, viewed as bytes.
+    let bytes: &[u8] = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), len) };
+    let s = |off: u32| {
+        let start = header.saturating_add(usize::try_from(off).unwrap_or(usize::MAX)).min(bytes.len());
+        let end = bytes[start..].iter().position(|b| *b == 0).map_or(bytes.len(), |e| start + e);
+        String::from_utf8_lossy(&bytes[start..end]).into_owned()
+    };
+    Ok(MountEntry {
+        id: sm.mnt_id,
+        fs_type: s(sm.fs_type),
+        mount_point: s(sm.mnt_point),
+        peer_group: sm.mnt_peer_group,
+        master: sm.mnt_master,
+        parent: sm.mnt_parent_id,
+        dev: (u64::from(sm.sb_dev_major), u64::from(sm.sb_dev_minor)),
+        root: s(sm.mnt_root),
+    })
 }
 
 /// The kernel's `struct sched_attr` (SCHED_ATTR_SIZE_VER1).

@@ -2,13 +2,39 @@
 //! another mount namespace. Berth-only.
 use crate::common::*;
 
+/// A background process, killed and reaped when dropped (also when a test
+/// fails).
+struct Holder(std::process::Child);
+
+impl Holder {
+    fn id(&self) -> u32 {
+        self.0.id()
+    }
+    fn alive(&mut self) -> bool {
+        self.0.try_wait().unwrap().is_none()
+    }
+    fn kill(&mut self) -> std::io::Result<()> {
+        self.0.kill()
+    }
+    fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        self.0.wait()
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Runs `script` in a new private mount namespace in the background; it
 /// signals readiness by creating `ready`.
-fn foreign_ns(w: &World, script: &str) -> std::process::Child {
+fn foreign_ns(w: &World, script: &str) -> Holder {
     let ready = w.dir.join("ready");
     let _ = std::fs::remove_file(&ready);
     let full = format!("{script}; touch {}; exec sleep 1000", ready.display());
-    let c = std::process::Command::new("unshare").args(["-m", "--propagation", "private", "sh", "-c", &full]).spawn().unwrap();
+    let c = Holder(std::process::Command::new("unshare").args(["-m", "--propagation", "private", "sh", "-c", &full]).spawn().unwrap());
     assert!(eventually(|| ready.exists()), "the foreign namespace did not come up");
     c
 }
@@ -45,31 +71,118 @@ fn why_busy_names_the_holder_of_a_mount_in_a_foreign_namespace_and_a_container()
     w.finish();
 }
 
+/// The caller's own mount of the container's rootfs (as podman mounts its
+/// overlay before create), unmounted when dropped.
+struct CallerMount(std::path::PathBuf);
+
+impl CallerMount {
+    fn bind(rootfs: &std::path::Path) -> CallerMount {
+        let r = rootfs.display();
+        assert!(sh(&format!("mount --bind {r} {r}")));
+        CallerMount(rootfs.to_path_buf())
+    }
+}
+
+impl Drop for CallerMount {
+    fn drop(&mut self) {
+        sh(&format!("umount -l {}", self.0.display()));
+    }
+}
+
+fn sh(c: &str) -> bool {
+    std::process::Command::new("sh").arg("-c").arg(c).status().unwrap().success()
+}
+
+/// Whether the mount namespace of `pid` has a mount at `path`.
+fn has_mount(pid: u32, path: &std::path::Path) -> bool {
+    let mi = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
+    mi.lines().any(|l| l.split(' ').nth(4) == Some(path.to_str().unwrap()))
+}
+
 #[test]
 #[ignore = "needs root"]
-fn delete_names_a_mount_that_leaked_into_another_namespace() {
+fn delete_detaches_a_copy_of_the_rootfs_that_another_namespace_holds() {
     if berth_only() {
         return;
     }
-    let mut w = World::new("leakmount");
+    let mut w = World::new("reclaim");
     w.config(&["sleep", "1000"], |_| {});
+    let rootfs = w.bundle.join("rootfs");
+    let caller = CallerMount::bind(&rootfs);
     let id = w.create();
-    let leak = w.bundle.join("rootfs/leak");
-    std::fs::create_dir_all(&leak).unwrap();
-    let mut holder = foreign_ns(&w, &format!("mount -t tmpfs berth-leak {}", leak.display()));
-    let e = w.fails(&["delete", "--force", &id]);
-    assert!(e.contains(&format!("pid {}", holder.id())) && e.contains("leak"), "{e}");
-    // The state is kept: the same command finishes once the holder is gone.
-    assert!(w.root.join(&id).exists());
+    w.ok(&["start", &id]);
+    // An unrelated process clones the host's namespace while the rootfs is
+    // mounted: a private copy of it lives on there.
+    let mut holder = foreign_ns(&w, "true");
+    assert!(has_mount(holder.id(), &rootfs), "the holder has no copy to begin with");
+    let o = w.berth(&["delete", "--force", &id]);
+    let e = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{e}");
+    assert!(e.contains("detached a copy") && e.contains(&format!("pid {}", holder.id())) && e.contains(rootfs.to_str().unwrap()), "{e}");
+    assert!(!w.root.join(&id).exists(), "state left");
+    // The copy is gone from the holder's namespace; the holder is unharmed.
+    assert!(!has_mount(holder.id(), &rootfs), "the copy is still there");
+    assert!(holder.alive(), "the holder was harmed");
     holder.kill().unwrap();
     holder.wait().unwrap();
-    w.ok(&["delete", "--force", &id]);
+    drop(caller);
     w.finish();
 }
 
 #[test]
 #[ignore = "needs root"]
-fn delete_finds_a_leaked_mount_in_a_namespace_no_process_holds() {
+fn delete_refuses_to_detach_a_copy_someone_mounted_on_and_names_them() {
+    if berth_only() {
+        return;
+    }
+    let mut w = World::new("reclaimno");
+    w.config(&["sleep", "1000"], |_| {});
+    let rootfs = w.bundle.join("rootfs");
+    let leak = rootfs.join("leak");
+    std::fs::create_dir_all(&leak).unwrap();
+    let caller = CallerMount::bind(&rootfs);
+    let id = w.create();
+    // The holder mounts a filesystem of its own on its copy: detaching the
+    // copy would take that along.
+    let mut holder = foreign_ns(&w, &format!("mount -t tmpfs berth-own {}", leak.display()));
+    let e = w.fails(&["delete", "--force", &id]);
+    assert!(e.contains(&format!("pid {}", holder.id())) && e.contains("cannot be detached safely") && e.contains("of its own"), "{e}");
+    assert!(w.root.join(&id).exists(), "the state is kept");
+    assert!(has_mount(holder.id(), &rootfs) && has_mount(holder.id(), &leak), "the holder's mounts were touched");
+    // The same command finishes once the holder is gone.
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    w.ok(&["delete", "--force", &id]);
+    drop(caller);
+    w.finish();
+}
+
+#[test]
+#[ignore = "needs root"]
+fn a_mount_of_someone_else_s_under_the_container_s_path_is_not_the_container_s() {
+    if berth_only() {
+        return;
+    }
+    // No caller mount: the rootfs is a plain directory. A tmpfs another
+    // namespace mounts there holds nothing of the container's.
+    let mut w = World::new("notours");
+    w.config(&["sleep", "1000"], |_| {});
+    let id = w.create();
+    let leak = w.bundle.join("rootfs/leak");
+    std::fs::create_dir_all(&leak).unwrap();
+    let mut holder = foreign_ns(&w, &format!("mount -t tmpfs berth-leak {}", leak.display()));
+    let o = w.berth(&["delete", "--force", &id]);
+    let e = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success() && !e.contains("detached"), "{e}");
+    assert!(has_mount(holder.id(), &leak), "someone else's mount was touched");
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    w.finish();
+}
+
+#[test]
+#[ignore = "needs root"]
+fn delete_detaches_a_copy_in_a_namespace_no_process_holds() {
     if berth_only() {
         return;
     }
@@ -81,24 +194,33 @@ fn delete_finds_a_leaked_mount_in_a_namespace_no_process_holds() {
     }
     let mut w = World::new("pinnedns");
     w.config(&["sleep", "1000"], |_| {});
+    let rootfs = w.bundle.join("rootfs");
+    let caller = CallerMount::bind(&rootfs);
     let id = w.create();
-    let leak = w.bundle.join("rootfs/leak");
-    std::fs::create_dir_all(&leak).unwrap();
-    // A mount namespace kept alive only by a bind mount of its nsfs file.
+    // A mount namespace kept alive only by a bind mount of its nsfs file,
+    // made while the rootfs is mounted.
     let pin = w.dir.join("pin");
     std::fs::create_dir_all(&pin).unwrap();
     std::fs::write(pin.join("ns"), "").unwrap();
-    let sh = |c: &str| assert!(std::process::Command::new("sh").arg("-c").arg(c).status().unwrap().success(), "{c}");
-    sh(&format!("mount --bind {p} {p} && mount --make-private {p}", p = pin.display()));
-    sh(&format!("unshare --mount={}/ns --propagation private mount -t tmpfs berth-pinned {}", pin.display(), leak.display()));
-    let e = w.fails(&["delete", "--force", &id]);
-    let why = w.berth(&["why-busy", leak.to_str().unwrap()]);
+    assert!(sh(&format!("mount --bind {p} {p} && mount --make-private {p}", p = pin.display())));
+    assert!(sh(&format!("unshare --mount={}/ns --propagation private true", pin.display())));
+    let inside = |path: &std::path::Path| {
+        let o = std::process::Command::new("nsenter")
+            .arg(format!("--mount={}/ns", pin.display()))
+            .args(["cat", "/proc/self/mountinfo"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).lines().any(|l| l.split(' ').nth(4) == Some(path.to_str().unwrap()))
+    };
+    assert!(inside(&rootfs), "no copy in the pinned namespace to begin with");
+    let o = w.berth(&["delete", "--force", &id]);
+    let e = String::from_utf8_lossy(&o.stderr).into_owned();
+    let gone = !inside(&rootfs);
     sh(&format!("umount {p}/ns; umount {p}", p = pin.display()));
-    assert_eq!(why.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&why.stdout).contains("kept by an nsfs"), "{}", String::from_utf8_lossy(&why.stdout));
-    assert!(e.contains("kept by an nsfs") && e.contains("leak"), "{e}");
-    // With the namespace gone, the same command finishes.
-    w.ok(&["delete", "--force", &id]);
+    assert!(o.status.success(), "{e}");
+    assert!(e.contains("detached a copy") && e.contains("kept by an nsfs"), "{e}");
+    assert!(gone, "the copy is still in the pinned namespace");
+    drop(caller);
     w.finish();
 }
 

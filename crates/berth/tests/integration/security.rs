@@ -471,7 +471,7 @@ fn the_leak_check_cannot_be_fooled_by_a_process_named_berth() {
     }
     // A container without a mount namespace has its mounts in the caller's;
     // a process that calls itself "berth" clones that namespace and keeps
-    // the copy: delete must see it as the leak it is.
+    // the copy: delete must see it as the copy it is, and detach it there.
     let mut w = World::new("leakname");
     let b = w.bundle.to_string_lossy().into_owned();
     w.config(&["sleep", "1000"], |c| c["linux"]["namespaces"].as_array_mut().unwrap().retain(|n| n["type"] != "mount"));
@@ -493,10 +493,12 @@ fn the_leak_check_cannot_be_fooled_by_a_process_named_berth() {
     );
     let o = w.berth(&["delete", "--force", &id]);
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    let left = fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap_or_default();
     let _ = holder.kill();
     let _ = holder.wait();
-    assert!(!o.status.success(), "delete called the copy a process named berth holds passing");
-    says(&err, &format!("pid {pid}"));
+    assert!(o.status.success(), "{err}");
+    says(&err, &format!("detached a copy of its mounts that pid {pid} (berth)"));
+    assert!(!left.lines().any(|l| l.split(' ').nth(4).is_some_and(|p| p.starts_with(&rootfs))), "the copy stayed: {left}");
     w.finish();
 }
 
