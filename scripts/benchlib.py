@@ -1,6 +1,9 @@
 """What berth's benchmarks share: where the binary is, the private mount
 namespace every runtime runs in, a work directory with the state roots on
-one tmpfs, a busybox bundle, timing, the harness's own endpoint checks, the
+one tmpfs (or on the work directory's disk), a busybox bundle (or one
+bundle directory per container over a shared root filesystem), starting a
+container and waiting until it has settled, timing, the harness's own
+endpoint checks (cgroup, init, processes, mounts, listed containers), the
 summary statistics, and a cleanup that runs however the bench ends (an
 error, Ctrl-C, SIGTERM): containers deleted, fio ended, tmpfs unmounted,
 cgroup parents and the work directory removed.
@@ -24,7 +27,11 @@ BERTH = os.path.abspath(os.path.join(HERE, "..", "target", tuple_(), "release", 
 def private_namespace():
     """Re-executes the calling script in a private mount namespace where
     /sys/fs/cgroup/unified is unmounted: crun 1.8 refuses this host's hybrid
-    layout otherwise, and every runtime gets the same view."""
+    layout otherwise, and every runtime gets the same view. An empty tmpfs
+    of the namespace's own takes its place: crun still makes a directory
+    (with a cgroup.procs file) there for each container and leaves it, and
+    on the host's /sys/fs/cgroup tmpfs that would stay, hidden under the
+    cgroup2 mount."""
     if os.environ.get("BERTH_BENCH_INNER") == "1":
         return
     if os.geteuid() != 0:
@@ -32,7 +39,9 @@ def private_namespace():
     if not os.access(BERTH, os.X_OK):
         raise SystemExit(f"{sys.argv[0]}: {BERTH} is missing: cargo build --release")
     os.environ["BERTH_BENCH_INNER"] = "1"
-    inner = "umount /sys/fs/cgroup/unified 2>/dev/null; exec python3 \"$0\" \"$@\""
+    inner = ("if umount /sys/fs/cgroup/unified 2>/dev/null; then"
+             " mount -t tmpfs -o mode=755 berth-bench-unified /sys/fs/cgroup/unified || exit 1; fi;"
+             " exec python3 \"$0\" \"$@\"")
     os.execvp("unshare", ["unshare", "-m", "--propagation", "private", "sh", "-c", inner, sys.argv[0]] + sys.argv[1:])
 
 
@@ -47,12 +56,54 @@ PIDS_CG = next((l.split()[4] for l in open("/proc/self/mountinfo") if " - cgroup
     or next((l.split()[4] for l in open("/proc/self/mountinfo") if " - cgroup2 " in l), None)
 
 
+def fs_of(path):
+    """The mount point and filesystem type `path` lives on (in this namespace)."""
+    path = os.path.realpath(path)
+    best = ("/", "?")
+    for l in open("/proc/self/mountinfo"):
+        f = l.split()
+        mp, fstype = f[4], f[f.index("-") + 1]
+        if (path == mp or path.startswith(mp.rstrip("/") + "/")) and len(mp) >= len(best[0]):
+            best = (mp, fstype)
+    return best
+
+
+def hierarchies():
+    """The cgroup hierarchies mounted under /sys/fs/cgroup (not the tmpfs
+    private_namespace put on unified/)."""
+    mounts = {l.split()[4] for l in open("/proc/self/mountinfo") if l.split(" - ", 1)[1].startswith(("cgroup ", "cgroup2 "))}
+    return [os.path.join("/sys/fs/cgroup", h) for h in sorted(os.listdir("/sys/fs/cgroup"))
+            if os.path.join("/sys/fs/cgroup", h) in mounts and not os.path.islink(os.path.join("/sys/fs/cgroup", h))]
+
+
+def cgroups_under(parent):
+    """The cgroups left under `parent` in any hierarchy: {relative path: [hierarchies]}."""
+    left = {}
+    for hp in hierarchies():
+        for r, ss, _ in os.walk(os.path.join(hp, parent)):
+            for sub in ss:
+                left.setdefault(os.path.relpath(os.path.join(r, sub), os.path.join(hp, parent)), []).append(os.path.basename(hp))
+    return left
+
+
+def remove_cgroups(parent, with_parent=True):
+    """Removes the (empty) cgroups under `parent` in every hierarchy, deepest
+    first, and `parent` itself with `with_parent`."""
+    for sub, hs in sorted(cgroups_under(parent).items(), key=lambda x: len(x[0]), reverse=True):
+        for h in hs:
+            subprocess.run(["rmdir", os.path.join("/sys/fs/cgroup", h, parent, sub)], stderr=subprocess.DEVNULL)
+    for hp in hierarchies() if with_parent else ():
+        if os.path.isdir(os.path.join(hp, parent)):
+            subprocess.run(["rmdir", os.path.join(hp, parent)], stderr=subprocess.DEVNULL)
+
+
 class Work:
-    """A work directory (on `dir`, default /tmp) with `roots` on a tmpfs;
+    """A work directory (on `dir`, default /tmp) with `roots` on a tmpfs, or
+    with `roots_on_disk` a plain directory on the work directory's disk;
     `runtimes` maps a name to its binary, whose state lives in roots/NAME.
     Everything is undone at exit, also on an error or a signal."""
 
-    def __init__(self, prefix, runtimes, cgroup_parent, dir=None):
+    def __init__(self, prefix, runtimes, cgroup_parent, dir=None, roots_on_disk=False):
         self.dir = tempfile.mkdtemp(prefix=prefix, dir=dir)
         self.roots = os.path.join(self.dir, "roots")
         self.runtimes = runtimes
@@ -63,7 +114,13 @@ class Work:
         atexit.register(self.cleanup)
         for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(s, self._signalled)
-        subprocess.run(["mount", "-t", "tmpfs", "bench-roots", self.roots], check=True)
+        if not roots_on_disk:
+            subprocess.run(["mount", "-t", "tmpfs", "bench-roots", self.roots], check=True)
+
+    def where_roots(self):
+        """Where the state roots live, for a bench's header."""
+        mp, fstype = fs_of(self.roots)
+        return "roots on tmpfs" if fstype == "tmpfs" else f"roots on disk ({fstype} at {mp}: {self.roots})"
 
     def _signalled(self, sig, _frame):
         self.cleanup()
@@ -103,12 +160,7 @@ class Work:
         here = [l.split()[4] for l in open("/proc/self/mountinfo") if l.split()[4].startswith(self.dir + "/")]
         for m in sorted(here, key=len, reverse=True):
             subprocess.run(["umount", "-l", m], stderr=subprocess.DEVNULL)
-        for h in os.listdir("/sys/fs/cgroup"):
-            d = os.path.join("/sys/fs/cgroup", h, self.cgroup_parent)
-            if os.path.isdir(d) and not os.path.islink(os.path.join("/sys/fs/cgroup", h)):
-                for sub in sorted((os.path.join(r, s) for r, ss, _ in os.walk(d) for s in ss), key=len, reverse=True):
-                    subprocess.run(["rmdir", sub], stderr=subprocess.DEVNULL)
-                subprocess.run(["rmdir", d], stderr=subprocess.DEVNULL)
+        remove_cgroups(self.cgroup_parent)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -130,6 +182,102 @@ def base_config(bundle):
     cfg["process"]["terminal"] = False
     cfg["process"].pop("rlimits", None)  # no CAP_SYS_RESOURCE here to raise hard limits
     return cfg
+
+
+def bundle_for(path, cfg, rootfs, args, cgroups_path):
+    """A bundle directory of its own at `path`: `cfg` with `args`, its own
+    cgroupsPath, and `rootfs` (shared by many containers, absolute) read-only."""
+    c = json.loads(json.dumps(cfg))
+    c["process"]["args"] = args
+    c["root"] = {"path": os.path.abspath(rootfs), "readonly": True}
+    c["linux"]["cgroupsPath"] = cgroups_path
+    os.makedirs(path)
+    with open(os.path.join(path, "config.json"), "w") as f:
+        json.dump(c, f)
+    return path
+
+
+def settled(path, want):
+    """Every process of the cgroup exists and sleeps, and there are `want`."""
+    pids = cgroup_procs(path)
+    if pids is None or len(pids) < want:
+        return False
+    for p in pids:
+        try:
+            if open(f"/proc/{p}/stat").read().rsplit(") ", 1)[1][0] != "S":
+                return False
+        except OSError:
+            return False
+    return True
+
+
+def state_pid(base, cid):
+    out = subprocess.run(base + ["state", cid], check=True, capture_output=True).stdout
+    return json.loads(out)["pid"]
+
+
+class Failed(Exception):
+    """A runtime's command failed; the message ends with its stderr."""
+
+
+def start(base, bundle, cid, cgroups_path, want=1, asleep=True, timeout=10):
+    """`run -d` of a container (base: the runtime and its --root), then waits
+    (up to `timeout` s) until its pids cgroup has `want` processes, all
+    asleep with `asleep`; its init PID. A failure of the runtime raises
+    Failed. (Its stderr goes to a file: the container inherits it, and a
+    pipe would stay open as long as the container runs.)"""
+    with tempfile.TemporaryFile() as e:
+        rc = subprocess.run(base + ["run", "-d", "--bundle", bundle, cid], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=e).returncode
+        if rc != 0:
+            e.seek(0)
+            raise Failed(f"{cid}: run -d: exit {rc}: {e.read().decode(errors='replace').strip()}")
+    cgdir = PIDS_CG + cgroups_path
+    t_end = time.time() + timeout
+    while time.time() < t_end and not (settled(cgdir, want) if asleep else len(cgroup_procs(cgdir) or []) >= want):
+        time.sleep(0.005)
+    return state_pid(base, cid)
+
+
+def mnt_ns(pid):
+    try:
+        return os.readlink(f"/proc/{pid}/ns/mnt")
+    except OSError:
+        return None
+
+
+def left_after_delete(cgroups_path, pid, paths, skip_ns=()):
+    """What of a container is still there once its delete returned: its pids
+    cgroup, its init, a mount at or under one of `paths` in the namespace of
+    any process (but those in `skip_ns`: other containers' on the same
+    rootfs)."""
+    return [what for what, left in (
+        ("cgroup", os.path.exists(PIDS_CG + cgroups_path)),
+        ("init", pid > 0 and alive(pid)),
+        ("mount", mounted(paths, skip_ns))) if left]
+
+
+def listed(base):
+    """The ids `list -q` shows (base: the runtime and its --root); Failed if it fails."""
+    r = subprocess.run(base + ["list", "-q"], stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise Failed(f"list: exit {r.returncode}: {r.stderr.strip()}")
+    return r.stdout.split()
+
+
+def rooted_in(rootfs):
+    """The processes whose root directory is `rootfs` (a container's on it)."""
+    st = os.stat(rootfs)
+    pids = []
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            try:
+                s = os.stat(f"/proc/{p}/root")
+                if (s.st_dev, s.st_ino) == (st.st_dev, st.st_ino) and alive(p):
+                    pids.append(int(p))
+            except OSError:
+                pass
+    return pids
 
 
 def timed(cmd, work_dir, rss=False):
@@ -165,10 +313,10 @@ def cgroup_procs(path):
         return None
 
 
-def mounted(paths):
-    """Whether any mount namespace (of any process) has a mount at or under
-    one of `paths`, or an overlay with a layer there."""
-    seen = set()
+def mounted(paths, skip_ns=()):
+    """Whether any mount namespace (of any process), but those in `skip_ns`,
+    has a mount at or under one of `paths`, or an overlay with a layer there."""
+    seen = set(skip_ns)
     for p in os.listdir("/proc"):
         if not p.isdigit():
             continue
