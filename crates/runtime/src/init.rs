@@ -83,6 +83,8 @@ fn run(init: &Init<'_>) -> Result<Never> {
         m => return Err(m.unexpected("go")),
     };
     let state_for_hooks = state_for_hooks.as_str();
+    let mut t = crate::teardown::Timings::default();
+    let mut since = std::time::Instant::now();
 
     // The exec fifo is opened now, while the host's filesystem is visible;
     // after pivot_root it is reopened for writing through host /proc.
@@ -94,24 +96,29 @@ fn run(init: &Init<'_>) -> Result<Never> {
     let entered = enter_namespaces(init)?;
     security::set_rlimits(p)?;
     security::set_scheduling(p)?;
+    t.mark("namespaces", &mut since);
 
     // Runtime hooks run in the parent now that the namespaces exist.
     init.chan.send_msg(&Msg::Hooks)?;
     init.chan.expect(Msg::HooksOk)?;
+    t.mark("hooks", &mut since);
     build_root(init, p, &entered, state_for_hooks)?;
+    t.mark("root", &mut since);
 
     let exe = match p.args.first() {
         Some(a0) => Some(find_executable(a0, &p.env, &p.cwd)?),
         None => None,
     };
+    t.mark("executable", &mut since);
     let seccomp = lock_down(init, p, preserved, state_for_hooks)?;
     // With no_new_privs the filter needs no privilege: loaded last before
     // the wait, so that the startContainer hooks run under it (runc's order).
     if let Some((prof, c)) = seccomp.as_ref().filter(|_| p.no_new_privileges) {
         crate::seccomp::load_and_hand_over(prof, c, init.seccomp_listener.as_ref(), state_for_hooks)?;
     }
+    t.mark("lockdown", &mut since);
     crate::log::debug("init: closing the pipe to signal completion (berth: ready, waiting for start)");
-    init.chan.send_msg(&Msg::Ready)?;
+    init.chan.send_msg(&Msg::Ready(t.line()))?;
     READY.store(true, std::sync::atomic::Ordering::Relaxed);
     let released = wait_for_start(init, fifo, host_proc, state_for_hooks)?;
     crate::config::check_exec_strings(&p.args, &p.env)?;

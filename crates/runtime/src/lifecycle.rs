@@ -53,6 +53,8 @@ pub struct Created {
 /// `create`: the container process is set up and waits on the exec fifo.
 /// On any failure, whatever was made is torn down before returning.
 pub fn create(o: &CreateOptions) -> Result<Created> {
+    let mut t = teardown::Timings::default();
+    let mut since = std::time::Instant::now();
     crate::state::validate_id(&o.id)?;
     let bundle = std::fs::canonicalize(&o.bundle).ctx_at("bundle", &o.bundle)?;
     // Relative paths of the config (bind sources above all) are the
@@ -72,7 +74,9 @@ pub fn create(o: &CreateOptions) -> Result<Created> {
         false => (None, None),
     };
     let rootfs = std::fs::canonicalize(spec.rootfs(&bundle)).ctx("rootfs")?;
+    t.mark("config", &mut since);
     let container = Container::create(&o.root, &o.id)?;
+    t.mark("state_dir", &mut since);
     let mut record = Record {
         id: o.id.clone(),
         bundle: bundle.clone(),
@@ -91,7 +95,7 @@ pub fn create(o: &CreateOptions) -> Result<Created> {
         layer: None,
         host_mount_base: None,
     };
-    let made = create_in(o, &spec, &container, &mut record, theirs)
+    let made = create_in(o, &spec, &container, &mut record, theirs, (&mut t, &mut since))
         .and_then(|(init, is_parent)| Ok((init, is_parent, ours.as_ref().map(crate::tty::receive_master).transpose()?)));
     match made {
         Ok((init, is_parent, terminal)) => Ok(Created { container, record, init, is_parent, terminal }),
@@ -286,10 +290,22 @@ fn endpoints(
     Ok((fifo, console, listener))
 }
 
-fn create_in(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record, own_console: Option<OwnedFd>) -> Result<(Process, bool)> {
+/// The phase timings of a create, and when the current phase began.
+type Clock<'a> = (&'a mut teardown::Timings, &'a mut std::time::Instant);
+
+fn create_in(
+    o: &CreateOptions,
+    spec: &Spec,
+    c: &Container,
+    rec: &mut Record,
+    own_console: Option<OwnedFd>,
+    (t, since): Clock<'_>,
+) -> Result<(Process, bool)> {
     let l = spec.linux();
     let (layout, unit_props) = record_and_make(o, spec, c, rec)?;
+    t.mark("cgroup", since);
     let (fifo, console, listener) = endpoints(o, spec, c, own_console)?;
+    t.mark("endpoints", since);
     let (parent_end, child_end) = sys::seqpacket_pair().ctx("socketpair")?;
     let pid_path = spec.namespace("pid").and_then(|n| n.path.clone()).filter(|p| !p.is_empty());
     // Namespaces joined by path (other than pid and time) take the slow
@@ -338,6 +354,7 @@ fn create_in(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record, ow
     drop(console);
     drop(listener);
     let chan = Channel(parent_end);
+    t.mark("clone", since);
     crate::fault("create:cloned");
     let first =
         Process::open(pid, process::stat(pid).map(|s| s.0).unwrap_or(0)).ok_or(RuntimeError::Init(crate::spawn::InitError::DiedAtOnce))?;
@@ -360,7 +377,8 @@ fn create_in(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record, ow
     chan.send_msg(&Msg::Go(spawn::hook_state(rec, pid, Status::Creating)))?;
 
     // Serve the child until it is ready.
-    let init_proc = spawn::serve_until_ready(&chan, &pidfd, pid, spec, c, rec)?;
+    let (init_proc, child) = spawn::serve_until_ready(&chan, &pidfd, pid, spec, c, rec)?;
+    t.mark("setup", since);
     let (init, is_parent) = match init_proc {
         Some(x) => x,
         None => (Process { pid, start_time: first.start_time, pidfd }, true),
@@ -368,8 +386,11 @@ fn create_in(o: &CreateOptions, spec: &Spec, c: &Container, rec: &mut Record, ow
     crate::fault("create:ready");
     rec.mount_watermark = sys::mount_id_unique(Path::new(&format!("/proc/{}/root", init.pid))).unwrap_or(0);
     rec.mounts = crate::reclaim::identify(init.pid, &rec.rootfs, rec.host_mount_base);
+    t.mark("mounts_recorded", since);
     rec.phase = Phase::Created;
     c.save(rec)?;
+    t.mark("state_saved", since);
+    log::info(&format!("create {}: {} (setup in the container: {child})", o.id, t.line()));
     if let Some(p) = &o.pid_file {
         crate::state::write_atomic(p, init.pid.to_string().as_bytes())?;
     }

@@ -199,6 +199,10 @@ pub fn reclaim(cm: &ContainerMounts, watermark: u64, rootfs: &Path) -> Outcome {
         for m in safe {
             match failed.iter().find(|(id, _)| *id == m.id) {
                 None => out.detached.push(holder(m, String::new())),
+                // A namespace whose process is setting up another container
+                // moves its mounts about until its pivot_root: the copy is
+                // then at no path, and goes away with the old root.
+                Some(_) if passes(&h, m.id, pid) => {}
                 Some((_, e)) => out.held.push(holder(m, format!(": detaching it failed: {e}"))),
             }
         }
@@ -219,8 +223,9 @@ fn passes(h: &Holding, top: u64, pid: i32) -> bool {
             let ns = berth_sys::mnt_ns_id(h.fd.as_fd()).unwrap_or(0);
             berth_sys::list_mounts(ns).is_ok_and(|ms| ms.iter().any(|m| m.id == top))
         } else {
-            let text = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap_or_default();
-            berth_sys::mountinfo::parse(&text).iter().any(|m| m.id == top)
+            // (A process gone says nothing of its namespace: still there.)
+            std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
+                .map_or(true, |text| berth_sys::mountinfo::parse(&text).iter().any(|m| m.id == top))
         }
     };
     for ms in PASSING {
@@ -273,6 +278,9 @@ fn own_groups(rootfs: &Path) -> HashSet<u64> {
 fn holding_listed(cm: &ContainerMounts, watermark: u64, rootfs: &Path) -> std::io::Result<Vec<Holding>> {
     let own = berth_sys::openat(None, Path::new("/proc/self/ns/mnt"), libc::O_RDONLY, 0)?;
     let own_id = berth_sys::mnt_ns_id(own.as_fd())?;
+    // Without listmount (or where it is refused) every namespace would look
+    // empty: the /proc walk does instead.
+    berth_sys::first_mount_id(own_id)?;
     let mut ours: Option<HashSet<u64>> = None;
     let mut out = Vec::new();
     let (mut walked, mut read) = (0, 0);

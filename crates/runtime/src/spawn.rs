@@ -36,7 +36,8 @@ pub enum Msg {
     Hooks,
     HooksOk,
     Pid(i32),
-    Ready,
+    /// Set up; with the child's phase timings (`Timings::line`).
+    Ready(String),
     Error(String),
 }
 
@@ -50,7 +51,8 @@ impl Msg {
             Msg::Hooks => "hooks".into(),
             Msg::HooksOk => "hooks-ok".into(),
             Msg::Pid(n) => format!("pid {n}"),
-            Msg::Ready => "ready".into(),
+            Msg::Ready(t) if t.is_empty() => "ready".into(),
+            Msg::Ready(t) => format!("ready {t}"),
             Msg::Error(e) => format!("error {e}"),
         }
     }
@@ -62,10 +64,12 @@ impl Msg {
             "mapped" => Msg::Mapped,
             "hooks" => Msg::Hooks,
             "hooks-ok" => Msg::HooksOk,
-            "ready" => Msg::Ready,
+            "ready" => Msg::Ready(String::new()),
             _ => {
                 if let Some(state) = m.strip_prefix("go ") {
                     Msg::Go(state.to_string())
+                } else if let Some(t) = m.strip_prefix("ready ") {
+                    Msg::Ready(t.to_string())
                 } else if let Some(e) = m.strip_prefix("error ") {
                     Msg::Error(e.to_string())
                 } else if let Some(n) = m.strip_prefix("pid ").and_then(|n| n.trim().parse().ok()) {
@@ -258,8 +262,9 @@ pub fn serve_until_ready(
     spec: &Spec,
     c: &Container,
     rec: &mut Record,
-) -> Result<Option<(Process, bool)>> {
+) -> Result<(Option<(Process, bool)>, String)> {
     let mut init_proc: Option<(Process, bool)> = None;
+    let child_phases: String;
     loop {
         let msg = match chan.recv_msg() {
             Ok(m) => m,
@@ -282,7 +287,10 @@ pub fn serve_until_ready(
                 }
                 chan.send_msg(&Msg::HooksOk)?;
             }
-            Msg::Ready => break,
+            Msg::Ready(t) => {
+                child_phases = t;
+                break;
+            }
             Msg::Pid(gpid) => {
                 // The intermediate exits now; reap it.
                 let _ = sys::waitid_pidfd(pidfd.as_fd(), false);
@@ -299,7 +307,7 @@ pub fn serve_until_ready(
             }
         }
     }
-    Ok(init_proc)
+    Ok((init_proc, child_phases))
 }
 
 pub fn write_maps(pid: i32, spec: &Spec) -> Result<()> {
@@ -330,7 +338,8 @@ mod tests {
             Msg::Hooks,
             Msg::HooksOk,
             Msg::Pid(4242),
-            Msg::Ready,
+            Msg::Ready(String::new()),
+            Msg::Ready("root=1.000ms total=1.000ms".into()),
             Msg::Error("exec: \"x\": no such file".into()),
         ] {
             assert_eq!(Msg::decode(&m.encode()).unwrap(), m);

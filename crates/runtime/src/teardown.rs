@@ -33,7 +33,7 @@ pub enum TeardownError {
 pub struct Timings(pub Vec<(&'static str, Duration)>);
 
 impl Timings {
-    fn mark(&mut self, phase: &'static str, since: &mut Instant) {
+    pub(crate) fn mark(&mut self, phase: &'static str, since: &mut Instant) {
         let now = Instant::now();
         self.0.push((phase, now - *since));
         *since = now;

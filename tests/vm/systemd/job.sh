@@ -6,7 +6,8 @@
 # From /guest/env (the unit's EnvironmentFile):
 #   RUNTIME           the runtime under test (/usr/local/bin/berth, /usr/sbin/runc)
 #   SYSTEMD_VM_PARTS  which parts run, in order: runc-smoke podman containerd cri bench tests
-#   BENCH_RUNTIMES    the runtimes the bench compares
+#                     (and population, on request)
+#   BENCH_RUNTIMES    the runtimes the bench (and population) compares
 #   BENCH_ROUNDS      its rounds
 # Every part prints `ok - ...` / `not ok - ...` lines and closes with
 # `NAME: N passed, N failed`; this sums them into `systemd-vm: N passed, N
@@ -30,6 +31,8 @@ for part in $SYSTEMD_VM_PARTS; do
         cri) cmd=(/guest/cri.sh "$RUNTIME");;
         # shellcheck disable=SC2206 # a list of paths
         bench) cmd=(/guest/bench.sh $BENCH_RUNTIMES);;
+        # shellcheck disable=SC2206 # a list of paths
+        population) cmd=(/guest/population.sh $BENCH_RUNTIMES);;
         tests) cmd=(/guest/tests.sh "$RUNTIME");;
         *) echo "not ok - part $part: no such part"; fail=$((fail + 1)); continue;;
     esac
