@@ -269,8 +269,20 @@ fn tops(mounts: &[Mnt], cm: &ContainerMounts, rootfs: &Path, watermark: u64, our
 /// The propagation groups of the caller's mount of `rootfs`, if it has one:
 /// copies in them go with the caller's own unmount.
 fn own_groups(rootfs: &Path) -> HashSet<u64> {
-    let Ok(id) = berth_sys::mount_id_unique(rootfs) else { return HashSet::new() };
-    berth_sys::stat_mount(id).map(|m| [m.peer_group, m.master].into_iter().filter(|g| *g != 0).collect()).unwrap_or_default()
+    let listed = berth_sys::mount_id_unique(rootfs).and_then(berth_sys::stat_mount);
+    if let Ok(m) = listed {
+        return [m.peer_group, m.master].into_iter().filter(|g| *g != 0).collect();
+    }
+    // Before statmount (6.8): this namespace's mountinfo, every mount at
+    // the rootfs path.
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    berth_sys::mountinfo::parse(&text)
+        .iter()
+        .filter(|m| m.mount_point == rootfs)
+        .flat_map(|m| [m.group("shared"), m.group("master")])
+        .filter_map(|g| g.and_then(|g| g.parse().ok()))
+        .filter(|g: &u64| *g != 0)
+        .collect()
 }
 
 /// Linux 6.12+: every namespace, from the kernel's list; only those made
@@ -383,6 +395,7 @@ fn holding_procfs(cm: &ContainerMounts, watermark: u64, rootfs: &Path) -> Vec<Ho
     let own = ino_of(berth_sys::getpid());
     let host = if watermark == 0 { ino_of(1) } else { None };
     let mut seen: HashSet<u64> = HashSet::new();
+    let mut ours: Option<HashSet<u64>> = None;
     let mut out = Vec::new();
     for (ino, pid) in processes_by_mnt_ns() {
         if Some(ino) == own || Some(ino) == host || !seen.insert(ino) {
@@ -405,7 +418,11 @@ fn holding_procfs(cm: &ContainerMounts, watermark: u64, rootfs: &Path) -> Vec<Ho
             })
             .collect();
         // mountinfo's IDs are the classic ones: no watermark applies.
-        let tops = tops(&mounts, cm, rootfs, 0, &HashSet::new());
+        if !mounts.iter().any(|m| cm.roots.contains(&m.ident) && Path::new(&m.point) == rootfs) {
+            continue;
+        }
+        let ours = ours.get_or_insert_with(|| own_groups(rootfs));
+        let tops = tops(&mounts, cm, rootfs, 0, ours);
         if tops.is_empty() {
             continue;
         }

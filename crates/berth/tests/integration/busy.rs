@@ -131,6 +131,42 @@ fn delete_detaches_a_copy_of_the_rootfs_that_another_namespace_holds() {
 
 #[test]
 #[ignore = "needs root"]
+fn a_copy_reached_by_propagation_is_left_to_the_caller_s_unmount() {
+    if berth_only() {
+        return;
+    }
+    // As in a systemd service's namespace (ProtectSystem, PrivateTmp): a
+    // slave of the host's mounts receives the caller's rootfs mount through
+    // propagation, and loses it the same way.
+    let mut w = World::new("reclaimslave");
+    w.config(&["sleep", "1000"], |_| {});
+    let rootfs = w.bundle.join("rootfs");
+    // The rootfs mount under a shared one, as on a systemd host: unmounts
+    // propagate through the parent.
+    let parent = CallerMount::bind(&w.bundle);
+    assert!(sh(&format!("mount --make-shared {}", w.bundle.display())));
+    let caller = CallerMount::bind(&rootfs);
+    let ready = w.dir.join("ready");
+    let script = format!("touch {}; exec sleep 1000", ready.display());
+    let mut holder =
+        Holder(std::process::Command::new("unshare").args(["-m", "--propagation", "slave", "sh", "-c", &script]).spawn().unwrap());
+    assert!(eventually(|| ready.exists()));
+    let id = w.create();
+    assert!(has_mount(holder.id(), &rootfs), "no copy through propagation");
+    let o = w.berth(&["delete", "--force", &id]);
+    let e = String::from_utf8_lossy(&o.stderr).into_owned();
+    // (Other tests' private namespaces may hold copies of it: those go.)
+    assert!(o.status.success() && !e.contains(&format!("pid {} ", holder.id())), "{e}");
+    assert!(has_mount(holder.id(), &rootfs), "a propagated copy was detached");
+    drop(caller);
+    assert!(eventually(|| !has_mount(holder.id(), &rootfs)), "the caller's unmount did not reach the copy");
+    assert!(holder.alive());
+    drop(parent);
+    w.finish();
+}
+
+#[test]
+#[ignore = "needs root"]
 fn delete_refuses_to_detach_a_copy_someone_mounted_on_and_names_them() {
     if berth_only() {
         return;
