@@ -184,17 +184,29 @@ def base_config(bundle):
     return cfg
 
 
-def bundle_for(path, cfg, rootfs, args, cgroups_path):
+def bundle_for(path, cfg, rootfs, args, cgroups_path, mounted=False):
     """A bundle directory of its own at `path`: `cfg` with `args`, its own
-    cgroupsPath, and `rootfs` (shared by many containers, absolute) read-only."""
+    cgroupsPath, and `rootfs` (shared by many containers, absolute) read-only.
+    With `mounted`, the rootfs is a bind of it at `path`/rootfs, made here
+    before create as podman mounts its overlay (undo with `unmount_rootfs`)."""
     c = json.loads(json.dumps(cfg))
     c["process"]["args"] = args
+    os.makedirs(path)
+    if mounted:
+        own = os.path.join(path, "rootfs")
+        os.makedirs(own)
+        subprocess.run(["mount", "--bind", rootfs, own], check=True)
+        rootfs = own
     c["root"] = {"path": os.path.abspath(rootfs), "readonly": True}
     c["linux"]["cgroupsPath"] = cgroups_path
-    os.makedirs(path)
     with open(os.path.join(path, "config.json"), "w") as f:
         json.dump(c, f)
     return path
+
+
+def unmount_rootfs(bundle):
+    """Undoes `bundle_for(..., mounted=True)`: the caller's unmount."""
+    subprocess.run(["umount", os.path.join(bundle, "rootfs")], stderr=subprocess.DEVNULL)
 
 
 def settled(path, want):

@@ -18,32 +18,46 @@
 //!   cloned from there while it is mounted (an unrelated `unshare -m`,
 //!   another runtime's container before its pivot_root) holds a copy.
 //!
-//! Either way the holder is a namespace made after the container's own
-//! (Linux 6.12+ lists namespaces in the order they were made), so teardown
-//! looks only at those: what it costs does not grow with the containers and
-//! processes that were there before. (A namespace cloned between the
-//! caller's mount and `create` holds copies older than the container's root
-//! mount; those were never counted as the container's, before or now.)
+//! Either way the holder is a namespace made after the container's root
+//! mount, and every mount it was made with is newer than that mount
+//! (unique mount IDs, Linux 6.8+, grow in the order mounts are made). So
+//! teardown walks the kernel's list of namespaces (6.12+) and asks each for
+//! its first mount only (one listmount entry): a namespace holding a mount
+//! older than the container's root mount was there before it and is not
+//! read further. (Namespace IDs themselves are not in the order the
+//! namespaces were made on 6.18: they come from per-CPU batches.) What a
+//! delete costs thus grows only by that one question per namespace with the
+//! containers that were there before, and by a full read of each namespace
+//! made since. A namespace cloned between the caller's mount and `create`
+//! holds copies older than the container's root mount; those were never
+//! counted as the container's, before or now.
 //!
-//! A copy is the container's by identity, never by path (paths come from
-//! the config): its filesystem instance (superblock device and root
-//! directory) is the container's root's, recorded at create, and it was made
-//! after the container's root mount (unique mount IDs). It is detached in
-//! its namespace (setns in a child; the mount opened by its path with no
-//! symlink followed, its unique ID checked on the fd, then detached through
-//! that very fd), so nothing but that mount is touched. Everything mounted
-//! on it goes with it, so a copy is detached only when everything on it is
-//! itself of the container (an identity recorded at create); one holding a
-//! mount of someone else's is left alone and reported, naming its holder.
+//! A copy is the container's by identity, never by path alone (paths come
+//! from the config): its filesystem instance (superblock device and root
+//! directory) is the container's root's, recorded at create, it is mounted
+//! at the container's rootfs path, and it was made after the container's
+//! root mount. It is detached in its namespace (setns in a child; the mount
+//! opened by its path with no symlink followed, its mount ID checked on the
+//! fd, then detached through that very fd), so nothing but that mount is
+//! touched. Everything mounted on it goes with it, so a copy is detached
+//! only when everything on it is itself of the container (an identity
+//! recorded at create); one holding a mount of someone else's is left alone
+//! and reported, naming its holder, after a short wait (another container
+//! on the same rootfs directory has such mounts only until its pivot_root).
 //!
-//! Never touched: a mount that is not of the container's filesystems; any
-//! mount in the caller's own namespace or in one older than the container's;
-//! a copy reached by propagation; a copy on which someone mounted something
-//! of their own.
+//! Never touched: a mount that is not of the container's root filesystem; a
+//! bind of it elsewhere than the rootfs path, or at another namespace's
+//! root; any mount in the caller's own namespace; a copy reached by
+//! propagation (a peer or slave of the caller's mount: the caller's unmount
+//! reaches it); a copy on which someone mounted something of their own.
+//! Not covered: copies of the container's own mounts in a namespace made
+//! from the container's (by a process of the container, kept alive from
+//! outside after the container ended), which sit at that namespace's root.
 //!
 //! Kernels before 6.12 have no list of namespaces: the namespaces of the
-//! processes /proc shows are read instead (each namespace once), with the
-//! same identities; there the cost grows with the processes and mounts.
+//! processes /proc shows are read instead (each namespace once, from its
+//! mountinfo), with the same identities; there the cost grows with the
+//! processes and mounts, and a namespace no process is in is out of sight.
 
 use crate::busy::Holder;
 use serde::{Deserialize, Serialize};
@@ -76,9 +90,14 @@ pub struct ContainerMounts {
 }
 
 /// Reads the mounts of the container whose init is `pid`, once it is set
-/// up: its root (the mounts at "/" of its namespace, or, without a mount
-/// namespace of its own, those stacked on `rootfs` after `host_base`) and
-/// everything else berth mounted for it.
+/// up. Its root, as far as other namespaces can hold a copy of it: the
+/// caller's own mount at `rootfs` (podman's overlay, a bind), the only one
+/// of the container's mounts visible outside its namespace; or, without a
+/// mount namespace of its own, what berth stacked on `rootfs` after
+/// `host_base`. A rootfs that is a plain directory has none: the container's
+/// bind of it lives in the container's namespace only, and another
+/// container's bind of the same directory is not this one's. Everything
+/// else berth mounted for it is recorded too.
 pub fn identify(pid: i32, rootfs: &Path, host_base: Option<u64>) -> ContainerMounts {
     let mut cm = ContainerMounts::default();
     // Without a mount namespace of its own the container's mounts are in
@@ -88,33 +107,41 @@ pub fn identify(pid: i32, rootfs: &Path, host_base: Option<u64>) -> ContainerMou
     let text = std::fs::read_to_string(format!("/proc/{from}/mountinfo")).unwrap_or_default();
     let id = |m: &berth_sys::mountinfo::MountInfo| Identity { dev: m.dev, root: m.root.clone() };
     for m in berth_sys::mountinfo::parse(&text) {
-        let (is_root, is_inner) = match host_base {
-            None => (m.mount_point == Path::new("/"), m.mount_point != Path::new("/")),
-            Some(base) => (m.mount_point == rootfs && m.id != base, m.mount_point != rootfs && m.mount_point.starts_with(rootfs)),
-        };
-        if is_root {
-            cm.roots.push(id(&m));
-        } else if is_inner {
-            cm.inner.push(id(&m));
-        }
-    }
-    // The caller's own mount of the rootfs (podman's overlay), which a
-    // writable layer of berth's hides from the container's namespace.
-    if let Some(m) = berth_sys::mount_id_unique(rootfs).ok().and_then(|id| berth_sys::stat_mount(id).ok()) {
-        if Path::new(&m.mount_point) == rootfs {
-            cm.roots.push(Identity { dev: m.dev, root: m.root });
+        match host_base {
+            None => cm.inner.push(id(&m)),
+            Some(base) if m.mount_point == rootfs && m.id != base => cm.roots.push(id(&m)),
+            Some(_) if m.mount_point.starts_with(rootfs) => cm.inner.push(id(&m)),
+            Some(_) => {}
         }
     }
     if host_base.is_none() {
+        cm.roots.extend(caller_mount(rootfs));
         if let Ok(fd) = berth_sys::openat(None, Path::new(&format!("/proc/{pid}/ns/mnt")), libc::O_RDONLY, 0) {
             cm.ns_id = berth_sys::mnt_ns_id(fd.as_fd()).unwrap_or(0);
         }
     }
+    cm.inner.extend(cm.roots.iter().cloned());
     cm.roots.sort_by(|a, b| (a.dev, &a.root).cmp(&(b.dev, &b.root)));
     cm.roots.dedup();
     cm.inner.sort_by(|a, b| (a.dev, &a.root).cmp(&(b.dev, &b.root)));
     cm.inner.dedup();
     cm
+}
+
+/// The identity of the caller's mount at `rootfs`, if the rootfs is a mount
+/// root in this namespace: from statmount (6.8+), else this namespace's
+/// mountinfo (the top mount at that path).
+fn caller_mount(rootfs: &Path) -> Option<Identity> {
+    let fd = berth_sys::openat(None, rootfs, libc::O_PATH | libc::O_DIRECTORY, 0).ok()?;
+    if !berth_sys::is_mount_root(fd.as_fd()).ok()? {
+        return None;
+    }
+    if let Ok(m) = berth_sys::mount_id_unique_fd(fd.as_fd()).and_then(berth_sys::stat_mount) {
+        return Some(Identity { dev: m.dev, root: m.root });
+    }
+    let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let classic = berth_sys::mount_id_fd(fd.as_fd()).ok()?;
+    berth_sys::mountinfo::parse(&text).into_iter().find(|m| m.id == classic).map(|m| Identity { dev: m.dev, root: m.root })
 }
 
 /// One mount, from statmount or mountinfo.

@@ -2,7 +2,7 @@
 # /guest/population.sh RUNTIME...: what `delete --force` of one container
 # costs while K other idle containers run, on Debian's 6.1 kernel (no
 # listmount: berth's check for copies of a container's mounts walks the
-# namespaces of the processes in /proc there). For each K of POP_K (default
+# namespaces of the processes in /proc there). For each K of POP_K (commas or spaces; default
 # "0 50 150"), K others are started (spread over the runtimes, untimed),
 # then POP_ROUNDS (default 5) rounds, the runtimes alternating, each time
 # `delete --force` of a freshly started `sleep` is timed. cgroupfs driver,
@@ -28,7 +28,8 @@ ERRS=0
 declare -A FIRST
 begin
 echo "# population: kernel $(uname -r); $ROUNDS rounds per K, alternating $(for r in "${RTS[@]}"; do name "$r"; done | tr '\n' ' ')"
-for K in ${POP_K:-0 50 150}; do
+for K in $(tr , " " <<< "${POP_K:-0 50 150}"); do
+    K=${K//[^0-9]/}
     others=()
     for ((i = 0; i < K; i++)); do
         rt=${RTS[i % ${#RTS[@]}]}
