@@ -245,14 +245,20 @@ const PASSING: [u64; 8] = [1, 2, 4, 8, 16, 32, 64, 128];
 /// through the mountinfo of `pid`, a process in it, when the namespace was
 /// read that way).
 fn passes(h: &Holding, top: u64, pid: i32) -> bool {
+    let Some(was) = h.mounts.iter().find(|m| m.id == top) else { return true };
     let still = || {
         if h.unique {
             let ns = berth_sys::mnt_ns_id(h.fd.as_fd()).unwrap_or(0);
             berth_sys::list_mounts(ns).is_ok_and(|ms| ms.iter().any(|m| m.id == top))
         } else {
-            // (A process gone says nothing of its namespace: still there.)
-            std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
-                .map_or(true, |text| berth_sys::mountinfo::parse(&text).iter().any(|m| m.id == top))
+            // Classic mount IDs are reused at once: the same ID, filesystem
+            // and place. (A process gone says nothing of its namespace:
+            // still there.)
+            std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).map_or(true, |text| {
+                berth_sys::mountinfo::parse(&text)
+                    .iter()
+                    .any(|m| m.id == top && m.dev == was.ident.dev && m.root == was.ident.root && m.mount_point == Path::new(&was.point))
+            })
         }
     };
     for ms in PASSING {
