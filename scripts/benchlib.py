@@ -338,7 +338,10 @@ def mounted(paths, skip_ns=()):
                 continue
             seen.add(ns)
             for l in open(f"/proc/{p}/mountinfo"):
-                if any(l.split()[4].startswith(x) or (x + "/") in l for x in paths):
+                # The mount point, or an overlay's layers (its options);
+                # not the root field (another bind of the same directory).
+                mp, post = l.split()[4], l.split(" - ", 1)[-1]
+                if any(mp == x or mp.startswith(x + "/") or (x + "/") in post for x in paths):
                     return True
         except OSError:
             pass
