@@ -188,8 +188,14 @@ fn record_and_make(
     }
     crate::reaper::claim_cgroup(root, &rec.cgroup)?;
     if rec.cgroup.systemd.is_none() {
+        // What it makes was recorded by the plan, saved above; only a
+        // directory made though it was there at the plan (removed
+        // meanwhile by another container's teardown) needs a save.
+        let planned = rec.cgroup.dirs.clone();
         rec.cgroup.create()?;
-        c.save(rec)?;
+        if rec.cgroup.dirs != planned {
+            c.save(rec)?;
+        }
         crate::fault("create:cgroup-created");
         apply_resources(spec, &rec.cgroup)?;
     }

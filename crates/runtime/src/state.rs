@@ -322,6 +322,22 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
     fs::write(&tmp, data).ctx_at("write", &tmp)?;
+    // Over an existing file, the two are swapped and the old one unlinked:
+    // ext4 starts the writeback of a file renamed over another
+    // (auto_da_alloc), about 0.1 ms here idle and much more under I/O, and
+    // an exchange does not. (A crash between leaves the old one at the
+    // temporary name, which nothing reads.)
+    match berth_sys::rename_exchange(&tmp, path) {
+        Ok(()) => {
+            let _ = fs::remove_file(&tmp);
+            return Ok(());
+        }
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP)) => {}
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            return Err(RuntimeError::io_at("write", path, e));
+        }
+    }
     fs::rename(&tmp, path).map_err(|e| {
         let _ = fs::remove_file(&tmp);
         RuntimeError::Io { step: "rename", on: crate::Subject::Pair { from: tmp.clone(), joint: "to", to: path.to_path_buf() }, source: e }

@@ -341,6 +341,14 @@ pub fn umount2(target: &Path, flags: i32) -> io::Result<()> {
     check(unsafe { libc::umount2(t.as_ptr(), flags) }).map(drop)
 }
 
+/// `renameat2(from, to, RENAME_EXCHANGE)`: swaps two existing files
+/// atomically.
+pub fn rename_exchange(from: &Path, to: &Path) -> io::Result<()> {
+    let (f, t) = (cstr(from)?, cstr(to)?);
+    // SAFETY: valid C strings.
+    check(unsafe { libc::renameat2(libc::AT_FDCWD, f.as_ptr(), libc::AT_FDCWD, t.as_ptr(), libc::RENAME_EXCHANGE) }).map(drop)
+}
+
 /// `pivot_root(2)`.
 pub fn pivot_root(new_root: &Path, put_old: &Path) -> io::Result<()> {
     let n = cstr(new_root)?;
