@@ -452,26 +452,22 @@ pub fn readlink_fd(fd: BorrowedFd<'_>) -> io::Result<std::path::PathBuf> {
 
 /// The mount ID (STATX_MNT_ID) of the mount `fd` is on.
 pub fn mount_id_fd(fd: BorrowedFd<'_>) -> io::Result<u64> {
-    const STATX_MNT_ID: u32 = 0x1000;
-    // SAFETY: statx writes into a zeroed libc::statx we own.
-    let mut st: libc::statx = unsafe { std::mem::zeroed() };
-    // SAFETY: valid fd, empty C string and output struct.
-    check(unsafe { libc::statx(fd.as_raw_fd(), c"".as_ptr(), libc::AT_EMPTY_PATH, STATX_MNT_ID, &mut st) })?;
-    if st.stx_mask & STATX_MNT_ID == 0 {
-        return Err(io::Error::from_raw_os_error(libc::ENOSYS));
-    }
-    Ok(st.stx_mnt_id)
+    statx_mount_id(fd, 0x1000)
 }
 
 /// The unique mount ID (STATX_MNT_ID_UNIQUE, Linux 6.8+) of the mount `fd`
 /// is on.
 pub fn mount_id_unique_fd(fd: BorrowedFd<'_>) -> io::Result<u64> {
-    const STATX_MNT_ID_UNIQUE: u32 = 0x4000;
+    statx_mount_id(fd, 0x4000)
+}
+
+/// statx(AT_EMPTY_PATH) of `fd` for one of the mount ID masks.
+fn statx_mount_id(fd: BorrowedFd<'_>, mask: u32) -> io::Result<u64> {
     // SAFETY: statx writes into a zeroed libc::statx we own.
     let mut st: libc::statx = unsafe { std::mem::zeroed() };
     // SAFETY: valid fd, empty C string and output struct.
-    check(unsafe { libc::statx(fd.as_raw_fd(), c"".as_ptr(), libc::AT_EMPTY_PATH, STATX_MNT_ID_UNIQUE, &mut st) })?;
-    if st.stx_mask & STATX_MNT_ID_UNIQUE == 0 {
+    check(unsafe { libc::statx(fd.as_raw_fd(), c"".as_ptr(), libc::AT_EMPTY_PATH, mask, &mut st) })?;
+    if st.stx_mask & mask == 0 {
         return Err(io::Error::from_raw_os_error(libc::ENOSYS));
     }
     Ok(st.stx_mnt_id)

@@ -31,10 +31,16 @@ impl Drop for Holder {
 /// Runs `script` in a new private mount namespace in the background; it
 /// signals readiness by creating `ready`.
 fn foreign_ns(w: &World, script: &str) -> Holder {
+    foreign_ns_as(w, script, "private")
+}
+
+/// The same, with the new namespace's mounts made `propagation` (private,
+/// slave...).
+fn foreign_ns_as(w: &World, script: &str, propagation: &str) -> Holder {
     let ready = w.dir.join("ready");
     let _ = std::fs::remove_file(&ready);
     let full = format!("{script}; touch {}; exec sleep 1000", ready.display());
-    let c = Holder(std::process::Command::new("unshare").args(["-m", "--propagation", "private", "sh", "-c", &full]).spawn().unwrap());
+    let c = Holder(std::process::Command::new("unshare").args(["-m", "--propagation", propagation, "sh", "-c", &full]).spawn().unwrap());
     assert!(eventually(|| ready.exists()), "the foreign namespace did not come up");
     c
 }
@@ -146,11 +152,7 @@ fn a_copy_reached_by_propagation_is_left_to_the_caller_s_unmount() {
     let parent = CallerMount::bind(&w.bundle);
     assert!(sh(&format!("mount --make-shared {}", w.bundle.display())));
     let caller = CallerMount::bind(&rootfs);
-    let ready = w.dir.join("ready");
-    let script = format!("touch {}; exec sleep 1000", ready.display());
-    let mut holder =
-        Holder(std::process::Command::new("unshare").args(["-m", "--propagation", "slave", "sh", "-c", &script]).spawn().unwrap());
-    assert!(eventually(|| ready.exists()));
+    let mut holder = foreign_ns_as(&w, "true", "slave");
     let id = w.create();
     assert!(has_mount(holder.id(), &rootfs), "no copy through propagation");
     let o = w.berth(&["delete", "--force", &id]);
