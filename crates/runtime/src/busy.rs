@@ -241,11 +241,24 @@ pub fn holders(path: &Path) -> Vec<Holder> {
     out
 }
 
+/// A process (the first /proc lists) in each mount namespace, by the
+/// namespace's inode.
+pub(crate) fn processes_by_mnt_ns() -> BTreeMap<u64, i32> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = BTreeMap::new();
+    for pid in pids() {
+        if let Ok(md) = std::fs::metadata(format!("/proc/{pid}/ns/mnt")) {
+            out.entry(md.ino()).or_insert(pid);
+        }
+    }
+    out
+}
+
 /// Mounts under `path` in namespaces that no process is in (kept by an nsfs
 /// bind mount or an open fd): only the kernel's namespace list shows them.
 fn pinned_mount_holders(path: &Path) -> Vec<Holder> {
     let Ok(nss) = berth_sys::mount_namespaces() else { return vec![] };
-    let with_process = crate::reclaim::processes_by_mnt_ns();
+    let with_process = processes_by_mnt_ns();
     let mut out = Vec::new();
     for (id, ino) in nss.iter().filter(|n| !with_process.contains_key(&n.1)) {
         for m in berth_sys::list_mounts(*id).unwrap_or_default().iter().filter(|m| under(Path::new(&m.mount_point), path)) {

@@ -189,7 +189,7 @@ pub fn reclaim(cm: &ContainerMounts, watermark: u64, rootfs: &Path) -> Outcome {
         return Outcome::default(); // the common case: nothing more to read
     }
     let mut out = Outcome::default();
-    let by_ino = processes_by_mnt_ns();
+    let by_ino = crate::busy::processes_by_mnt_ns();
     let known: HashSet<&Identity> = cm.roots.iter().chain(&cm.inner).collect();
     for h in found {
         let (pid, command) = match by_ino.get(&h.ino) {
@@ -430,7 +430,7 @@ fn holding_procfs(cm: &ContainerMounts, watermark: u64, rootfs: &Path) -> Vec<Ho
     let mut seen: HashSet<u64> = HashSet::new();
     let mut ours: Option<HashSet<u64>> = None;
     let mut out = Vec::new();
-    for (ino, pid) in processes_by_mnt_ns() {
+    for (ino, pid) in crate::busy::processes_by_mnt_ns() {
         if Some(ino) == own || Some(ino) == host || !seen.insert(ino) {
             continue;
         }
@@ -537,19 +537,6 @@ fn detach_one(proc_fds: &OwnedFd, m: &Mnt, unique: bool) -> std::io::Result<()> 
         return Err(std::io::Error::other(format!("{} is now another mount (ID {id})", m.point)));
     }
     berth_sys::detach_mount_fd(proc_fds.as_fd(), fd.as_fd())
-}
-
-/// A process (the first /proc lists) in each mount namespace, by the
-/// namespace's inode.
-pub fn processes_by_mnt_ns() -> BTreeMap<u64, i32> {
-    use std::os::unix::fs::MetadataExt;
-    let mut out = BTreeMap::new();
-    for pid in crate::busy::pids() {
-        if let Ok(md) = std::fs::metadata(format!("/proc/{pid}/ns/mnt")) {
-            out.entry(md.ino()).or_insert(pid);
-        }
-    }
-    out
 }
 
 #[cfg(test)]
