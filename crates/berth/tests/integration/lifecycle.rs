@@ -624,3 +624,32 @@ fn all_six_hooks_run_in_order_with_the_state_each_must_see() {
     assert_eq!(st["status"], "created", "{st}");
     w.finish();
 }
+
+#[test]
+#[ignore = "needs root"]
+fn delete_of_an_exited_container_kills_a_process_moved_into_its_cgroup() {
+    // The init of its own PID namespace took every process of the
+    // namespace with it; a process moved into the container's cgroup from
+    // outside was not in it, and delete must still end it (it skips the
+    // cgroup-wide kill only for an empty cgroup).
+    let mut w = World::new("movedin");
+    w.config(&["sleep", "1000"], |_| {});
+    let id = w.create();
+    w.ok(&["start", &id]);
+    let mut outsider = std::process::Command::new("sleep").arg("1000").spawn().unwrap();
+    for d in w.cgroup_dirs(&id) {
+        std::fs::write(d.path.join("cgroup.procs"), outsider.id().to_string()).unwrap();
+    }
+    w.ok(&["kill", &id, "KILL"]);
+    assert!(eventually(|| w.status(&id) == "stopped"));
+    assert!(outsider.try_wait().unwrap().is_none(), "the outsider went with the init: the test proves nothing");
+    let o = w.berth(&["delete", &id]);
+    let gone = eventually(|| outsider.try_wait().unwrap().is_some());
+    if !gone {
+        let _ = outsider.kill();
+        let _ = outsider.wait();
+    }
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(gone, "a process in the container's cgroup outlived its delete");
+    w.finish();
+}
