@@ -352,6 +352,12 @@ fn create_in(
         }
         sys::Forked::Parent { pid, pidfd } => (pid, pidfd),
     };
+    // Its clone holds a copy of this namespace's mounts until its
+    // pivot_root: marked at once, so that teardowns meanwhile do not search
+    // it (nor detach anything there).
+    let root = c.dir.parent().unwrap_or_else(|| Path::new("/"));
+    let marked = if clone_flags.contains(sys::Namespaces::MOUNT) { crate::reclaim::ns_id_of(pid) } else { 0 };
+    crate::reclaim::mark_creating(root, marked, &o.id);
     drop(child_end);
     for (fd, flag) in &restore {
         // Only needed where they were changed; harmless elsewhere.
@@ -366,6 +372,7 @@ fn create_in(
         Process::open(pid, process::stat(pid).map(|s| s.0).unwrap_or(0)).ok_or(RuntimeError::Init(crate::spawn::InitError::DiedAtOnce))?;
     rec.pid = pid;
     rec.start_time = first.start_time;
+    rec.mounts.ns_id = marked;
     c.save(rec)?;
     crate::fault("create:pid-saved");
     // With the systemd driver, systemd moves the init into its unit.
@@ -395,6 +402,7 @@ fn create_in(
     t.mark("mounts_recorded", since);
     rec.phase = Phase::Created;
     c.save(rec)?;
+    crate::reclaim::unmark_creating(root, marked);
     t.mark("state_saved", since);
     log::info(&format!("create {}: {} (setup in the container: {child})", o.id, t.line()));
     if let Some(p) = &o.pid_file {

@@ -116,9 +116,7 @@ pub fn identify(pid: i32, rootfs: &Path, host_base: Option<u64>) -> ContainerMou
     }
     if host_base.is_none() {
         cm.roots.extend(caller_mount(rootfs));
-        if let Ok(fd) = berth_sys::openat(None, Path::new(&format!("/proc/{pid}/ns/mnt")), libc::O_RDONLY, 0) {
-            cm.ns_id = berth_sys::mnt_ns_id(fd.as_fd()).unwrap_or(0);
-        }
+        cm.ns_id = ns_id_of(pid);
     }
     cm.inner.extend(cm.roots.iter().cloned());
     cm.roots.sort_by(|a, b| (a.dev, &a.root).cmp(&(b.dev, &b.root)));
@@ -144,6 +142,54 @@ fn caller_mount(rootfs: &Path) -> Option<Identity> {
     berth_sys::mountinfo::parse(&text).into_iter().find(|m| m.id == classic).map(|m| Identity { dev: m.dev, root: m.root })
 }
 
+/// Where the mount namespaces of creates in flight under a `--root` are
+/// marked, by namespace ID: each holds a copy of every mount of the
+/// caller's namespace (other containers' roots among them) from its clone
+/// until its pivot_root, which drops it. Not a valid container ID ('@').
+const CREATING: &str = "@creating";
+
+/// Marks namespace `ns_id` as that of container `id`'s create in flight
+/// (a symlink named by the ID, to the container's name): teardown's search
+/// neither reads it nor detaches anything there. Best effort: unmarked, it
+/// is only searched like any other.
+pub fn mark_creating(root: &Path, ns_id: u64, id: &str) {
+    if ns_id == 0 {
+        return;
+    }
+    let dir = root.join(CREATING);
+    let link = dir.join(ns_id.to_string());
+    if std::os::unix::fs::symlink(id, &link).is_err() {
+        let _ = std::fs::create_dir(&dir);
+        let _ = std::os::unix::fs::symlink(id, &link);
+    }
+}
+
+/// Removes the mark of [`mark_creating`] (the setup is over).
+pub fn unmark_creating(root: &Path, ns_id: u64) {
+    if ns_id != 0 {
+        let _ = std::fs::remove_file(root.join(CREATING).join(ns_id.to_string()));
+    }
+}
+
+/// Removes every mark of container `id` (its teardown: a create that failed
+/// or crashed after its clone, before its record knew the namespace). Only
+/// creates in flight have marks, so the list is short.
+pub fn unmark_container(root: &Path, id: &str) {
+    let dir = root.join(CREATING);
+    for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        if std::fs::read_link(e.path()).is_ok_and(|t| t == Path::new(id)) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+/// The ID of the mount namespace of process `pid` (Linux 6.12+; 0 if unknown).
+pub fn ns_id_of(pid: i32) -> u64 {
+    berth_sys::openat(None, Path::new(&format!("/proc/{pid}/ns/mnt")), libc::O_RDONLY, 0)
+        .and_then(|fd| berth_sys::mnt_ns_id(fd.as_fd()))
+        .unwrap_or(0)
+}
+
 /// One mount, from statmount or mountinfo.
 #[derive(Debug, Clone)]
 struct Mnt {
@@ -158,8 +204,11 @@ struct Mnt {
 
 /// A namespace holding copies: an fd on it, its inode, and its mounts.
 struct Holding {
-    fd: OwnedFd,
+    /// Dropped once the detaching is done: it pins the namespace.
+    fd: Option<OwnedFd>,
     ino: u64,
+    /// The namespace's ID (0 when read through /proc).
+    id: u64,
     /// From the unique-ID list (statmount) rather than mountinfo.
     unique: bool,
     mounts: Vec<Mnt>,
@@ -177,11 +226,11 @@ pub struct Outcome {
 /// Finds the copies of the container's mounts in other namespaces and
 /// detaches those that can be. `watermark`: the unique ID of the
 /// container's root mount (0 when unknown).
-pub fn reclaim(cm: &ContainerMounts, watermark: u64, rootfs: &Path) -> Outcome {
+pub fn reclaim(cm: &ContainerMounts, watermark: u64, rootfs: &Path, root: &Path) -> Outcome {
     if cm.roots.is_empty() {
         return Outcome::default();
     }
-    let found = match holding_listed(cm, watermark, rootfs) {
+    let mut found = match holding_listed(cm, watermark, rootfs, root) {
         Ok(h) => h,
         Err(_) => holding_procfs(cm, watermark, rootfs),
     };
@@ -191,19 +240,25 @@ pub fn reclaim(cm: &ContainerMounts, watermark: u64, rootfs: &Path) -> Outcome {
     let mut out = Outcome::default();
     let by_ino = crate::busy::processes_by_mnt_ns();
     let known: HashSet<&Identity> = cm.roots.iter().chain(&cm.inner).collect();
-    for h in found {
-        let (pid, command) = match by_ino.get(&h.ino) {
-            Some(p) => (*p, crate::busy::comm(*p)),
-            None => (0, "no process: kept by an nsfs bind mount or open fd".to_string()),
-        };
-        let holder = |m: &Mnt, how: String| Holder {
+    let name = |h: &Holding| match by_ino.get(&h.ino) {
+        Some(p) => (*p, crate::busy::comm(*p)),
+        None => (0, "no process: kept by an nsfs bind mount or open fd".to_string()),
+    };
+    let holder = |h: &Holding, m: &Mnt, how: String| {
+        let (pid, command) = name(h);
+        Holder {
             pid,
-            command: command.clone(),
+            command,
             mount_namespace: format!("mnt:[{}]", h.ino),
             how: format!("mount {} ({}){how}", m.point, m.fs_type),
             peers: vec![],
             container: None,
-        };
+        }
+    };
+    // What can be detached, per namespace; what cannot is reported.
+    let mut work: Vec<(&Holding, Vec<&Mnt>)> = Vec::new();
+    for h in &found {
+        let pid = name(h).0;
         let byid: BTreeMap<u64, &Mnt> = h.mounts.iter().map(|m| (m.id, m)).collect();
         let mut safe = Vec::new();
         for top in &h.tops {
@@ -212,25 +267,51 @@ pub fn reclaim(cm: &ContainerMounts, watermark: u64, rootfs: &Path) -> Outcome {
                 // Another container on the same rootfs directory being set
                 // up has its own mounts on its bind of it until its
                 // pivot_root: such a copy is waited for, briefly.
-                Some(other) if !passes(&h, *top, pid) => {
-                    out.held.push(holder(byid[top], format!(", which has {} ({}) of its own on it", other.point, other.fs_type)))
+                Some(other) if !passes(h, *top, pid) => {
+                    out.held.push(holder(h, byid[top], format!(", which has {} ({}) of its own on it", other.point, other.fs_type)))
                 }
                 Some(_) => {}
                 None => safe.push(byid[top]),
             }
         }
-        if safe.is_empty() {
-            continue;
+        // A create in flight marked since the walk read the marks: its
+        // copies go at its pivot_root.
+        if !(safe.is_empty() || h.id != 0 && root.join(CREATING).join(h.id.to_string()).exists()) {
+            work.push((h, safe));
         }
-        let failed = detach_in(&h.fd, &safe, h.unique);
-        for m in safe {
-            match failed.iter().find(|(id, _)| *id == m.id) {
-                None => out.detached.push(holder(m, String::new())),
-                // A namespace whose process is setting up another container
-                // moves its mounts about until its pivot_root: the copy is
-                // then at no path, and goes away with the old root.
-                Some(_) if passes(&h, m.id, pid) => {}
-                Some((_, e)) => out.held.push(holder(m, format!(": detaching it failed: {e}"))),
+    }
+    if work.is_empty() {
+        return out;
+    }
+    let jobs: Vec<(&OwnedFd, Vec<&Mnt>)> = work.iter().filter_map(|(h, ms)| Some((h.fd.as_ref()?, ms.clone()))).collect();
+    let failed = detach_all(&jobs, work[0].0.unique);
+    // (holding, mount ID, why) of what could not be detached.
+    let mut left: Vec<(usize, u64, String)> = Vec::new();
+    for (i, (h, ms)) in work.iter().enumerate() {
+        for m in ms {
+            match failed.iter().find(|(j, id, _)| *j == i && *id == m.id) {
+                None => out.detached.push(holder(h, m, String::new())),
+                Some((_, _, e)) => left.push((found.iter().position(|f| std::ptr::eq(f, *h)).unwrap_or(0), m.id, e.clone())),
+            }
+        }
+    }
+    drop(jobs);
+    drop(work);
+    if left.is_empty() {
+        return out;
+    }
+    // Unpinned first: a namespace whose last process left goes away.
+    for h in &mut found {
+        h.fd = None;
+    }
+    for (k, id, e) in left {
+        let h = &found[k];
+        // A namespace whose process is setting up another container moves
+        // its mounts about until its pivot_root: the copy is then at no
+        // path, and goes away with the old root.
+        if !passes(h, id, name(h).0) {
+            if let Some(m) = h.mounts.iter().find(|m| m.id == id) {
+                out.held.push(holder(h, m, format!(": detaching it failed: {e}")));
             }
         }
     }
@@ -248,13 +329,13 @@ fn passes(h: &Holding, top: u64, pid: i32) -> bool {
     let Some(was) = h.mounts.iter().find(|m| m.id == top) else { return true };
     let still = || {
         if h.unique {
-            let ns = berth_sys::mnt_ns_id(h.fd.as_fd()).unwrap_or(0);
-            berth_sys::list_mounts(ns).is_ok_and(|ms| ms.iter().any(|m| m.id == top))
+            berth_sys::list_mounts(h.id).is_ok_and(|ms| ms.iter().any(|m| m.id == top))
         } else {
             // Classic mount IDs are reused at once: the same ID, filesystem
-            // and place. (A process gone says nothing of its namespace:
-            // still there.)
-            std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).map_or(true, |text| {
+            // and place. A process gone is taken as its namespace gone: the
+            // /proc walk sees a namespace only through its processes (and
+            // this one's fd on it is dropped when the search ends).
+            std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).is_ok_and(|text| {
                 berth_sys::mountinfo::parse(&text)
                     .iter()
                     .any(|m| m.id == top && m.dev == was.ident.dev && m.root == was.ident.root && m.mount_point == Path::new(&was.point))
@@ -320,7 +401,7 @@ fn own_groups(rootfs: &Path) -> HashSet<u64> {
 
 /// Linux 6.12+: every namespace, from the kernel's list; only those made
 /// after the container's root mount are read.
-fn holding_listed(cm: &ContainerMounts, watermark: u64, rootfs: &Path) -> std::io::Result<Vec<Holding>> {
+fn holding_listed(cm: &ContainerMounts, watermark: u64, rootfs: &Path, root: &Path) -> std::io::Result<Vec<Holding>> {
     let own = berth_sys::openat(None, Path::new("/proc/self/ns/mnt"), libc::O_RDONLY, 0)?;
     let own_id = berth_sys::mnt_ns_id(own.as_fd())?;
     // Without listmount (or where it is refused) every namespace would look
@@ -329,9 +410,16 @@ fn holding_listed(cm: &ContainerMounts, watermark: u64, rootfs: &Path) -> std::i
     let mut ours: Option<HashSet<u64>> = None;
     let mut out = Vec::new();
     let (mut walked, mut read) = (0, 0);
+    let creating: Option<HashSet<u64>> =
+        std::fs::read_dir(root.join(CREATING)).ok().map(|rd| rd.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect());
     let mut look = |fd: OwnedFd, id: u64| {
         walked += 1;
         if id == own_id || id == cm.ns_id {
+            return;
+        }
+        // A create in flight under this root drops its copies at its
+        // pivot_root (berth's own records: no container can write them).
+        if creating.as_ref().is_some_and(|c| c.contains(&id)) {
             return;
         }
         // A namespace whose first mount is older than the container's
@@ -342,6 +430,12 @@ fn holding_listed(cm: &ContainerMounts, watermark: u64, rootfs: &Path) -> std::i
             return;
         }
         read += 1;
+        // Superblocks first (no paths: cheaper), the whole list only where
+        // the container's root filesystem is mounted.
+        let devs: HashSet<(u64, u64)> = cm.roots.iter().map(|r| r.dev).collect();
+        if !berth_sys::mount_devs(id).is_ok_and(|ms| ms.iter().any(|(mid, dev)| *mid > watermark && devs.contains(dev))) {
+            return;
+        }
         let Ok(list) = berth_sys::list_mounts(id) else { return };
         if !list.iter().any(|m| m.id > watermark && cm.roots.iter().any(|r| r.dev == m.dev && r.root == m.root)) {
             return;
@@ -362,7 +456,7 @@ fn holding_listed(cm: &ContainerMounts, watermark: u64, rootfs: &Path) -> std::i
         let tops = tops(&mounts, cm, rootfs, watermark, ours);
         if !tops.is_empty() {
             let ino = berth_sys::fstat(fd.as_fd()).map(|s| s.st_ino).unwrap_or(0);
-            out.push(Holding { fd, ino, unique: true, mounts, tops });
+            out.push(Holding { fd: Some(fd), ino, id, unique: true, mounts, tops });
         }
     };
     let stuck = walk_namespaces(own, &mut look)?;
@@ -464,37 +558,44 @@ fn holding_procfs(cm: &ContainerMounts, watermark: u64, rootfs: &Path) -> Vec<Ho
         if berth_sys::fstat(fd.as_fd()).map(|s| s.st_ino).ok() != Some(ino) {
             continue;
         }
-        out.push(Holding { fd, ino, unique: false, mounts, tops });
+        out.push(Holding { fd: Some(fd), ino, id: 0, unique: false, mounts, tops });
     }
     out
 }
 
-/// Detaches `mounts` in namespace `ns`, from a child that joins it (this
-/// process's own namespace and working directory stay as they are). Each
-/// mount is opened at its mount point with no symlink followed, its ID
-/// checked on the fd, then detached through the fd. Returns the mounts
-/// that are still there, with why.
-fn detach_in(ns: &OwnedFd, mounts: &[&Mnt], unique: bool) -> Vec<(u64, String)> {
+/// Detaches, for each `(namespace, mounts)` of `work`, those mounts there:
+/// from one child that joins each namespace in turn (this process's own
+/// namespace and working directory stay as they are). Each mount is opened
+/// at its mount point with no symlink followed, its ID checked on the fd,
+/// then detached through the fd. Returns, by the index in `work`, the
+/// mounts that are still there, with why.
+fn detach_all(work: &[(&OwnedFd, Vec<&Mnt>)], unique: bool) -> Vec<(usize, u64, String)> {
+    let all = |e: &dyn std::fmt::Display| -> Vec<(usize, u64, String)> {
+        work.iter().enumerate().flat_map(|(i, (_, ms))| ms.iter().map(move |m| (i, m.id, e.to_string()))).collect()
+    };
     let (r, w) = match berth_sys::stream_pair() {
         Ok(p) => p,
-        Err(e) => return mounts.iter().map(|m| (m.id, e.to_string())).collect(),
+        Err(e) => return all(&e),
     };
     match berth_sys::fork() {
         Ok(None) => {
             drop(r);
             let mut report = String::new();
             // The child's own fd directory, in the procfs of the namespace
-            // it comes from (trusted), opened before it joins the holder's.
-            let proc_fds = berth_sys::openat(None, Path::new("/proc/self/fd"), libc::O_RDONLY | libc::O_DIRECTORY, 0);
-            if let Err(e) = &proc_fds {
-                report = mounts.iter().map(|m| format!("{} open /proc/self/fd: {e}\n", m.id)).collect();
-            } else if let Err(e) = berth_sys::setns(ns.as_fd(), berth_sys::Namespaces::MOUNT) {
-                report = mounts.iter().map(|m| format!("{} join its namespace: {e}\n", m.id)).collect();
-            } else {
-                let proc_fds = proc_fds.expect("checked above");
-                for m in mounts {
-                    if let Err(e) = detach_one(&proc_fds, m, unique) {
-                        report.push_str(&format!("{} {e}\n", m.id));
+            // it comes from (trusted), opened before it joins any other.
+            match berth_sys::openat(None, Path::new("/proc/self/fd"), libc::O_RDONLY | libc::O_DIRECTORY, 0) {
+                Err(e) => report = all(&format!("open /proc/self/fd: {e}")).iter().map(|(i, id, e)| format!("{i} {id} {e}\n")).collect(),
+                Ok(proc_fds) => {
+                    for (i, (ns, mounts)) in work.iter().enumerate() {
+                        if let Err(e) = berth_sys::setns(ns.as_fd(), berth_sys::Namespaces::MOUNT) {
+                            report.extend(mounts.iter().map(|m| format!("{i} {} join its namespace: {e}\n", m.id)));
+                            continue;
+                        }
+                        for m in mounts {
+                            if let Err(e) = detach_one(&proc_fds, m, unique) {
+                                report.push_str(&format!("{i} {} {e}\n", m.id));
+                            }
+                        }
                     }
                 }
             }
@@ -514,10 +615,13 @@ fn detach_in(ns: &OwnedFd, mounts: &[&Mnt], unique: bool) -> Vec<(u64, String)> 
             let _ = berth_sys::waitpid(pid);
             String::from_utf8_lossy(&text)
                 .lines()
-                .filter_map(|l| l.split_once(' ').and_then(|(id, e)| Some((id.parse().ok()?, e.to_string()))))
+                .filter_map(|l| {
+                    let mut f = l.splitn(3, ' ');
+                    Some((f.next()?.parse().ok()?, f.next()?.parse().ok()?, f.next().unwrap_or("").to_string()))
+                })
                 .collect()
         }
-        Err(e) => mounts.iter().map(|m| (m.id, format!("fork: {e}"))).collect(),
+        Err(e) => all(&format!("fork: {e}")),
     }
 }
 

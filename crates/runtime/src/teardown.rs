@@ -278,7 +278,9 @@ fn verify_mounts(c: &Container, rec: &Record) -> Result<()> {
     if let Some(base) = rec.host_mount_base {
         crate::rootfs::detach_host_mounts(&rec.rootfs, base)?;
     }
-    let found = crate::reclaim::reclaim(&rec.mounts, rec.mount_watermark, &rec.rootfs);
+    let root = c.dir.parent().unwrap_or_else(|| std::path::Path::new("/"));
+    crate::reclaim::unmark_container(root, &c.id);
+    let found = crate::reclaim::reclaim(&rec.mounts, rec.mount_watermark, &rec.rootfs, root);
     for h in &found.detached {
         log::warn(&format!(
             "container {}: detached a copy of its mounts that pid {} ({}) in {} held: {}",

@@ -1252,6 +1252,34 @@ struct Statmount {
 
 /// The mounts of mount namespace `ns_id` (listmount(2) + statmount(2), Linux 6.11+).
 pub fn list_mounts(ns_id: u64) -> io::Result<Vec<MountEntry>> {
+    let mut buf = vec![0u64; 8 * 1024];
+    // Skipped: unmounted meanwhile.
+    Ok(mount_ids(ns_id)?.into_iter().filter_map(|id| stat_mount_in(ns_id, id, &mut buf).ok()).collect())
+}
+
+/// The unique ID and superblock device of each mount of namespace `ns_id`:
+/// statmount's fixed part only, without the paths [`list_mounts`] has the
+/// kernel build.
+pub fn mount_devs(ns_id: u64) -> io::Result<Vec<(u64, (u64, u64))>> {
+    const STATMOUNT_SB_BASIC: u64 = 0x1;
+    let mut out = Vec::new();
+    for id in mount_ids(ns_id)? {
+        let r = MntIdReq { size: 32, spare: 0, mnt_id: id, param: STATMOUNT_SB_BASIC, mnt_ns_id: ns_id };
+        // SAFETY: a zeroed statmount we own, of its own size.
+        let mut sm: Statmount = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid request; `sm` is writable for its size.
+        let n = unsafe {
+            libc::syscall(SYS_STATMOUNT, std::ptr::from_ref(&r), std::ptr::addr_of_mut!(sm), std::mem::size_of::<Statmount>(), 0)
+        };
+        if n == 0 {
+            out.push((id, (u64::from(sm.sb_dev_major), u64::from(sm.sb_dev_minor))));
+        }
+    }
+    Ok(out)
+}
+
+/// The unique IDs of the mounts of namespace `ns_id` (listmount(2)).
+fn mount_ids(ns_id: u64) -> io::Result<Vec<u64>> {
     const LSMT_ROOT: u64 = u64::MAX;
     let mut ids: Vec<u64> = Vec::new();
     let mut last = 0u64;
@@ -1267,9 +1295,7 @@ pub fn list_mounts(ns_id: u64) -> io::Result<Vec<MountEntry>> {
             _ => break,
         }
     }
-    let mut buf = vec![0u64; 8 * 1024];
-    // Skipped: unmounted meanwhile.
-    Ok(ids.into_iter().filter_map(|id| stat_mount_in(ns_id, id, &mut buf).ok()).collect())
+    Ok(ids)
 }
 
 /// The smallest unique mount ID in mount namespace `ns_id` (one listmount(2)
