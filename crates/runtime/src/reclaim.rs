@@ -274,10 +274,26 @@ pub fn reclaim(cm: &ContainerMounts, watermark: u64, rootfs: &Path, root: &Path)
                 None => safe.push(byid[top]),
             }
         }
-        // A create in flight marked since the walk read the marks: its
-        // copies go at its pivot_root.
-        if !(safe.is_empty() || h.id != 0 && root.join(CREATING).join(h.id.to_string()).exists()) {
+        if !safe.is_empty() {
             work.push((h, safe));
+        }
+    }
+    // A create in flight is marked only once its clone has returned to its
+    // parent, which may wait for a CPU: a namespace with a process in it
+    // that is not marked yet is looked at again for a few ms (1 + 2 + 4 +
+    // 8) before anything is detached there. One with no process yet is
+    // mid-clone (copying the mounts, making a network namespace: long under
+    // load) or pinned (an nsfs bind, an fd): detaching there at once is
+    // harmless to a clone, which drops every copy at its pivot_root anyway,
+    // and is what a pinned one needs. Marked ones, and copies gone
+    // meanwhile, are left. (The /proc walk has no marks.)
+    let marked = |h: &Holding| h.id != 0 && root.join(CREATING).join(h.id.to_string()).exists();
+    let still = |h: &Holding, ms: &[&Mnt]| h.id == 0 || berth_sys::mount_ids(h.id).is_ok_and(|ids| ms.iter().any(|m| ids.contains(&m.id)));
+    for ms in [0, 1, 2, 4, 8] {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+        work.retain(|(h, copies)| !marked(h) && still(h, copies));
+        if !work.iter().any(|(h, _)| h.id != 0 && name(h).0 != 0) {
+            break;
         }
     }
     if work.is_empty() {

@@ -1279,7 +1279,7 @@ pub fn mount_devs(ns_id: u64) -> io::Result<Vec<(u64, (u64, u64))>> {
 }
 
 /// The unique IDs of the mounts of namespace `ns_id` (listmount(2)).
-fn mount_ids(ns_id: u64) -> io::Result<Vec<u64>> {
+pub fn mount_ids(ns_id: u64) -> io::Result<Vec<u64>> {
     const LSMT_ROOT: u64 = u64::MAX;
     let mut ids: Vec<u64> = Vec::new();
     let mut last = 0u64;
