@@ -164,10 +164,14 @@ pub fn mark_creating(root: &Path, ns_id: u64, id: &str) {
     }
 }
 
-/// Removes the mark of [`mark_creating`] (the setup is over).
+/// Removes the mark of [`mark_creating`] (the setup is over), and the
+/// directory of marks once it is empty (a create marking meanwhile makes
+/// it again; at worst its mark is lost, and its namespace only searched).
 pub fn unmark_creating(root: &Path, ns_id: u64) {
     if ns_id != 0 {
-        let _ = std::fs::remove_file(root.join(CREATING).join(ns_id.to_string()));
+        let dir = root.join(CREATING);
+        let _ = std::fs::remove_file(dir.join(ns_id.to_string()));
+        let _ = std::fs::remove_dir(dir);
     }
 }
 
@@ -176,11 +180,13 @@ pub fn unmark_creating(root: &Path, ns_id: u64) {
 /// creates in flight have marks, so the list is short.
 pub fn unmark_container(root: &Path, id: &str) {
     let dir = root.join(CREATING);
-    for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+    let Ok(rd) = std::fs::read_dir(&dir) else { return };
+    for e in rd.flatten() {
         if std::fs::read_link(e.path()).is_ok_and(|t| t == Path::new(id)) {
             let _ = std::fs::remove_file(e.path());
         }
     }
+    let _ = std::fs::remove_dir(dir);
 }
 
 /// The ID of the mount namespace of process `pid` (Linux 6.12+; 0 if unknown).

@@ -433,14 +433,8 @@ impl World {
             }
         }
         if let Ok(rd) = fs::read_dir(&self.root) {
+            // (Marks of creates in flight, @creating, are gone with them.)
             for e in rd.flatten().filter(|e| e.file_name() != "@reaper") {
-                if e.file_name() == "@creating" {
-                    // Marks of creates in flight: none once they are over.
-                    for m in fs::read_dir(e.path()).into_iter().flatten().flatten() {
-                        leaks.push(format!("create-in-flight mark {}", m.path().display()));
-                    }
-                    continue;
-                }
                 leaks.push(format!("state {}", e.path().display()));
             }
         }
