@@ -81,46 +81,40 @@ pub struct ContainerMounts {
     /// unknown, or when it has none of its own).
     #[serde(default)]
     pub ns_id: u64,
-    /// The container's root filesystem, as mounted at its root.
+    /// The container's root filesystem, as the caller mounted it.
     #[serde(default)]
     pub roots: Vec<Identity>,
-    /// The other mounts berth made for it.
+    /// What may sit on a copy of it and is the container's too: the roots,
+    /// and without a mount namespace of its own what berth mounted there.
     #[serde(default)]
     pub inner: Vec<Identity>,
 }
 
-/// Reads the mounts of the container whose init is `pid`, once it is set
-/// up. Its root, as far as other namespaces can hold a copy of it: the
-/// caller's own mount at `rootfs` (podman's overlay, a bind), the only one
-/// of the container's mounts visible outside its namespace; or, without a
-/// mount namespace of its own, what berth stacked on `rootfs` after
-/// `host_base`. A rootfs that is a plain directory has none: the container's
-/// bind of it lives in the container's namespace only, and another
-/// container's bind of the same directory is not this one's. Everything
-/// else berth mounted for it is recorded too.
-pub fn identify(pid: i32, rootfs: &Path, host_base: Option<u64>) -> ContainerMounts {
-    let mut cm = ContainerMounts::default();
-    // Without a mount namespace of its own the container's mounts are in
-    // this one, where the init (rooted in the rootfs) would not show them
-    // at their paths.
-    let from = if host_base.is_some() { "self".to_string() } else { pid.to_string() };
-    let text = std::fs::read_to_string(format!("/proc/{from}/mountinfo")).unwrap_or_default();
-    let id = |m: &berth_sys::mountinfo::MountInfo| Identity { dev: m.dev, root: m.root.clone() };
-    for m in berth_sys::mountinfo::parse(&text) {
-        match host_base {
-            None => cm.inner.push(id(&m)),
-            Some(base) if m.mount_point == rootfs && m.id != base => cm.roots.push(id(&m)),
-            Some(_) if m.mount_point.starts_with(rootfs) => cm.inner.push(id(&m)),
-            Some(_) => {}
+/// What identifies the container's mounts outside its own namespace, once
+/// it is set up: the caller's own mount at `rootfs` (podman's overlay, a
+/// bind), the only one of them visible there. Without a mount namespace of
+/// its own (`host_base`: the mount the rootfs was on before create), what
+/// berth stacked on `rootfs` in this namespace, and everything it mounted
+/// under it. A rootfs that is a plain directory has none: the container's
+/// bind of it lives in the container's namespace only (`ns_id`), and
+/// another container's bind of the same directory is not this one's.
+pub fn identify(rootfs: &Path, host_base: Option<u64>, ns_id: u64) -> ContainerMounts {
+    let mut cm = ContainerMounts { ns_id, ..Default::default() };
+    match host_base {
+        None => cm.roots.extend(caller_mount(rootfs)),
+        Some(base) => {
+            let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+            for m in berth_sys::mountinfo::parse(&text).into_iter().filter(|m| m.mount_point.starts_with(rootfs)) {
+                let id = Identity { dev: m.dev, root: m.root };
+                if m.mount_point == rootfs && m.id != base {
+                    cm.roots.push(id);
+                } else if m.mount_point != rootfs {
+                    cm.inner.push(id);
+                }
+            }
         }
     }
-    if host_base.is_none() {
-        cm.roots.extend(caller_mount(rootfs));
-        cm.ns_id = ns_id_of(pid);
-    }
     cm.inner.extend(cm.roots.iter().cloned());
-    cm.roots.sort_by(|a, b| (a.dev, &a.root).cmp(&(b.dev, &b.root)));
-    cm.roots.dedup();
     cm.inner.sort_by(|a, b| (a.dev, &a.root).cmp(&(b.dev, &b.root)));
     cm.inner.dedup();
     cm
