@@ -398,7 +398,7 @@ fn create_in(
     };
     crate::fault("create:ready");
     rec.mount_watermark = sys::mount_id_unique(Path::new(&format!("/proc/{}/root", init.pid))).unwrap_or(0);
-    rec.mounts = crate::reclaim::identify(&rec.rootfs, rec.host_mount_base, marked);
+    rec.mounts = crate::reclaim::identify(&rec.rootfs, &rec.bundle, rec.host_mount_base, marked);
     t.mark("mounts_recorded", since);
     rec.phase = Phase::Created;
     c.save(rec)?;

@@ -98,10 +98,10 @@ pub struct ContainerMounts {
 /// under it. A rootfs that is a plain directory has none: the container's
 /// bind of it lives in the container's namespace only (`ns_id`), and
 /// another container's bind of the same directory is not this one's.
-pub fn identify(rootfs: &Path, host_base: Option<u64>, ns_id: u64) -> ContainerMounts {
+pub fn identify(rootfs: &Path, bundle: &Path, host_base: Option<u64>, ns_id: u64) -> ContainerMounts {
     let mut cm = ContainerMounts { ns_id, ..Default::default() };
     match host_base {
-        None => cm.roots.extend(caller_mount(rootfs)),
+        None => cm.roots.extend(caller_mount(rootfs, bundle)),
         Some(base) => {
             let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
             for m in berth_sys::mountinfo::parse(&text).into_iter().filter(|m| m.mount_point.starts_with(rootfs)) {
@@ -121,19 +121,28 @@ pub fn identify(rootfs: &Path, host_base: Option<u64>, ns_id: u64) -> ContainerM
 }
 
 /// The identity of the caller's mount at `rootfs`, if the rootfs is a mount
-/// root in this namespace: from statmount (6.8+), else this namespace's
-/// mountinfo (the top mount at that path).
-fn caller_mount(rootfs: &Path) -> Option<Identity> {
+/// root in this namespace made for the container: an overlay (what podman,
+/// containerd, Docker and CRI-O mount as a container's root) or a mount
+/// inside the container's bundle. A config pointing its root at a host
+/// mount (`/`, `/home`, a bind of someone's data) gets none, so that no
+/// copy of that mount elsewhere is ever taken for the container's. From
+/// statmount (6.8+), else this namespace's mountinfo.
+fn caller_mount(rootfs: &Path, bundle: &Path) -> Option<Identity> {
     let fd = berth_sys::openat(None, rootfs, libc::O_PATH | libc::O_DIRECTORY, 0).ok()?;
     if !berth_sys::is_mount_root(fd.as_fd()).ok()? {
         return None;
     }
-    if let Ok(m) = berth_sys::mount_id_unique_fd(fd.as_fd()).and_then(berth_sys::stat_mount) {
-        return Some(Identity { dev: m.dev, root: m.root });
-    }
-    let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let classic = berth_sys::mount_id_fd(fd.as_fd()).ok()?;
-    berth_sys::mountinfo::parse(&text).into_iter().find(|m| m.id == classic).map(|m| Identity { dev: m.dev, root: m.root })
+    let (dev, root, fs_type) = match berth_sys::mount_id_unique_fd(fd.as_fd()).and_then(berth_sys::stat_mount) {
+        Ok(m) => (m.dev, m.root, m.fs_type),
+        Err(_) => {
+            let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+            let classic = berth_sys::mount_id_fd(fd.as_fd()).ok()?;
+            let m = berth_sys::mountinfo::parse(&text).into_iter().find(|m| m.id == classic)?;
+            (m.dev, m.root, m.fs_type)
+        }
+    };
+    let own = fs_type == "overlay" || (rootfs != bundle && rootfs.starts_with(bundle));
+    own.then_some(Identity { dev, root })
 }
 
 /// Where the mount namespaces of creates in flight under a `--root` are

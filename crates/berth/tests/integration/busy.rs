@@ -355,3 +355,32 @@ fn only_why_busy_itself_exits_2_on_an_error() {
     assert_eq!(w.berth(&["why-busy", "/nonexistent/path"]).status.code(), Some(2));
     w.finish();
 }
+
+#[test]
+#[ignore = "needs root"]
+fn a_config_pointing_its_root_at_a_host_mount_never_detaches_that_mount_elsewhere() {
+    if berth_only() {
+        return;
+    }
+    // root.path is a mount of the host's (here a bind outside the bundle,
+    // standing for /home or someone's data), not one made for the
+    // container: copies of it in other namespaces are not the container's.
+    let mut w = World::new("hostroot");
+    let host = w.dir.join("hostdata");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::rename(w.bundle.join("rootfs"), host.join("rootfs")).unwrap();
+    let data = host.join("rootfs");
+    let mount = CallerMount::bind(&data);
+    w.config(&["sleep", "1000"], |c| c["root"]["path"] = serde_json::json!(data.to_str().unwrap()));
+    let id = w.create();
+    let mut holder = foreign_ns(&w, "true");
+    assert!(has_mount(holder.id(), &data), "the holder has no copy of the host mount");
+    let o = w.berth(&["delete", "--force", &id]);
+    let e = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success() && !e.contains(&format!("pid {} ", holder.id())), "{e}");
+    assert!(has_mount(holder.id(), &data), "a host mount's copy was detached in someone else's namespace");
+    assert!(holder.alive());
+    drop(holder);
+    drop(mount);
+    w.finish();
+}
